@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DATA := data/synthetic
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install data demo test clean
+
+$(STAMP): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(DATA)/info.json: | $(STAMP)
+	$(PY) -m mmv.data.synthetic --output_dir $(DATA)
+
+data: $(DATA)/info.json
+
+# Trains configs/tiny.py (resuming if runs/demo has a checkpoint), then evaluates the latest one.
+demo: install data
+	$(PY) launch.py --config configs/tiny.py --workdir runs/demo
+	$(PY) -m mmv.evaluate --config configs/tiny.py --workdir runs/demo --output runs/demo/eval.json
+
+test: install
+	$(PY) -m pytest -n 2 --durations=10 tests
+
+clean:
+	rm -rf runs $(DATA)

@@ -1,0 +1,1 @@
+"""mmv: self-supervised multimodal (video, audio, text) representation learning in JAX."""

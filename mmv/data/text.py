@@ -1,0 +1,54 @@
+"""Text ops for tf.data: a word tokenizer over a vocabulary file, stop words, K captions."""
+
+import tensorflow as tf
+
+PAD_ID = 0
+UNK_ID = 1
+
+
+def read_vocabulary(path):
+  """Words of a vocabulary file (one per line); ids start at 2 after <pad> and <unk>."""
+  with tf.io.gfile.GFile(path) as f:
+    words = [line.strip() for line in f if line.strip()]
+  if not words:
+    raise ValueError(f'vocabulary file {path} is empty')
+  return words
+
+
+class Tokenizer:
+  """Lower-cases, splits on anything but letters and digits, drops stop words, maps to ids."""
+
+  def __init__(self, words, stop_words=(), max_words=16):
+    self.vocab_size = len(words) + 2
+    self.max_words = max_words
+    self._ids = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(words), tf.range(2, len(words) + 2, dtype=tf.int32)), UNK_ID)
+    stop = list(stop_words) or ['']
+    self._stop = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(stop), tf.ones(len(stop), tf.bool)),
+        False)
+
+  def __call__(self, captions):
+    """string [N] → int32 [N, max_words], padded with PAD_ID."""
+    text = tf.strings.regex_replace(tf.strings.lower(captions), '[^a-z0-9]+', ' ')
+    words = tf.strings.split(tf.strings.strip(text))
+    words = tf.ragged.boolean_mask(words, tf.logical_not(self._stop.lookup(words)))
+    ids = tf.ragged.map_flat_values(self._ids.lookup, words)
+    return ids.to_tensor(PAD_ID, shape=[None, self.max_words])
+
+
+def choose_captions(num_available, k, *, train, seed):
+  """Indices of K captions and their mask [K].
+
+  Training draws K with replacement among the clip's captions; evaluation takes the first K
+  (the first caption is the query for retrieval). A clip without captions gets an all-zero mask.
+  """
+  n = tf.maximum(num_available, 1)
+  if train:
+    indices = tf.random.stateless_uniform([k], seed, 0, n, dtype=tf.int32)
+    mask = tf.fill([k], tf.cast(num_available > 0, tf.float32))
+  else:
+    indices = tf.minimum(tf.range(k), n - 1)
+    mask = tf.cast(tf.range(k) < num_available, tf.float32)
+  return indices, mask

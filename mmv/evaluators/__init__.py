@@ -1,0 +1,1 @@
+"""Downstream protocols on extracted embeddings and features."""

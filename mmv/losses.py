@@ -1,0 +1,79 @@
+"""Contrastive losses of MMV (DESIGN.md §4), pure functions of global-batch embeddings.
+
+Called under `jax.jit` on batch-sharded arrays, the similarity matrices span the global batch:
+XLA gathers the embeddings across devices, so every example's negatives come from all devices.
+
+NCE(video, audio), for each valid i:
+  −log( e^{s_ii} / (e^{s_ii} + Σ_{j≠i} e^{s(v_i,a_j)} + Σ_{j≠i} e^{s(v_j,a_i)}) )
+MIL-NCE(video, K captions), for each i with text:
+  −log( Σ_k e^{s(v_i,t_i^k)} / (Σ_k e^{s(v_i,t_i^k)} + Σ_{j≠i,k} e^{s(v_i,t_j^k)}
+                                 + Σ_{j≠i,k} e^{s(v_j,t_i^k)}) )
+with s(x, y) = <x/|x|, y/|y|> / temperature. Masked examples neither contribute a positive nor
+act as a negative.
+"""
+
+import jax
+import jax.numpy as jnp
+
+NEG_INF = -1e30  # Finite, so fully masked rows give exp(-inf - max) = 0 without NaNs.
+
+
+def l2_normalize(x, eps=1e-12):
+  x = x.astype(jnp.float32)
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps))
+
+
+def _masked_mean(values, mask):
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def nce(x, y, *, temperature=0.07, mask=None):
+  """Symmetric-denominator NCE between paired embeddings x [B, D] and y [B, D].
+
+  `mask` [B] marks the pairs that exist (e.g. clips with audio); returns the mean over them.
+  """
+  b = x.shape[0]
+  mask = jnp.ones((b,), jnp.float32) if mask is None else mask.astype(jnp.float32)
+  s = l2_normalize(x) @ l2_normalize(y).T / temperature  # s[i, j] = s(x_i, y_j)
+  valid = (mask[:, None] * mask[None, :]) > 0
+  eye = jnp.eye(b, dtype=bool)
+  rows = jnp.where(valid, s, NEG_INF)  # s(x_i, y_j), j any, including the positive.
+  cols = jnp.where(valid & ~eye, s.T, NEG_INF)  # s(x_j, y_i), j ≠ i.
+  denominator = jax.nn.logsumexp(jnp.concatenate([rows, cols], axis=1), axis=1)
+  return _masked_mean(denominator - jnp.diagonal(s), mask)
+
+
+def mil_nce(x, y, *, temperature=0.07, mask=None, y_mask=None):
+  """MIL-NCE between x [B, D] and K candidates y [B, K, D] per example.
+
+  `mask` [B] marks the examples whose x exists; `y_mask` [B, K] marks the real candidates
+  (an example without text has an all-zero row). Returns the mean over examples with both.
+  """
+  b, k, _ = y.shape
+  x_mask = jnp.ones((b,), jnp.float32) if mask is None else mask.astype(jnp.float32)
+  y_mask = jnp.ones((b, k), jnp.float32) if y_mask is None else y_mask.astype(jnp.float32)
+  s = jnp.einsum('id,jkd->ijk', l2_normalize(x), l2_normalize(y)) / temperature
+  valid = (x_mask[:, None, None] * y_mask[None, :, :]) > 0  # valid[i, j, k]
+  eye = jnp.eye(b, dtype=bool)[:, :, None]
+  positives = jnp.where(valid & eye, s, NEG_INF)
+  numerator = jax.nn.logsumexp(positives.reshape(b, -1), axis=1)
+  rows = jnp.where(valid, s, NEG_INF).reshape(b, -1)  # s(x_i, y_j^k), all j, k.
+  # s(x_j, y_i^k) for j ≠ i: transpose the first two axes so row i holds column i.
+  cols = jnp.where(valid & ~eye, s, NEG_INF).transpose(1, 0, 2).reshape(b, -1)
+  denominator = jax.nn.logsumexp(jnp.concatenate([rows, cols], axis=1), axis=1)
+  example_mask = x_mask * (jnp.sum(y_mask, axis=1) > 0)
+  return _masked_mean(denominator - numerator, example_mask)
+
+
+def mmv_loss(embeddings, batch, *, temperature, weight_va, weight_vt):
+  """λ_va·NCE(video_va, audio_va) + λ_vt·MIL-NCE(video_vt, text_vt) and its terms.
+
+  `batch['mask']` excludes padding; `audio_mask` and `text_mask` exclude missing modalities.
+  """
+  mask = batch['mask']
+  va = nce(embeddings['video_va'], embeddings['audio_va'], temperature=temperature,
+           mask=mask * batch['audio_mask'])
+  vt = mil_nce(embeddings['video_vt'], embeddings['text_vt'], temperature=temperature,
+               mask=mask, y_mask=batch['text_mask'] * mask[:, None])
+  total = weight_va * va + weight_vt * vt
+  return total, {'loss_va': va, 'loss_vt': vt}

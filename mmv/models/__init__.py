@@ -1,0 +1,1 @@
+"""Flax Linen encoders, projection heads and the assembled MMV model."""

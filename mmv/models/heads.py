@@ -1,0 +1,98 @@
+"""Projection heads into the shared spaces S_va (video–audio) and S_vat (video–audio–text).
+
+Graphs (MMV paper, DESIGN.md §4):
+  shared     one head per modality into a single space of `vat_dim`;
+  disjoint   separate heads per pair, all from the backbones: video→S_va, video→S_vt,
+             audio→S_va, text→S_vt;
+  fac_relu / fac_bnrelu
+             fine-and-coarse: video→S_va (MLP + BN), then ReLU (or BN+ReLU), then → S_vat
+             (linear + BN); audio→S_va (linear); text→S_vat (linear). At evaluation audio reaches
+             S_vat through the video's second head.
+
+Every graph returns the same four embeddings, so the losses need not know the graph:
+video_va, audio_va (the NCE pair) and video_vt, text_vt (the MIL-NCE pair).
+"""
+
+import flax.linen as nn
+
+GRAPHS = ('shared', 'disjoint', 'fac_relu', 'fac_bnrelu')
+
+
+class Projection(nn.Module):
+  """Linear, or MLP (Linear → BN → ReLU → Linear), optionally followed by BN."""
+  dim: int
+  mlp: bool = False
+  bn_after: bool = False
+  bn_decay: float = 0.9
+  bn_eps: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x, train):
+    bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_decay,
+                              epsilon=self.bn_eps)
+    if self.mlp:
+      x = nn.relu(bn()(nn.Dense(self.dim)(x)))
+    x = nn.Dense(self.dim)(x)
+    if self.bn_after:
+      x = bn()(x)
+    return x
+
+
+class Heads(nn.Module):
+  """The projection graph; each method maps one modality's backbone features."""
+  graph: str = 'fac_relu'
+  va_dim: int = 512
+  vat_dim: int = 256
+  bn_decay: float = 0.9
+  bn_eps: float = 1e-5
+
+  def setup(self):
+    if self.graph not in GRAPHS:
+      raise ValueError(f'unknown head graph {self.graph!r}; choose from {GRAPHS}')
+    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps)
+    if self.graph == 'shared':
+      self.video_proj = Projection(self.vat_dim, **bn)
+      self.audio_proj = Projection(self.vat_dim, **bn)
+      self.text_proj = Projection(self.vat_dim, **bn)
+    elif self.graph == 'disjoint':
+      self.video_va_proj = Projection(self.va_dim, **bn)
+      self.video_vt_proj = Projection(self.vat_dim, **bn)
+      self.audio_proj = Projection(self.va_dim, **bn)
+      self.text_proj = Projection(self.vat_dim, **bn)
+    else:
+      self.video_va_proj = Projection(self.va_dim, mlp=True, bn_after=True, **bn)
+      self.va_to_vat = Projection(self.vat_dim, bn_after=True, **bn)
+      if self.graph == 'fac_bnrelu':
+        self.fac_bn = nn.BatchNorm(momentum=self.bn_decay, epsilon=self.bn_eps)
+      self.audio_proj = Projection(self.va_dim, **bn)
+      self.text_proj = Projection(self.vat_dim, **bn)
+
+  def _va_to_vat(self, x, train):
+    if self.graph == 'fac_bnrelu':
+      x = self.fac_bn(x, use_running_average=not train)
+    return self.va_to_vat(nn.relu(x), train)
+
+  def video(self, features, train):
+    """→ (video_va, video_vt)."""
+    if self.graph == 'shared':
+      z = self.video_proj(features, train)
+      return z, z
+    if self.graph == 'disjoint':
+      return self.video_va_proj(features, train), self.video_vt_proj(features, train)
+    va = self.video_va_proj(features, train)
+    return va, self._va_to_vat(va, train)
+
+  def audio(self, features, train):
+    """→ audio_va (shared: its single space)."""
+    return self.audio_proj(features, train)
+
+  def audio_to_vat(self, audio_va, train):
+    """Audio in S_vat: FAC goes through the video's second head; `shared` is already there;
+    `disjoint` has no audio–text space, so None."""
+    if self.graph.startswith('fac'):
+      return self._va_to_vat(audio_va, train)
+    return audio_va if self.graph == 'shared' else None
+
+  def text(self, features, train):
+    """→ text_vt."""
+    return self.text_proj(features, train)

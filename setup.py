@@ -1,0 +1,36 @@
+"""mmv: self-supervised multimodal video representation learning (MMV) in JAX."""
+
+import setuptools
+
+# Pinned: the versions DESIGN.md §3 chooses and CI tests. For GPUs install the matching CUDA
+# build of jaxlib on top (see the README); TPU VMs: `pip install "jax[tpu]==0.10.2"`.
+INSTALL_REQUIRES = [
+    'absl-py==2.5.1',
+    'chex==0.1.92',
+    'flax==0.12.8',
+    'jax==0.10.2',
+    'jaxlib==0.10.2',
+    'ml-collections==1.1.0',
+    'numpy==2.4.6',
+    'optax==0.2.8',
+    'orbax-checkpoint==0.12.8',
+    'scikit-learn==1.9.1',
+    'tensorboardX==2.6.5',
+    'tensorflow-cpu==2.21.0',
+    'tqdm==4.70.1',
+]
+
+TEST_REQUIRES = [
+    'pytest==9.2.0',
+    'pytest-xdist==3.8.0',
+]
+
+setuptools.setup(
+    name='mmv',
+    version='0.1.0',
+    description='Self-supervised multimodal (video, audio, text) video models in JAX/Flax.',
+    python_requires='>=3.11',
+    packages=setuptools.find_packages(include=['mmv', 'mmv.*']),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={'test': TEST_REQUIRES},
+)

@@ -1,0 +1,51 @@
+"""Test set-up: 8 fake CPU devices (before jax starts its backend), a small synthetic dataset."""
+
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+from configs import tiny  # pylint: disable=wrong-import-position
+from mmv.data import synthetic  # pylint: disable=wrong-import-position
+
+tf.config.set_visible_devices([], 'GPU')
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A small synthetic dataset: 64 training and 32 test clips, 4 and 2 shards."""
+  path = str(tmp_path_factory.mktemp('synthetic'))
+  synthetic.generate(path, seed=0, splits={'train': 64, 'test': 32},
+                     num_shards={'train': 4, 'test': 2})
+  return path
+
+
+@pytest.fixture
+def config(data_dir):
+  """configs/tiny.py shrunk for tests, on the small dataset."""
+  c = tiny.get_config()
+  c.data.data_dir = data_dir
+  c.data.shuffle_buffer = 16
+  c.model.width = 8
+  c.model.word_embedding_dim = 16
+  c.model.text_hidden = 32
+  c.model.va_dim = 32
+  c.model.vat_dim = 16
+  c.train.batch_size = 16
+  c.train.steps = 4
+  c.train.log_every = 1
+  c.train.checkpoint_every = 2
+  c.optim.warmup_steps = 2
+  c.eval.batch_size = 16
+  c.eval.linear_c = (1.0,)
+  return c
+
+
+def pytest_report_header(config):
+  del config
+  return f'jax {jax.__version__}, {jax.device_count()} devices ({jax.devices()[0].platform})'
