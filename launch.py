@@ -56,7 +56,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO.
   initialize_distributed()
   summary = train.train(_CONFIG.value, _WORKDIR.value)
-  print(f'finished at step {summary["step"]}; workdir {_WORKDIR.value}', flush=True)
+  # A preempted run exits cleanly (status 0) too: its checkpoint is complete.
+  ending = 'preempted' if summary['preempted'] else 'finished'
+  print(f'{ending} at step {summary["step"]}; workdir {_WORKDIR.value}', flush=True)
 
 
 if __name__ == '__main__':

@@ -61,6 +61,18 @@ def get_config():
   c.loss.temperature = 0.07
   c.loss.weight_va = 1.0
   c.loss.weight_vt = 1.0
+  # 'dense': XLA gathers the global batch's embeddings and builds the B×B similarities.
+  # 'chunked': a ring over the devices (mmv/chunked_losses.py); memory linear in the batch.
+  c.loss.implementation = 'dense'
+  c.loss.chunk_size = 1024  # Candidates per block of the chunked loss.
+
+  # The batch is split over every device; parameters (and their Adam moments) whose name
+  # matches a rule's regex first are replicated or split over `fsdp` (their largest divisible
+  # dimension), e.g. ((r'backbone/.*kernel', 'fsdp'), ('.*', 'replicate')).
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # Devices along `data`; -1: all that `fsdp` leaves.
+  c.mesh.fsdp = 1
+  c.mesh.param_rules = (('.*', 'replicate'),)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2e-3
@@ -74,6 +86,12 @@ def get_config():
   c.train.log_every = 20
   c.train.checkpoint_every = 200
   c.train.max_to_keep = 3
+  # Micro-batches per step (gradient accumulation): the negatives still come from the whole
+  # batch (GradCache, see train.cached_loss_and_grads); 1 = one pass.
+  c.train.microbatches = 1
+  c.train.nonfinite = 'stop'  # A NaN/inf loss: 'stop' (keeping the last checkpoint) | 'skip'.
+
+  c.profile_steps = ()  # (first, last): a profiler trace of these steps in workdir/profile.
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 64

@@ -8,6 +8,7 @@ is refused with the names that differ, so a checkpoint of another model is never
 import os
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 
@@ -56,7 +57,9 @@ class Checkpointer:
     return list(self._manager.all_steps(read=True))
 
   def save(self, step, state, *, signature, extra=None):
-    """Starts an async save; returns at once. All processes must call it."""
+    """Starts an async save; returns at once. All processes must call it, at the same step."""
+    if jax.process_count() > 1:
+      multihost_utils.assert_equal(int(step), f'processes disagree on the step to save ({step})')
     meta = dict(step=int(step), signature=signature, **(extra or {}))
     return self._manager.save(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))

@@ -39,7 +39,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def restore(config, workdir, step=None):
   """(model, variables, step) of the checkpoint `step` (latest by default) in `workdir`."""
-  mesh = shard_lib.make_mesh()
+  mesh = shard_lib.make_mesh(config.mesh)
   model = train_lib.create_model(config)
   tx = optim.make_optimizer(config.optim, config.train.steps)
   abstract = train_lib.abstract_train_state(config, model, tx, mesh)
@@ -59,8 +59,8 @@ def _embed_fn(model, mesh):
     return {'features': features, 'video': losses.l2_normalize(video_vt),
             'text': losses.l2_normalize(text_vt)}
 
-  return jax.jit(embed, in_shardings=(shard_lib.replicated(mesh), shard_lib.batch_sharding(mesh)),
-                 out_shardings=shard_lib.replicated(mesh))
+  # The variables keep the shardings they were restored onto (config.mesh.param_rules).
+  return jax.jit(embed, out_shardings=shard_lib.replicated(mesh))
 
 
 def extract(config, model, variables, mesh, split):

@@ -65,15 +65,18 @@ def mil_nce(x, y, *, temperature=0.07, mask=None, y_mask=None):
   return _masked_mean(denominator - numerator, example_mask)
 
 
-def mmv_loss(embeddings, batch, *, temperature, weight_va, weight_vt):
+def mmv_loss(embeddings, batch, *, temperature, weight_va, weight_vt, nce_fn=nce,
+             mil_nce_fn=mil_nce):
   """λ_va·NCE(video_va, audio_va) + λ_vt·MIL-NCE(video_vt, text_vt) and its terms.
 
   `batch['mask']` excludes padding; `audio_mask` and `text_mask` exclude missing modalities.
+  `nce_fn` and `mil_nce_fn` compute the two terms (the dense ones here, or the chunked ones of
+  `mmv.chunked_losses` with the same signature).
   """
   mask = batch['mask']
-  va = nce(embeddings['video_va'], embeddings['audio_va'], temperature=temperature,
-           mask=mask * batch['audio_mask'])
-  vt = mil_nce(embeddings['video_vt'], embeddings['text_vt'], temperature=temperature,
-               mask=mask, y_mask=batch['text_mask'] * mask[:, None])
+  va = nce_fn(embeddings['video_va'], embeddings['audio_va'], temperature=temperature,
+              mask=mask * batch['audio_mask'])
+  vt = mil_nce_fn(embeddings['video_vt'], embeddings['text_vt'], temperature=temperature,
+                  mask=mask, y_mask=batch['text_mask'] * mask[:, None])
   total = weight_va * va + weight_vt * vt
   return total, {'loss_va': va, 'loss_vt': vt}

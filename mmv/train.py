@@ -1,26 +1,29 @@
 """Training: the train state, the pure train step and the loop.
 
 `train(config, workdir)` runs (or resumes) a run and returns its summary, so tests and
-notebooks call it like `launch.py` does. The step is jitted over the mesh: the batch is split
-over the `data` axis, the state is replicated and donated, and BatchNorm statistics and the
-contrastive negatives span the global batch.
+notebooks call it like `launch.py` does. The step is jitted over the (data, fsdp) mesh: the
+batch is split over all devices, parameters and optimiser state are placed by the config's
+sharding rules, the state is donated, and BatchNorm statistics and the contrastive negatives
+span the global batch.
 """
 
 import functools
-import json
+import itertools
 import os
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from mmv import checkpoint as ckpt_lib
+from mmv import chunked_losses
 from mmv import losses
 from mmv import optim
+from mmv import preemption
 from mmv import sharding as shard_lib
+from mmv import throughput
 from mmv import writers
 from mmv.data import pipeline
 from mmv.data import text as text_ops
@@ -58,55 +61,297 @@ def init_state(rng, *, model, tx, data_config):
                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params))
 
 
-def train_step(state, batch, *, model, tx, loss_config):
-  """One optimiser step on a global batch; returns the new state and scalar metrics."""
+def make_loss_fn(loss_config, mesh, implementation=None):
+  """`(embeddings, batch) -> (loss, terms)` with the dense or the chunked contrastive losses.
 
-  def loss_fn(params):
-    embeddings, updates = model.apply(
-        {'params': params, 'batch_stats': state.batch_stats},
-        batch['video'], batch['audio'], batch['text'], train=True, mutable=['batch_stats'])
-    loss, terms = losses.mmv_loss(
-        embeddings, batch, temperature=loss_config.temperature,
-        weight_va=loss_config.weight_va, weight_vt=loss_config.weight_vt)
-    return loss, (terms, updates['batch_stats'])
+  `implementation` overrides `loss_config.implementation` ('dense' | 'chunked').
+  """
+  c = loss_config
+  implementation = implementation or c.implementation
+  if implementation == 'dense':
+    nce_fn, mil_nce_fn = losses.nce, losses.mil_nce
+  elif implementation == 'chunked':
+    ring = dict(mesh=mesh, axes=shard_lib.BATCH_AXES, chunk_size=c.chunk_size)
+    nce_fn = functools.partial(chunked_losses.nce, **ring)
+    mil_nce_fn = functools.partial(chunked_losses.mil_nce, **ring)
+  else:
+    raise ValueError(f"loss.implementation={implementation!r}; choose 'dense' or 'chunked'")
+  return functools.partial(losses.mmv_loss, temperature=c.temperature, weight_va=c.weight_va,
+                           weight_vt=c.weight_vt, nce_fn=nce_fn, mil_nce_fn=mil_nce_fn)
 
-  (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+def embed(model, params, batch_stats, batch):
+  """Training-mode embeddings of a batch and the updated BatchNorm statistics."""
+  embeddings, updates = model.apply(
+      {'params': params, 'batch_stats': batch_stats},
+      batch['video'], batch['audio'], batch['text'], train=True, mutable=['batch_stats'])
+  return embeddings, updates['batch_stats']
+
+
+def loss_and_grads(params, batch_stats, batch, *, model, loss_fn):
+  """(loss, terms, gradients, new BatchNorm statistics) of one pass over the whole batch."""
+
+  def objective(params):
+    embeddings, new_stats = embed(model, params, batch_stats, batch)
+    loss, terms = loss_fn(embeddings, batch)
+    return loss, (terms, new_stats)
+
+  (loss, (terms, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  return loss, terms, grads, new_stats
+
+
+def split_microbatches(tree, m):
+  """[B, ...] → [m, B/m, ...]; micro-batch i holds rows i, i+m, i+2m, ...
+
+  A device's contiguous block of rows then gives every micro-batch the same share, so each
+  micro-batch is split over all devices without moving data.
+  """
+  return jax.tree.map(
+      lambda a: jnp.swapaxes(a.reshape((a.shape[0] // m, m) + a.shape[1:]), 0, 1), tree)
+
+
+def merge_microbatches(tree):
+  """The inverse of `split_microbatches`."""
+  return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1).reshape((-1,) + a.shape[2:]), tree)
+
+
+def cached_loss_and_grads(params, batch_stats, batch, *, model, loss_fn, microbatches):
+  """`loss_and_grads` in micro-batches, with the negatives of the whole batch (GradCache).
+
+  1. Embed each micro-batch, keeping only the embeddings ([B, D]: small).
+  2. The loss of all embeddings together, and its gradient with respect to them.
+  3. Embed each micro-batch again and backpropagate its slice of that gradient.
+  The loss, its negatives and the gradients are those of the whole batch, with the activation
+  memory of one micro-batch, for a second forward pass. One difference remains: BatchNorm
+  normalises each micro-batch with the statistics of that micro-batch (over all devices), and
+  its moving averages are updated once per micro-batch.
+  """
+  micro = split_microbatches(batch, microbatches)
+
+  def first_pass(stats, mb):
+    embeddings, stats = embed(model, params, stats, mb)
+    return stats, embeddings
+
+  new_stats, embeddings = jax.lax.scan(first_pass, batch_stats, micro)
+  (loss, terms), embedding_grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      merge_microbatches(embeddings), batch)
+
+  def second_pass(grads, inputs):
+    mb, g = inputs
+    _, backprop = jax.vjp(lambda p: embed(model, p, batch_stats, mb)[0], params)
+    return jax.tree.map(jnp.add, grads, backprop(g)[0]), None
+
+  grads, _ = jax.lax.scan(second_pass, jax.tree.map(jnp.zeros_like, params),
+                          (micro, split_microbatches(embedding_grads, microbatches)))
+  return loss, terms, grads, new_stats
+
+
+def train_step(state, batch, *, model, tx, loss_fn, microbatches=1):
+  """One optimiser step on a global batch; returns the new state and scalar metrics.
+
+  A step whose loss or gradients are not finite keeps the parameters, optimiser and BatchNorm
+  state as they were (the step counter still advances, keeping the data position) and reports
+  `nonfinite` = 1; the loop then stops or goes on as `train.nonfinite` says.
+  """
+  if microbatches == 1:
+    loss, terms, grads, batch_stats = loss_and_grads(
+        state.params, state.batch_stats, batch, model=model, loss_fn=loss_fn)
+  else:
+    loss, terms, grads, batch_stats = cached_loss_and_grads(
+        state.params, state.batch_stats, batch, model=model, loss_fn=loss_fn,
+        microbatches=microbatches)
+  grad_norm = optax.global_norm(grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {'loss': loss, **terms, 'grad_norm': optax.global_norm(grads)}
-  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                            opt_state=opt_state)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep_if_bad = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_state = state.replace(
+      step=state.step + 1, params=keep_if_bad(params, state.params),
+      batch_stats=keep_if_bad(batch_stats, state.batch_stats),
+      opt_state=keep_if_bad(opt_state, state.opt_state))
+  metrics = {'loss': loss, **terms, 'grad_norm': grad_norm,
+             'nonfinite': 1 - finite.astype(jnp.int32)}
   return new_state, metrics
 
 
 def abstract_train_state(config, model, tx, mesh):
-  """Shapes, dtypes and (replicated) shardings of the train state, without computing it."""
+  """Shapes, dtypes and shardings of the train state, without computing it.
+
+  Parameters and the optimiser's copies of them (Adam's moments) are placed by
+  `config.mesh.param_rules`; the step, BatchNorm statistics and the rest are replicated.
+  """
   init = functools.partial(init_state, model=model, tx=tx, data_config=config.data)
   shapes = jax.eval_shape(init, jax.random.key(0))
-  sharding = shard_lib.replicated(mesh)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-                      shapes)
+  replicated = shard_lib.replicated(mesh)
+  params = shard_lib.param_shardings(shapes.params, mesh, config.mesh.param_rules)
+  shardings = TrainState(
+      step=replicated, params=params,
+      batch_stats=jax.tree.map(lambda _: replicated, shapes.batch_stats),
+      opt_state=optax.tree_map_params(tx, lambda _, s: s, shapes.opt_state, params,
+                                      transform_non_params=lambda _: replicated))
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      shapes, shardings)
 
 
-def create_train_state(config, model, tx, mesh):
-  """Initialises the state directly onto its shardings."""
-  abstract = abstract_train_state(config, model, tx, mesh)
+def create_train_state(config, model, tx, mesh, abstract=None):
+  """Initialises the state directly onto its shardings (each device computes its part).
+
+  `abstract`: `abstract_train_state(config, model, tx, mesh)` when already at hand.
+  """
+  abstract = abstract or abstract_train_state(config, model, tx, mesh)
   init = functools.partial(init_state, model=model, tx=tx, data_config=config.data)
   shardings = jax.tree.map(lambda s: s.sharding, abstract)
   return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
 
 
-def train(config, workdir):
+def input_batches(config, mesh, start_step):
+  """Global batches for the steps after `start_step`; each process reads its share of files."""
+  local_batch = shard_lib.check_batch_size(config.train.batch_size, mesh, 'train.batch_size')
+  dataset = pipeline.make_dataset(
+      config.data, config.data.train_split, batch_size=local_batch, train=True,
+      seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count(), start_example=start_step * local_batch)
+  return pipeline.global_batches(dataset.as_numpy_iterator(), shard_lib.batch_sharding(mesh),
+                                 config.data.prefetch)
+
+
+def compile_train_step(config, model, tx, mesh, abstract, batch):
+  """The train step compiled for these shardings, and its model FLOPs (None if unknown)."""
+  state_shardings = jax.tree.map(lambda s: s.sharding, abstract)
+
+  def jitted(loss_fn, microbatches):
+    step = functools.partial(train_step, model=model, tx=tx, loss_fn=loss_fn,
+                             microbatches=microbatches)
+    return jax.jit(step, in_shardings=(state_shardings, shard_lib.batch_sharding(mesh)),
+                   out_shardings=(state_shardings, shard_lib.replicated(mesh)),
+                   donate_argnums=0)
+
+  lowered = jitted(make_loss_fn(config.loss, mesh), config.train.microbatches).lower(
+      abstract, batch)
+  plain = lowered
+  if config.loss.implementation != 'dense' or config.train.microbatches != 1:
+    plain = jitted(make_loss_fn(config.loss, mesh, 'dense'), 1).lower(abstract, batch)
+  return lowered.compile(), throughput.model_flops(plain)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss or the gradients became NaN or infinite (with `train.nonfinite='stop'`)."""
+
+
+def check_train_config(config, mesh):
+  """Clear errors for settings of `config.train` that cannot work on this mesh."""
+  c = config.train
+  shard_lib.check_batch_size(c.batch_size, mesh, 'train.batch_size')
+  per_device = c.batch_size // mesh.devices.size
+  if c.microbatches < 1 or per_device % c.microbatches:
+    raise ValueError(f'train.microbatches={c.microbatches} must divide the per-device batch '
+                     f'{per_device} (train.batch_size / {mesh.devices.size} devices)')
+  if c.nonfinite not in ('stop', 'skip'):
+    raise ValueError(f"train.nonfinite={c.nonfinite!r}; choose 'stop' or 'skip'")
+  if config.profile_steps and (len(config.profile_steps) != 2 or
+                               not 0 < config.profile_steps[0] <= config.profile_steps[1]):
+    raise ValueError(f'profile_steps={config.profile_steps!r}; give (first, last) steps, '
+                     'first ≥ 1, or () for none')
+
+
+class _StepResults:
+  """What happens once a step's metrics reach the host: the non-finite check and logging."""
+
+  def __init__(self, config, writer, timer, checkpointer):
+    self.config, self.writer, self.timer, self.checkpointer = config, writer, timer, checkpointer
+    self.history, self.skipped = [], []
+    self._first = True
+
+  def __call__(self, step, metrics):
+    metrics = jax.device_get(metrics)  # Waits for the step.
+    if self._first:
+      # The first step also waits for the other processes to finish compiling and sets up
+      # collectives: timing starts after it.
+      self.timer.report()
+      self._first = False
+    else:
+      self.timer.step_done()
+    if metrics['nonfinite']:
+      self._nonfinite(step, metrics)
+    c = self.config.train
+    if step % c.log_every == 0 or step == c.steps:
+      self.history.append((step, self.writer.write(step, {**metrics, **self.timer.report()})))
+
+  def _nonfinite(self, step, metrics):
+    what = f'step {step}: loss {metrics["loss"]}, gradient norm {metrics["grad_norm"]}'
+    if self.config.train.nonfinite == 'skip':
+      self.skipped.append(step)
+      if jax.process_index() == 0:
+        print(f'{what}: not finite, update skipped', flush=True)
+      return
+    self.checkpointer.wait_until_finished()
+    raise NonFiniteLossError(
+        f'{what}: not finite; training stopped. The update was not applied, and the latest '
+        f'checkpoint (step {self.checkpointer.latest_step()}) is intact. Restarting resumes '
+        'from it; set --config.train.nonfinite=skip to skip such steps instead.')
+
+
+def _train_loop(config, workdir, state, batches, compile_fn, checkpointer, signature, writer,
+                watcher):
+  """Runs the steps after `state.step`; returns (state, last step, preempted, results)."""
+  c = config.train
+  step = start_step = int(state.step)
+  results, preempted = None, False
+  if start_step >= c.steps:
+    return state, step, preempted, results
+  first_batch = next(batches)  # Compiling needs a batch; its wait is not a step's.
+  step_fn, flops = compile_fn(first_batch)
+  peak = throughput.peak_flops(jax.devices()[0].device_kind)
+  timer = throughput.StepTimer(examples_per_step=c.batch_size, flops_per_step=flops,
+                               peak_flops_total=peak and peak * jax.device_count())
+  results = _StepResults(config, writer, timer, checkpointer)
+  batches = itertools.chain([first_batch], batches)
+  profile = config.profile_steps if jax.process_index() == 0 else ()
+  pending = None  # The step in flight: (step, metrics on device).
+  for step in range(start_step + 1, c.steps + 1):
+    with timer.waiting_for_input():
+      batch = next(batches)
+    if profile and step == profile[0]:
+      jax.profiler.start_trace(os.path.join(workdir, 'profile'))
+    state, metrics = step_fn(state, batch)
+    if pending:
+      results(*pending)  # Keeps one step in flight: the host never runs further ahead.
+    pending = (step, metrics)
+    preempted = watcher.should_stop(step)
+    save = preempted or step % c.checkpoint_every == 0 or step == c.steps
+    if save or (profile and step == profile[1]):
+      results(*pending)  # Saves only states whose metrics were checked.
+      pending = None
+    if profile and step == profile[1]:
+      jax.profiler.stop_trace()
+    if save:
+      with timer.paused():
+        checkpointer.save(step, state, signature=signature)
+    if preempted:
+      break
+  if pending:
+    results(*pending)
+  return state, step, preempted, results
+
+
+def train(config, workdir, *, input_fn=input_batches):
   """Trains (resuming from the latest checkpoint in `workdir/checkpoints` if any).
 
-  Returns {'step': final step, 'history': [(step, metrics), ...] logged in this call}.
+  On SIGTERM it saves a checkpoint at the next step boundary (the same step on every process)
+  and returns with `preempted` set. `input_fn(config, mesh, start_step)` gives the global
+  batches. Returns {'step': last step, 'history': [(step, metrics), ...] logged in this call,
+  'state', 'preempted', 'skipped_steps'}.
   """
-  mesh = shard_lib.make_mesh()
-  local_batch = shard_lib.check_batch_size(config.train.batch_size, mesh, 'train.batch_size')
-  total_steps = config.train.steps
-  model = create_model(config)
-  tx = optim.make_optimizer(config.optim, total_steps)
+  # Watching from the start: a SIGTERM while restoring or compiling stops after one step.
+  with preemption.PreemptionWatcher() as watcher:
+    return _train(config, workdir, input_fn, watcher)
 
+
+def _train(config, workdir, input_fn, watcher):
+  mesh = shard_lib.make_mesh(config.mesh)
+  check_train_config(config, mesh)
+  model = create_model(config)
+  tx = optim.make_optimizer(config.optim, config.train.steps)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                        max_to_keep=config.train.max_to_keep)
   abstract = abstract_train_state(config, model, tx, mesh)
@@ -116,40 +361,25 @@ def train(config, workdir):
     state, _ = checkpointer.restore(abstract, signature=signature)
     print(f'resumed from step {int(state.step)} in {checkpointer.directory}', flush=True)
   else:
-    state = create_train_state(config, model, tx, mesh)
-  start_step = int(state.step)
+    state = create_train_state(config, model, tx, mesh, abstract)
 
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
 
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, loss_config=config.loss),
-      in_shardings=(jax.tree.map(lambda s: s.sharding, abstract),
-                    shard_lib.batch_sharding(mesh)),
-      out_shardings=(jax.tree.map(lambda s: s.sharding, abstract),
-                     shard_lib.replicated(mesh)),
-      donate_argnums=0)
-
-  dataset = pipeline.make_dataset(
-      config.data, config.data.train_split, batch_size=local_batch, train=True,
-      seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), start_example=start_step * local_batch)
-  batches = pipeline.global_batches(dataset.as_numpy_iterator(),
-                                    shard_lib.batch_sharding(mesh), config.data.prefetch)
-  writer = writers.MetricWriter(workdir, total_steps)
-  history = []
-  step = start_step
-  for step in range(start_step + 1, total_steps + 1):
-    state, metrics = step_fn(state, next(batches))
-    if step % config.train.log_every == 0 or step == total_steps:
-      logged = writer.write(step, jax.device_get(metrics),
-                            examples_per_step=config.train.batch_size)
-      history.append((step, logged))
-    if step % config.train.checkpoint_every == 0 or step == total_steps:
-      checkpointer.save(step, state, signature=signature)
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  writer.close()
-  return {'step': step, 'history': history, 'state': state}
+  compile_fn = functools.partial(compile_train_step, config, model, tx, mesh, abstract)
+  writer = writers.MetricWriter(workdir, config.train.steps)
+  try:
+    state, step, preempted, results = _train_loop(
+        config, workdir, state, input_fn(config, mesh, int(state.step)), compile_fn,
+        checkpointer, signature, writer, watcher)
+  finally:
+    checkpointer.wait_until_finished()  # A stopped run still completes its last save.
+    checkpointer.close()
+    writer.close()
+  if preempted and jax.process_index() == 0:
+    print(f'preempted: saved the checkpoint of step {step}; run the same command again to '
+          'resume', flush=True)
+  return {'step': step, 'history': results.history if results else [], 'state': state,
+          'preempted': preempted, 'skipped_steps': results.skipped if results else []}

@@ -1,10 +1,23 @@
 """Test set-up: 8 fake CPU devices (before jax starts its backend), a small synthetic dataset."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
+# The tests compile many small programs and run each a few times: LLVM's optimisations
+# (backend level 0 halves compile times) cost more than they save. XLA's own passes still run.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8').strip()
+                           ' --xla_force_host_platform_device_count=8'
+                           ' --xla_backend_optimization_level=0').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# One compilation cache for the test run: the pytest-xdist workers inherit it from the
+# controller (which imports this first), and so do the launch.py subprocesses the tests start.
+# A program compiled again (a resumed run, the same config in another test) is loaded instead.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='mmv-test-jax-cache-')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=wrong-import-position

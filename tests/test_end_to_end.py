@@ -2,31 +2,21 @@
 
 import json
 import os
-import subprocess
-import sys
 
 from mmv import evaluate
 from mmv.evaluators import retrieval
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = ['--config.model.width=8', '--config.model.word_embedding_dim=16',
-         '--config.model.text_hidden=32', '--config.model.va_dim=32', '--config.model.vat_dim=16',
-         '--config.train.batch_size=16', '--config.eval.batch_size=16',
-         '--config.eval.linear_c=(1.0,)', '--config.optim.warmup_steps=2']
+from tests import launching
 
 
 def _run(args):
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  result = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
+  return launching.run(args, devices=4)
 
 
 def test_train_then_evaluate_binaries(data_dir, tmp_path):
   workdir = str(tmp_path / 'run')
-  common = ['--config', 'configs/tiny.py', f'--config.data.data_dir={data_dir}'] + SMALL
+  common = ['--config', 'configs/tiny.py', f'--config.data.data_dir={data_dir}'] + launching.SMALL
   out = _run(['launch.py', f'--workdir={workdir}'] + common + [
       '--config.train.steps=3', '--config.train.log_every=1', '--config.train.checkpoint_every=3'])
   assert 'step 3/3 loss=' in out and 'ex/s' in out

@@ -1,0 +1,73 @@
+"""Runs launch.py (or another script taking its flags) in subprocesses on fake CPU devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The `config` fixture's sizes, as flags.
+SMALL = ['--config.model.width=8', '--config.model.word_embedding_dim=16',
+         '--config.model.text_hidden=32', '--config.model.va_dim=32', '--config.model.vat_dim=16',
+         '--config.train.batch_size=16', '--config.eval.batch_size=16',
+         '--config.eval.linear_c=(1.0,)', '--config.optim.warmup_steps=2']
+
+
+def train_args(workdir, data_dir, *flags, script='launch.py'):
+  return [script, '--config', 'configs/tiny.py', f'--workdir={workdir}',
+          f'--config.data.data_dir={data_dir}', '--config.train.log_every=1', *SMALL, *flags]
+
+
+class Process:
+  """A subprocess whose stdout is read line by line; stderr goes to a file for failures."""
+
+  def __init__(self, args, devices):
+    # The test process's XLA flags (see conftest.py) with another number of devices.
+    xla_flags = [f for f in os.environ.get('XLA_FLAGS', '').split()
+                 if not f.startswith('--xla_force_host_platform_device_count')]
+    xla_flags.append(f'--xla_force_host_platform_device_count={devices}')
+    env = dict(os.environ, XLA_FLAGS=' '.join(xla_flags), PYTHONPATH=ROOT)
+    self._stderr = tempfile.TemporaryFile(mode='w+')
+    self.popen = subprocess.Popen([sys.executable, '-u'] + args, cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+    self.lines = []
+
+  def wait_for(self, text):
+    """Reads stdout until a line contains `text`; fails if the process ends first."""
+    for line in self.popen.stdout:
+      self.lines.append(line)
+      if text in line:
+        return
+    raise AssertionError(f'process ended before printing {text!r}:\n{self.output()}')
+
+  def finish(self, timeout=600):
+    """Waits for the end; returns stdout. Fails with the stderr tail on a non-zero exit."""
+    out, _ = self.popen.communicate(timeout=timeout)
+    self.lines.append(out)
+    assert self.popen.returncode == 0, self.output()
+    return ''.join(self.lines)
+
+  def output(self):
+    self._stderr.seek(0)
+    return ''.join(self.lines) + '\n--- stderr ---\n' + self._stderr.read()[-4000:]
+
+
+def run(args, devices):
+  return Process(args, devices).finish()
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def logged_losses(workdir):
+  """{step: [loss of each record of that step]} from metrics.jsonl (a re-run step repeats)."""
+  losses = {}
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    for record in map(json.loads, f):
+      losses.setdefault(record['step'], []).append(record['loss'])
+  return losses

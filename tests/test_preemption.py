@@ -1,0 +1,111 @@
+"""Preemption and exact resume through launch.py; NaN losses stop the run or are skipped."""
+
+import os
+import signal
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmv import checkpoint as ckpt_lib
+from mmv import optim
+from mmv import sharding
+from mmv import train
+from tests import launching
+
+DEVICES = 2
+
+
+def _final_params(config, workdir, step):
+  mesh = sharding.make_mesh()
+  model = train.create_model(config)
+  abstract = train.abstract_train_state(config, model, optim.make_optimizer(config.optim, 1),
+                                        mesh)
+  signature = ckpt_lib.variable_signature(
+      {'params': abstract.params, 'batch_stats': abstract.batch_stats})
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  state, _ = checkpointer.restore(abstract, signature=signature, step=step)
+  checkpointer.close()
+  return jax.device_get(state.params)
+
+
+def _latest_step(workdir):
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  step = checkpointer.latest_step()
+  checkpointer.close()
+  return step
+
+
+def test_sigterm_and_sigkill_resume_exactly(config, data_dir, tmp_path):
+  """SIGTERM → checkpoint and clean exit → resume → SIGKILL → resume from the last complete
+  checkpoint: the same loss at every step and bit-identical parameters as without stops."""
+  steps = 8
+  args = lambda workdir: launching.train_args(
+      workdir, data_dir, f'--config.train.steps={steps}', '--config.train.checkpoint_every=4')
+  full, stopped = str(tmp_path / 'full'), str(tmp_path / 'stopped')
+  launching.run(args(full), DEVICES)
+
+  run = launching.Process(args(stopped), DEVICES)
+  run.wait_for(f'step 2/{steps}')
+  run.popen.send_signal(signal.SIGTERM)
+  out = run.finish()  # Exit status 0.
+  preempted_at = _latest_step(stopped)
+  assert 2 < preempted_at < steps  # Stopped early, at a step boundary after the signal.
+  assert f'preempted: saved the checkpoint of step {preempted_at}' in out
+
+  run = launching.Process(args(stopped), DEVICES)
+  run.wait_for(f'resumed from step {preempted_at}')
+  run.wait_for(f'step {preempted_at + 1}/{steps}')
+  run.popen.kill()
+  run.popen.wait()
+  killed_at = _latest_step(stopped)
+  assert killed_at < steps
+
+  out = launching.run(args(stopped), DEVICES)
+  assert f'resumed from step {killed_at}' in out
+  expected, got = launching.logged_losses(full), launching.logged_losses(stopped)
+  assert sorted(got) == list(range(1, steps + 1))
+  for step in range(1, steps + 1):
+    assert got[step] == expected[step] * len(got[step]), step  # Exactly, also re-run steps.
+  chex.assert_trees_all_equal(_final_params(config, stopped, steps),
+                              _final_params(config, full, steps))
+
+
+def _poisoned(step_to_poison):
+  """`train.input_batches` with NaN video in the batch of one step."""
+
+  def input_fn(config, mesh, start_step):
+    batches = train.input_batches(config, mesh, start_step)
+    for step, batch in enumerate(batches, start_step + 1):
+      yield dict(batch, video=batch['video'] * jnp.nan) if step == step_to_poison else batch
+
+  return input_fn
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(config, tmp_path):
+  workdir = str(tmp_path)
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r'step 3: .*not finite.*latest checkpoint \(step 2\) is intact'):
+    train.train(config, workdir, input_fn=_poisoned(3))
+  assert ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).all_steps() == [2]
+  chex.assert_tree_all_finite(_final_params(config, workdir, 2))
+
+
+def test_nan_loss_skipped_when_configured_and_throughput_logged(config, tmp_path):
+  config.train.nonfinite = 'skip'
+  config.profile_steps = (2, 3)
+  summary = train.train(config, str(tmp_path), input_fn=_poisoned(3))
+  assert summary['step'] == 4 and summary['skipped_steps'] == [3]
+  chex.assert_tree_all_finite(jax.device_get(summary['state'].params))
+  logged = dict(summary['history'])
+  assert logged[3]['nonfinite'] == 1 and logged[4]['nonfinite'] == 0
+  assert np.isfinite(logged[4]['loss'])
+  # Throughput from step 2 on (step 1 includes the start-up); no MFU without a known peak.
+  for key in ('examples_per_sec', 'step_time_sec', 'input_wait_fraction', 'tflops_per_sec'):
+    assert key in logged[2] and key in logged[4], key
+  assert 0 <= logged[4]['input_wait_fraction'] <= 1 and 'mfu' not in logged[4]
+  assert logged[4]['examples_per_sec'] == pytest.approx(16 / logged[4]['step_time_sec'])
+  traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
+  assert any(f.endswith('.xplane.pb') for f in traces), traces

@@ -1,0 +1,43 @@
+"""launch.py for one process that reads the input as two processes would, for comparisons.
+
+    python tests/two_streams.py --config configs/tiny.py --workdir DIR [--config.x=y ...]
+
+Each process of a multi-process run reads its own files; this single process reads the
+streams of processes 0 and 1 of 2 and puts them side by side in each global batch, in process
+order, which is where a two-process run places them. With the same devices in total, the two
+runs then compute on the same global batches.
+"""
+
+from absl import app
+from absl import flags
+import numpy as np
+from ml_collections import config_flags
+
+from mmv import sharding as shard_lib
+from mmv import train
+from mmv.data import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory.')
+STREAMS = 2
+
+
+def two_stream_batches(config, mesh, start_step):
+  local_batch = config.train.batch_size // STREAMS
+  streams = [pipeline.make_dataset(
+      config.data, config.data.train_split, batch_size=local_batch, train=True,
+      seed=config.seed, process_index=p, process_count=STREAMS,
+      start_example=start_step * local_batch).as_numpy_iterator() for p in range(STREAMS)]
+  merged = ({k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+            for batches in zip(*streams))
+  return pipeline.global_batches(merged, shard_lib.batch_sharding(mesh), config.data.prefetch)
+
+
+def main(argv):
+  del argv
+  summary = train.train(_CONFIG.value, _WORKDIR.value, input_fn=two_stream_batches)
+  print(f'finished at step {summary["step"]}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
