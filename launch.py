@@ -35,17 +35,23 @@ def _auto_detect_cluster():
   return bool(os.environ.get('TPU_WORKER_HOSTNAMES', '').count(','))
 
 
+def _use_gloo_on_cpu():
+  """CPU collectives across processes need gloo (it does nothing to GPU or TPU collectives)."""
+  if jax.config.jax_platforms in (None, '', 'cpu'):
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+
+
 def initialize_distributed():
   explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
       raise app.UsageError('--coordinator_address, --num_processes and --process_id go '
                            'together')
-    if jax.config.jax_platforms in (None, '', 'cpu') and _NUM_PROCESSES.value > 1:
-      # CPU collectives across processes need gloo.
-      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    if _NUM_PROCESSES.value > 1:
+      _use_gloo_on_cpu()
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   elif _auto_detect_cluster():
+    _use_gloo_on_cpu()
     jax.distributed.initialize()
 
 

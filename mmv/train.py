@@ -127,12 +127,15 @@ def cached_loss_and_grads(params, batch_stats, batch, *, model, loss_fn, microba
   its moving averages are updated once per micro-batch.
   """
   micro = split_microbatches(batch, microbatches)
+  # A loop keeps one micro-batch's activations alive at a time. XLA:CPU runs convolution
+  # gradients inside loops several times slower, and CPU runs are small: unrolled there.
+  unroll = jax.default_backend() == 'cpu'
 
   def first_pass(stats, mb):
     embeddings, stats = embed(model, params, stats, mb)
     return stats, embeddings
 
-  new_stats, embeddings = jax.lax.scan(first_pass, batch_stats, micro)
+  new_stats, embeddings = jax.lax.scan(first_pass, batch_stats, micro, unroll=unroll)
   (loss, terms), embedding_grads = jax.value_and_grad(loss_fn, has_aux=True)(
       merge_microbatches(embeddings), batch)
 
@@ -142,7 +145,8 @@ def cached_loss_and_grads(params, batch_stats, batch, *, model, loss_fn, microba
     return jax.tree.map(jnp.add, grads, backprop(g)[0]), None
 
   grads, _ = jax.lax.scan(second_pass, jax.tree.map(jnp.zeros_like, params),
-                          (micro, split_microbatches(embedding_grads, microbatches)))
+                          (micro, split_microbatches(embedding_grads, microbatches)),
+                          unroll=unroll)
   return loss, terms, grads, new_stats
 
 
