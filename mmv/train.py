@@ -316,7 +316,8 @@ def _train_loop(config, workdir, state, batches, compile_fn, checkpointer, signa
     with timer.waiting_for_input():
       batch = next(batches)
     if profile and step == profile[0]:
-      jax.profiler.start_trace(os.path.join(workdir, 'profile'))
+      with timer.paused():
+        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
     state, metrics = step_fn(state, batch)
     if pending:
       results(*pending)  # Keeps one step in flight: the host never runs further ahead.
@@ -327,7 +328,8 @@ def _train_loop(config, workdir, state, batches, compile_fn, checkpointer, signa
       results(*pending)  # Saves only states whose metrics were checked.
       pending = None
     if profile and step == profile[1]:
-      jax.profiler.stop_trace()
+      with timer.paused():  # Writing the trace takes a while.
+        jax.profiler.stop_trace()
     if save:
       with timer.paused():
         checkpointer.save(step, state, signature=signature)
