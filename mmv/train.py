@@ -23,6 +23,7 @@ from mmv import optim
 from mmv import sharding as shard_lib
 from mmv import writers
 from mmv.data import pipeline
+from mmv.data import stream as data_stream
 from mmv.data import text as text_ops
 from mmv.models import mmv as mmv_model
 
@@ -112,8 +113,10 @@ def train(config, workdir):
   abstract = abstract_train_state(config, model, tx, mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
+  data_state = None  # Where each process's input stream stands; saved with every checkpoint.
   if checkpointer.latest_step() is not None:
-    state, _ = checkpointer.restore(abstract, signature=signature)
+    state, meta = checkpointer.restore(abstract, signature=signature)
+    data_state = meta.get('data')
     print(f'resumed from step {int(state.step)} in {checkpointer.directory}', flush=True)
   else:
     state = create_train_state(config, model, tx, mesh)
@@ -132,23 +135,26 @@ def train(config, workdir):
                      shard_lib.replicated(mesh)),
       donate_argnums=0)
 
-  dataset = pipeline.make_dataset(
-      config.data, config.data.train_split, batch_size=local_batch, train=True,
-      seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), start_example=start_step * local_batch)
-  batches = pipeline.global_batches(dataset.as_numpy_iterator(),
-                                    shard_lib.batch_sharding(mesh), config.data.prefetch)
+  stream = data_stream.train_stream(
+      config.data, batch_size=local_batch, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count(), state=data_state)
+  batches = pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), config.data,
+                                    config.data.prefetch)
   writer = writers.MetricWriter(workdir, total_steps)
   history = []
   step = start_step
   for step in range(start_step + 1, total_steps + 1):
     state, metrics = step_fn(state, next(batches))
-    if step % config.train.log_every == 0 or step == total_steps:
-      logged = writer.write(step, jax.device_get(metrics),
-                            examples_per_step=config.train.batch_size)
+    log = step % config.train.log_every == 0 or step == total_steps
+    save = step % config.train.checkpoint_every == 0 or step == total_steps
+    if log or save:
+      data = data_stream.gather_state(stream.state_after(step - start_step))
+    if log:
+      metrics = {**jax.device_get(metrics), 'data_skipped': sum(data['skipped'])}
+      logged = writer.write(step, metrics, examples_per_step=config.train.batch_size)
       history.append((step, logged))
-    if step % config.train.checkpoint_every == 0 or step == total_steps:
-      checkpointer.save(step, state, signature=signature)
+    if save:
+      checkpointer.save(step, state, signature=signature, extra={'data': data})
   checkpointer.wait_until_finished()
   checkpointer.close()
   writer.close()

@@ -1,20 +1,60 @@
-"""Audio ops for tf.data: the waveform window aligned with the frames, log-mel spectrogram."""
+"""Audio ops for tf.data: windows aligned with the frames in time, resampling, log-mel."""
+
+import math
 
 import tensorflow as tf
 
+# Half-width, in input samples, of the windowed-sinc resampling kernel.
+_RESAMPLE_HALF_WIDTH = 16
 
-def aligned_window(waveform, start_s, num_samples):
-  """`num_samples` samples from `start_s` seconds on, zero-padded past the end."""
+
+def windows(waveform, starts_s, *, rate_in, rate_out, num_samples):
+  """[clips, num_samples] at `rate_out` from `starts_s` [clips] seconds on; zeros past the ends.
+
+  The waveform is at `rate_in` (a tensor: the record's rate); when it differs from `rate_out`
+  the windows are resampled (band-limited: a Hann-windowed sinc, cut off at the lower
+  Nyquist rate).
+  """
   waveform = tf.reshape(waveform, [-1])
-  length = tf.shape(waveform)[0]
-  start = tf.minimum(tf.cast(tf.round(start_s), tf.int32), tf.maximum(length - 1, 0))
-  window = waveform[start:start + num_samples]
-  return tf.pad(window, [[0, num_samples - tf.shape(window)[0]]])
+  rate_in = tf.cast(rate_in, tf.float32)
+  return tf.cond(
+      tf.equal(rate_in, rate_out),
+      lambda: _slice(waveform, tf.round(starts_s * rate_in), num_samples),
+      lambda: _resample(waveform, starts_s, rate_in, rate_out, num_samples))
+
+
+def _gather_padded(waveform, indices):
+  """waveform[indices], 0 where the index is outside the waveform."""
+  length = tf.shape(waveform, out_type=tf.int64)[0]
+  inside = (indices >= 0) & (indices < length)
+  # Outside indices read an appended zero (also what an empty waveform reads).
+  return tf.gather(tf.concat([waveform, [0.0]], 0), tf.where(inside, indices, length))
+
+
+def _slice(waveform, starts, num_samples):
+  indices = tf.cast(starts, tf.int64)[:, None] + tf.range(num_samples, dtype=tf.int64)[None]
+  return _gather_padded(waveform, indices)
+
+
+def _resample(waveform, starts_s, rate_in, rate_out, num_samples):
+  # Output sample j of clip c sits at input position p = start·rate_in + j·rate_in/rate_out.
+  position = (starts_s[:, None] * rate_in +
+              tf.range(num_samples, dtype=tf.float32)[None] * (rate_in / rate_out))
+  base = tf.floor(position)
+  taps = tf.range(-_RESAMPLE_HALF_WIDTH + 1, _RESAMPLE_HALF_WIDTH + 1, dtype=tf.float32)
+  distance = (position - base)[..., None] - taps  # [clips, samples, taps]
+  x = math.pi * tf.minimum(1.0, rate_out / rate_in) * distance
+  sinc = tf.where(tf.abs(x) < 1e-6, tf.ones_like(x), tf.sin(x) / tf.where(x == 0, 1.0, x))
+  hann = 0.5 + 0.5 * tf.cos(math.pi * distance / _RESAMPLE_HALF_WIDTH)
+  weights = sinc * hann
+  weights /= tf.reduce_sum(weights, axis=-1, keepdims=True)  # Unit gain at 0 Hz.
+  values = _gather_padded(waveform, tf.cast(base[..., None] + taps, tf.int64))
+  return tf.reduce_sum(values * weights, axis=-1)
 
 
 def log_mel_spectrogram(waveform, *, sample_rate, window, hop, num_mel_bins, lower_hz, upper_hz,
                         log_offset):
-  """[samples] → float32 [frames, num_mel_bins, 1] with the MMV settings (DESIGN.md §4).
+  """[..., samples] → float32 [..., frames, num_mel_bins, 1] with the MMV settings.
 
   Magnitude STFT with a Hann window, mel filterbank, then `log(1 + 10000·mel)` ('mmv') or
   `log(mel + 1e-6)` ('dmvr').
