@@ -198,6 +198,16 @@ def test_resampling_keeps_tones_and_removes_aliases():
   assert np.abs(aliased).max() < 0.01  # Above the new Nyquist rate (500 Hz): filtered out.
 
 
+def test_device_resize_is_tf_image_resize_of_the_crop():
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (3, 2, 30, 40, 3)).astype(np.uint8)  # Crops in padded buffers.
+  boxes = np.array([[0, 5, 20], [3, 0, 27], [0, 9, 30]], np.int32)  # Up-, down-, no scaling.
+  got = augment.crop_resize(frames, boxes, 24)
+  for clip, (y, x, side), out in zip(frames, boxes, got):
+    crop = clip[:, y:y + side, x:x + side].astype(np.float32)
+    np.testing.assert_allclose(out, tf.image.resize(crop, [24, 24]).numpy(), atol=1e-3)
+
+
 def test_colour_augmentation_matches_tf_image_and_draws_like_mmv():
   rng = np.random.default_rng(0)
   video = rng.uniform(0, 1, (2, 3, 8, 8, 3)).astype(np.float32)

@@ -123,7 +123,8 @@ def test_bad_records_are_skipped_and_counted(config, tmp_path):
 def test_strict_reading_names_the_file_and_record(config, tmp_path):
   paths = _bad_dataset(config, str(tmp_path))
   config.data.data_dir, config.data.strict = str(tmp_path), True
-  with pytest.raises(stream.DataError, match=f'{paths[0]} \\(record 1\\): Invalid protocol message'):
+  with pytest.raises(stream.DataError,
+                     match=f'{paths[0]} \\(record 1\\): Invalid protocol message'):
     list(stream.eval_stream(config.data, 'test', batch_size=8))
   os.remove(paths[0])
   dmvr.write_shards(str(tmp_path), 'test', [], 1)  # Only the truncated shard is left to read.

@@ -1,5 +1,6 @@
 """Audio ops for tf.data: windows aligned with the frames in time, resampling, log-mel."""
 
+import functools
 import math
 
 import tensorflow as tf
@@ -17,10 +18,11 @@ def windows(waveform, starts_s, *, rate_in, rate_out, num_samples):
   """
   waveform = tf.reshape(waveform, [-1])
   rate_in = tf.cast(rate_in, tf.float32)
-  return tf.cond(
+  windows_ = tf.cond(
       tf.equal(rate_in, rate_out),
       lambda: _slice(waveform, tf.round(starts_s * rate_in), num_samples),
       lambda: _resample(waveform, starts_s, rate_in, rate_out, num_samples))
+  return tf.ensure_shape(windows_, [starts_s.shape[0], num_samples])
 
 
 def _gather_padded(waveform, indices):
@@ -32,8 +34,14 @@ def _gather_padded(waveform, indices):
 
 
 def _slice(waveform, starts, num_samples):
-  indices = tf.cast(starts, tf.int64)[:, None] + tf.range(num_samples, dtype=tf.int64)[None]
-  return _gather_padded(waveform, indices)
+
+  def one(start):
+    window = waveform[tf.cast(start, tf.int32):][:num_samples]
+    missing = num_samples - tf.shape(window)[0]
+    return tf.cond(missing > 0, lambda: tf.pad(window, [[0, missing]]), lambda: window)
+
+  # One slice per clip (their number is static): copying a window, not gathering it.
+  return tf.stack([one(start) for start in tf.unstack(starts, num=starts.shape[0])])
 
 
 def _resample(waveform, starts_s, rate_in, rate_out, num_samples):
@@ -61,10 +69,11 @@ def log_mel_spectrogram(waveform, *, sample_rate, window, hop, num_mel_bins, low
   """
   stft = tf.signal.stft(waveform, frame_length=window, frame_step=hop, fft_length=window,
                         window_fn=tf.signal.hann_window, pad_end=False)
-  magnitude = tf.abs(stft)
-  mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-      num_mel_bins, window // 2 + 1, sample_rate, lower_hz, upper_hz)
-  mel = tf.tensordot(magnitude, mel_matrix, 1)
+  # Bins above upper_hz have zero weight: leaving them out of the product cuts most of its cost.
+  bins = min(window // 2 + 1, int(math.ceil(upper_hz * window / sample_rate)) + 2)
+  mel_matrix = _mel_matrix(num_mel_bins, window // 2 + 1, float(sample_rate), lower_hz,
+                           upper_hz)[:bins]
+  mel = tf.tensordot(tf.abs(stft[..., :bins]), mel_matrix, 1)
   if log_offset == 'mmv':
     logmel = tf.math.log(1.0 + 10000.0 * mel)
   elif log_offset == 'dmvr':
@@ -72,6 +81,14 @@ def log_mel_spectrogram(waveform, *, sample_rate, window, hop, num_mel_bins, low
   else:
     raise ValueError(f"log_offset must be 'mmv' or 'dmvr', got {log_offset!r}")
   return logmel[..., None]
+
+
+@functools.lru_cache(maxsize=None)
+def _mel_matrix(num_mel_bins, num_bins, sample_rate, lower_hz, upper_hz):
+  """The mel filterbank as a numpy constant, not ops that recompute it for every example."""
+  with tf.init_scope():  # Eager, even while tf.data traces the example function.
+    return tf.signal.linear_to_mel_weight_matrix(num_mel_bins, num_bins, sample_rate, lower_hz,
+                                                 upper_hz).numpy()
 
 
 def num_spectrogram_frames(num_samples, window, hop):

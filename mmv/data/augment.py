@@ -1,7 +1,7 @@
-"""Device-side video ops in JAX: the uint8 window from the host → the float clip.
+"""Device-side video ops in JAX: the uint8 crop from the host → the float clip.
 
-Per clip: crop (y, x, side) of the window resized to `crop_size` (bilinear, the crop's real
-neighbours at its border), an optional left-right flip, MMV's colour augmentation with the
+Per clip: the crop (y, x, side) of its buffer resized to `crop_size` (as `tf.image.resize`
+does it), an optional left-right flip, MMV's colour augmentation with the
 semantics of `tf.image` (brightness, saturation in HSV, contrast around each frame's mean,
 hue rotation in HSV, in DMVR's order, then clipped to [0, 1]), and the value range. All random
 draws come from the host (`mmv.data.video`), so a clip is a pure function of its example.
@@ -15,17 +15,30 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALIZATIONS = ('unit', 'centered', 'imagenet')
 
 
+def _taps(start, side, crop_size):
+  """Source rows (or columns) and weights of output pixels 0..crop_size−1 resized from the crop
+  [start, start + side): `tf.image.resize`'s bilinear rule (half-pixel centres, clamped to the
+  crop, so the padding around it is never read)."""
+  position = jnp.clip((jnp.arange(crop_size) + 0.5) * side / crop_size - 0.5, 0.0, side - 1.0)
+  low = jnp.floor(position)
+  high = jnp.minimum(low + 1.0, side - 1.0)
+  return (start + low).astype(jnp.int32), (start + high).astype(jnp.int32), position - low
+
+
 def crop_resize(frames, box, crop_size):
-  """uint8 [B, T, S, S, 3] windows, int [B, 3] crops (y, x, side) → float [B, T, crop, crop, 3]
-  in [0, 255]."""
+  """uint8 [B, T, H, W, 3] buffers, int [B, 3] crops (y, x, side) → float [B, T, crop, crop, 3]
+  in [0, 255], as `tf.image.resize` of each crop."""
 
   def one(clip, crop):
     y, x, side = [v.astype(jnp.float32) for v in crop]
-    scale = crop_size / jnp.maximum(side, 1.0)  # Padding rows of an eval batch have side 0.
-    return jax.image.scale_and_translate(
-        clip.astype(jnp.float32), (clip.shape[0], crop_size, crop_size, 3), (1, 2),
-        jnp.stack([scale, scale]), jnp.stack([-y * scale, -x * scale]), 'linear',
-        antialias=False)
+    side = jnp.maximum(side, 1.0)  # Padding rows of an evaluation batch have side 0.
+    top, bottom, fy = _taps(y, side, crop_size)
+    left, right, fx = _taps(x, side, crop_size)
+    clip = clip.astype(jnp.float32)
+    fy = fy[:, None, None]
+    rows = clip[:, top] * (1.0 - fy) + clip[:, bottom] * fy
+    fx = fx[:, None]
+    return rows[:, :, left] * (1.0 - fx) + rows[:, :, right] * fx
 
   return jax.vmap(one)(frames, box)
 

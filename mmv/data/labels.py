@@ -1,4 +1,4 @@
-"""Class labels for tf.data: single or multi-label, as an index or one-hot, and the label map."""
+"""Class labels for tf.data: single or multi-label, as an index, one-hot or multi-hot."""
 
 import tensorflow as tf
 
@@ -23,8 +23,3 @@ def encode(indices, label_format, num_classes):
     return tf.one_hot(first, num_classes)  # All zeros for −1.
   return tf.reduce_max(tf.one_hot(tf.concat([indices, [-1]], 0), num_classes), axis=0)
 
-
-def read_label_map(path):
-  """Class names of a label map file (line i names class i)."""
-  with tf.io.gfile.GFile(path) as f:
-    return [line.rstrip('\n') for line in f if line.strip()]

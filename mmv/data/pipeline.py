@@ -115,12 +115,13 @@ def _parse(record, modalities):
   if 'video' in modalities:
     sequence[fmt.IMAGE] = tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
   if 'audio' in modalities:
-    sequence[fmt.WAVEFORM] = tf.io.VarLenFeature(tf.float32)
+    # Ragged: the samples as they are (a VarLenFeature would add two int64 indices each).
+    sequence[fmt.WAVEFORM] = tf.io.RaggedFeature(tf.float32)
   ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
   raw = {k: tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v
          for k, v in {**ctx, **seq}.items()}
   if fmt.WAVEFORM in raw:
-    raw[fmt.WAVEFORM] = tf.reshape(raw[fmt.WAVEFORM], [-1])
+    raw[fmt.WAVEFORM] = raw[fmt.WAVEFORM].flat_values
   return raw
 
 
@@ -129,7 +130,7 @@ def make_example_fn(c, tokenizer, *, train, seed):
   check_config(c)
   clips = 1 if train else c.num_test_clips
   duration_s = clip_seconds(c)
-  window = video_ops.window_size(c.crop_size, tuple(c.scale_jitter))
+  window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
 
   def video(raw, keys, out):
     num_frames = tf.shape(raw[fmt.IMAGE])[0]
@@ -142,9 +143,9 @@ def make_example_fn(c, tokenizer, *, train, seed):
     box = video_ops.crop_box(shape[0], shape[1], crop_size=c.crop_size, train=train,
                              seed=keys[1], scale_jitter=tuple(c.scale_jitter),
                              min_resize=c.min_resize)
-    frames, window_box = video_ops.decode_window(jpegs, shape[0], shape[1], box, window)
-    out['frames'] = tf.reshape(frames, [clips, c.num_frames, window, window, 3])
-    out['frames_box'] = tf.tile(window_box[None], [clips, 1])
+    frames, crop = video_ops.decode_crop(jpegs, box, window)
+    out['frames'] = tf.reshape(frames, tf.concat([[clips, c.num_frames], tf.shape(frames)[1:]], 0))
+    out['frames_box'] = tf.tile(crop[None], [clips, 1])
     if train and c.random_flip:
       out['frames_flip'] = video_ops.flip_draw(keys[2])[None]
     if train and c.color_augment:
@@ -228,13 +229,18 @@ def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0)
   """Host batches of `batch_size` examples of `files`, from position `start`.
 
   Records that fail (see `mmv.data.stream` for how they are counted) are dropped here;
-  training repeats forever and drops the last partial batch, evaluation reads once.
+  training repeats forever and drops the last partial batch, evaluation reads once. Each
+  clip's crop is padded to the fixed window as it is copied into the batch.
   """
   stream = records.record_stream(files, train=train, seed=seed,
                                  shuffle_buffer=c.shuffle_buffer, start=start)
   ds = stream.map(make_example_fn(c, tokenizer, train=train, seed=seed),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.ignore_errors().batch(batch_size, drop_remainder=train)
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+  shapes = {k: spec.shape for k, spec in ds.element_spec.items()}
+  if 'frames' in shapes:
+    window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
+    shapes['frames'] = shapes['frames'][:2].concatenate(window + (3,))
+  ds = ds.padded_batch(batch_size, padded_shapes=shapes, drop_remainder=train)
   return ds.map(_fold_clips)
 
 

@@ -17,7 +17,7 @@ import os
 
 import tensorflow as tf
 
-# A TFRecord is its data plus 16 bytes: the length (8), a CRC of the length (4), a CRC of the data (4).
+# A TFRecord is its data plus 16 bytes: the length (8), the length's CRC (4), the data's CRC (4).
 _RECORD_OVERHEAD = 16
 
 

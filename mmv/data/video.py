@@ -1,9 +1,9 @@
-"""Host-side video ops for tf.data: which frames, which window, decoding only that.
+"""Host-side video ops for tf.data: which frames, which crop, decoding only that.
 
 The host does what only it can do: entropy-decode the JPEGs of the sampled frames, and only
-the rows and columns of a window around the crop (`decode_and_crop_jpeg`). The window is
-handed over as uint8, with the crop inside it and the random draws for flip and colour; the
-device turns that into the float clip (`mmv.data.augment`). Float clips are 4x the bytes of
+the rows and columns of the crop (`decode_and_crop_jpeg`). The crop is handed over as uint8,
+with the random draws for flip and colour; the device turns that into the float clip
+(`mmv.data.augment`). Float clips are 4x the bytes of
 uint8 and the resize and colour passes over them cost more than the decoding itself on a CPU
 host, so they run where the model runs.
 """
@@ -45,9 +45,16 @@ def frame_indices(offsets, num_frames, stride, num_available):
   return tf.math.floormod(indices, num_available)
 
 
-def window_size(crop_size, scale_jitter):
-  """Side of the uint8 window handed to the device: room for the largest jittered crop."""
-  return int(math.ceil(crop_size * max(1.0, scale_jitter[1])))
+# libjpeg decodes 8x8 blocks in MCUs 16 pixels wide (4:2:0); a crop starting between MCU
+# columns costs about a fifth more to decode than one starting on an MCU boundary.
+MCU = 16
+
+
+def window_shape(crop_size, scale_jitter):
+  """(height, width) of the uint8 buffer a clip's crop is handed over in: room for the largest
+  jittered crop, one MCU wider so the decoded region can start on an MCU column."""
+  side = int(math.ceil(crop_size * max(1.0, scale_jitter[1])))
+  return side, side + MCU
 
 
 def crop_box(height, width, *, crop_size, train, seed, scale_jitter, min_resize):
@@ -77,32 +84,28 @@ def _decode(jpegs, window):
                    fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
-def decode_window(jpegs, height, width, box, size):
-  """Decodes frames [n] into uint8 [n, size, size, 3] around `box`; returns (frames, box).
+def decode_crop(jpegs, box, window):
+  """Decodes the crop `box` (y, x, side) of frames [n]; returns (uint8 [n, h, w, 3], crop).
 
-  The window is the `size`-square around the crop, clipped to the frame (then zero-padded),
-  so the device's resize sees the crop's real neighbours. A crop larger than the window (frames
-  bigger than `min_resize` plans for) is decoded alone and resized to the window on the host.
-  The returned box (y, x, side) is the crop in window pixels.
+  Only the crop's rows are decoded, and its columns from the MCU column it starts in, so the
+  result is at most `side` x `side + 15`; `crop` (y, x, side) is the crop in it. The batch pads
+  it to `window` (`padded_batch`: no extra copy). A crop taller than the window (frames bigger
+  than `min_resize` plans for) is resized to the window's height on the host.
   """
   y, x, side = box
+  rows = window[0]
 
-  def around():
-    h, w = tf.minimum(size, height), tf.minimum(size, width)
-    top = tf.clip_by_value(y - (h - side) // 2, 0, height - h)
-    left = tf.clip_by_value(x - (w - side) // 2, 0, width - w)
-    frames = _decode(jpegs, tf.stack([top, left, h, w]))
-    frames = tf.pad(frames, [[0, 0], [0, size - h], [0, size - w], [0, 0]])
-    return frames, tf.stack([y - top, x - left, side])
+  def exact():
+    left = x // MCU * MCU
+    frames = _decode(jpegs, tf.stack([y, left, side, side + x - left]))
+    return frames, tf.stack([0, x - left, side])
 
   def resized():
-    frames = _decode(jpegs, tf.stack([y, x, side, side]))
-    frames = tf.image.resize(frames, [size, size], antialias=True)
-    frames = tf.cast(tf.clip_by_value(tf.round(frames), 0, 255), tf.uint8)
-    return frames, tf.constant([0, 0, size])
+    frames = tf.image.resize(_decode(jpegs, tf.stack([y, x, side, side])), [rows, rows],
+                             antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(frames), 0, 255), tf.uint8), tf.constant([0, 0, rows])
 
-  frames, window_box = tf.cond(side <= size, around, resized)
-  return tf.ensure_shape(frames, [None, size, size, 3]), window_box
+  return tf.cond(side <= rows, exact, resized)
 
 
 def flip_draw(seed):
