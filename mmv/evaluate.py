@@ -65,7 +65,8 @@ def _embed_fn(model, mesh):
 
 
 def extract(config, model, variables, mesh, split):
-  """Embeddings, features and labels of every example of `split`, in order, none repeated.
+  """Embeddings, features and labels of every example of `split`, in order, none repeated,
+  and the number of records that could not be read.
 
   With `data.num_test_clips` > 1 an example's video features and embeddings are the mean over
   its clips (the embedding normalised again), and its text that of its first clip.
@@ -87,14 +88,14 @@ def extract(config, model, variables, mesh, split):
     outputs.append({'features': out['features'].mean(1)[keep],
                     'video': (video / np.linalg.norm(video, axis=-1, keepdims=True))[keep],
                     'text': out['text'][:, 0][keep], 'label': out['label'][:, 0][keep]})
-  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}, stream.skipped
 
 
 def evaluate(config, workdir, step=None):
   """All metrics of the checkpoint as a flat dict."""
   model, variables, step, mesh = restore(config, workdir, step)
-  test = extract(config, model, variables, mesh, config.data.test_split)
-  train = extract(config, model, variables, mesh, config.data.train_split)
+  test, test_skipped = extract(config, model, variables, mesh, config.data.test_split)
+  train, train_skipped = extract(config, model, variables, mesh, config.data.train_split)
   results = {'step': int(step)}
   results.update(retrieval.retrieval_metrics(test['text'], test['video']))
   results.update(linear_probe.linear_probe(
@@ -102,6 +103,7 @@ def evaluate(config, workdir, step=None):
       c_grid=tuple(config.eval.linear_c), seed=config.seed))
   results['num_train_clips'] = int(len(train['label']))
   results['num_test_clips'] = int(len(test['label']))
+  results['data_skipped'] = test_skipped + train_skipped
   return results
 
 

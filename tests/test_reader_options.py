@@ -3,8 +3,9 @@ ramp left to right; the waveform is a ramp whose value is the time in seconds; c
 times. So a batch shows which frames, which crop, which audio window and which captions the
 reader took."""
 
+import functools
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -67,8 +68,8 @@ def c(opts_dir):
 
 def _finish(batch, c):
   """The device side on the host's batch: float video, names kept."""
-  arrays = {k: jnp.asarray(v) for k, v in batch.items() if v.dtype != object}
-  out = jax.device_get(augment.finish_batch(arrays, c))
+  arrays = {k: v for k, v in batch.items() if v.dtype != object}
+  out = jax.device_get(jax.jit(functools.partial(augment.finish_batch, c=c))(arrays))
   return {**out, **{k: v for k, v in batch.items() if v.dtype == object}}
 
 
@@ -202,7 +203,7 @@ def test_device_resize_is_tf_image_resize_of_the_crop():
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (3, 2, 30, 40, 3)).astype(np.uint8)  # Crops in padded buffers.
   boxes = np.array([[0, 5, 20], [3, 0, 27], [0, 9, 30]], np.int32)  # Up-, down-, no scaling.
-  got = augment.crop_resize(frames, boxes, 24)
+  got = jax.jit(augment.crop_resize, static_argnums=2)(frames, boxes, 24)
   for clip, (y, x, side), out in zip(frames, boxes, got):
     crop = clip[:, y:y + side, x:x + side].astype(np.float32)
     np.testing.assert_allclose(out, tf.image.resize(crop, [24, 24]).numpy(), atol=1e-3)
@@ -217,10 +218,12 @@ def test_colour_augmentation_matches_tf_image_and_draws_like_mmv():
     x = tf.image.adjust_saturation(tf.image.adjust_brightness(clip, b), s)
     x = tf.image.adjust_hue(tf.image.adjust_contrast(x, k), h)
     expected.append(tf.clip_by_value(x, 0, 1).numpy())
-  np.testing.assert_allclose(augment.colour_jitter(video, colour), np.stack(expected), atol=1e-5)
-  np.testing.assert_allclose(augment.colour_jitter(video, np.array([[0, 1, 1, 0]] * 2, np.float32)),
-                             video, atol=1e-5)
-  draws = np.stack([video_ops.colour_draw(tf.constant([i, 7])).numpy() for i in range(300)])
+  jitter = jax.jit(augment.colour_jitter)
+  np.testing.assert_allclose(jitter(video, colour), np.stack(expected), atol=1e-5)
+  np.testing.assert_allclose(jitter(video, np.array([[0, 1, 1, 0]] * 2, np.float32)), video,
+                             atol=1e-5)
+  seeds = tf.stack([tf.range(300), tf.fill([300], 7)], axis=1)
+  draws = tf.map_fn(video_ops.colour_draw, seeds, fn_output_signature=tf.float32).numpy()
   applied = ~np.all(draws == np.array(video_ops.IDENTITY_COLOUR), axis=1)
   assert 0.7 < applied.mean() < 0.9
   assert np.abs(draws[:, 0]).max() <= 32 / 255 and np.abs(draws[:, 3]).max() <= 0.2
@@ -228,12 +231,13 @@ def test_colour_augmentation_matches_tf_image_and_draws_like_mmv():
 
 
 def test_value_ranges(c):
-  unit = _eval(c)['video']
+  host, = list(stream.eval_stream(c, 'test', batch_size=3))
+  unit = _finish(host, c)['video']
   assert 0 <= unit.min() and unit.max() <= 1
   c.normalization = 'centered'
-  np.testing.assert_allclose(_eval(c)['video'], unit * 2 - 1, atol=1e-6)
+  np.testing.assert_allclose(_finish(host, c)['video'], unit * 2 - 1, atol=1e-6)
   c.normalization = 'imagenet'
-  np.testing.assert_allclose(_eval(c)['video'], (unit - augment.IMAGENET_MEAN) /
+  np.testing.assert_allclose(_finish(host, c)['video'], (unit - augment.IMAGENET_MEAN) /
                              augment.IMAGENET_STD, atol=1e-5)
   c.normalization = 'zscore'
   with pytest.raises(ValueError, match='normalization'):

@@ -216,7 +216,8 @@ def make_example_fn(c, tokenizer, *, train, seed):
     out.update(_epoch=element['epoch'], _index=element['index'], _seq=element['seq'])
     return out
 
-  return fn
+  # No Python control flow depends on tensors here: tracing without AutoGraph is faster.
+  return tf.autograph.experimental.do_not_convert(fn)
 
 
 def _fold_clips(batch):

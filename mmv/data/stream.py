@@ -65,7 +65,7 @@ class Stream:
     self._num_batches = num_batches
     self._pad_rows = pad_rows
     self.skipped = skipped
-    self.count = 0
+    self._count = 0
     self._history = {0: self.state()}
     self._exhausted = False
 
@@ -82,7 +82,7 @@ class Stream:
     return self
 
   def __next__(self):
-    if self._num_batches is not None and self.count >= self._num_batches:
+    if self._num_batches is not None and self._count >= self._num_batches:
       self._finish()  # Every real example has been yielded: ceil(total / batch) ≤ num_batches.
       raise StopIteration
     batch = None if self._exhausted else next(self._iterator, None)
@@ -95,9 +95,9 @@ class Stream:
       self._account(batch)
       if self._pad_rows is not None:
         batch = pipeline.pad_batch(batch, self._pad_rows)
-    self.count += 1
-    self._history[self.count] = self.state()
-    self._history.pop(self.count - _HISTORY, None)
+    self._count += 1
+    self._history[self._count] = self.state()
+    self._history.pop(self._count - _HISTORY, None)
     return batch
 
   def _account(self, batch):
