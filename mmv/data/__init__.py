@@ -2,7 +2,7 @@
 
 import os
 
-# TensorFlow's pooling CPU allocator: without it every batch of uint8 windows (tens of MB) is a
+# TensorFlow's pooling CPU allocator: without it every batch of uint8 crops (tens of MB) is a
 # fresh mmap the kernel zero-fills page by page, which costs the pipeline about a quarter of
 # its CPU time. TensorFlow reads this when it first allocates, so setting it here (before any
 # pipeline runs) is in time; a value already in the environment wins.

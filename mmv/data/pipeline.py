@@ -1,9 +1,9 @@
 """The tf.data input pipeline: DMVR shards → per-process host batches → global device batches.
 
 Per example, on the host: parse the record, draw the example's randomness, decode the sampled
-frames' crop windows (uint8), cut the audio windows aligned with the frames in time, pick and
+frames' crops (uint8), cut the audio windows aligned with the frames in time, pick and
 tokenise captions, encode labels. Batches go to the devices as global jax.Arrays, where
-`mmv.data.augment` turns the uint8 windows into float clips (`global_batches`).
+`mmv.data.augment` turns the uint8 crops into float clips (`global_batches`).
 
 Every random choice (clip offset, crop, flip, colour, captions) is a stateless function of
 (seed, source, process, position of the record), the position being (epoch, index within
@@ -231,7 +231,7 @@ def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0)
 
   Records that fail (see `mmv.data.stream` for how they are counted) are dropped here;
   training repeats forever and drops the last partial batch, evaluation reads once. Each
-  clip's crop is padded to the fixed window as it is copied into the batch.
+  clip's crop is padded to the fixed buffer (`video.window_shape`) as it is copied into the batch.
   """
   stream = records.record_stream(files, train=train, seed=seed,
                                  shuffle_buffer=c.shuffle_buffer, start=start)
