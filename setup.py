@@ -6,6 +6,7 @@ import setuptools
 # build of jaxlib on top (see the README); TPU VMs: `pip install "jax[tpu]==0.10.2"`.
 INSTALL_REQUIRES = [
     'absl-py==2.5.1',
+    'av==18.1.0',  # PyAV: FFmpeg's libraries for the converter, no ffmpeg binary needed.
     'chex==0.1.92',
     'flax==0.12.8',
     'jax==0.10.2',

@@ -22,16 +22,24 @@ def get_config():
   c.data.data_dir = 'data/synthetic'
   c.data.train_split = 'train'
   c.data.test_split = 'test'
+  # Training mixture: ((data_dir, split, weight), ...), each batch split by weight between
+  # them; empty reads data_dir/train_split alone.
+  c.data.mixture = ()
   c.data.vocab = 'vocab.txt'  # Relative to data_dir unless absolute.
+  c.data.modalities = ('video', 'audio', 'text')
   c.data.num_frames = 8
   c.data.frame_stride = 2
+  c.data.num_test_clips = 1  # Evaluation: 1 = the middle clip; N = N evenly spaced clips.
   c.data.crop_size = 32
   c.data.fps = 10.0  # Frame rate the clip length (and the audio window) is planned for.
   c.data.min_resize = 0  # Resize the short side to this before cropping; 0 keeps the size.
   # Flipping and colour jitter would change what the synthetic captions describe (left/right,
   # colour names), so the tiny config leaves them off; the paper configs turn them on.
   c.data.random_flip = False
+  c.data.color_augment = False
   c.data.scale_jitter = (0.9, 1.1)
+  c.data.normalization = 'unit'  # 'unit': [0, 1]; 'centered': [-1, 1]; 'imagenet': mean/std.
+  c.data.audio_format = 'log_mel'  # Or 'waveform'.
   c.data.audio_sample_rate = 4000.0
   c.data.stft_window = 256
   c.data.stft_hop = 128
@@ -42,6 +50,10 @@ def get_config():
   c.data.max_words = 8
   c.data.num_captions = 2  # K candidate captions per clip for MIL-NCE.
   c.data.stop_words = ('a', 'the', 'is', 'and', 'with', 'then')
+  c.data.label_format = 'index'  # Or 'one_hot' / 'multi_hot' (with num_classes).
+  c.data.num_classes = 0
+  c.data.with_names = False  # Adds `filename` and `label_name` (evaluation only: strings).
+  c.data.strict = False  # True: a bad record is an error naming its file, not a skip.
   c.data.shuffle_buffer = 512
   c.data.prefetch = 2
 

@@ -26,6 +26,7 @@ from mmv import optim
 from mmv import sharding as shard_lib
 from mmv import train as train_lib
 from mmv.data import pipeline
+from mmv.data import stream as data_stream
 from mmv.evaluators import linear_probe
 from mmv.evaluators import retrieval
 
@@ -64,30 +65,37 @@ def _embed_fn(model, mesh):
 
 
 def extract(config, model, variables, mesh, split):
-  """Embeddings, features and labels of every example of `split`, in order, none repeated."""
+  """Embeddings, features and labels of every example of `split`, in order, none repeated,
+  and the number of records that could not be read.
+
+  With `data.num_test_clips` > 1 an example's video features and embeddings are the mean over
+  its clips (the embedding normalised again), and its text that of its first clip.
+  """
   batch_size = config.eval.batch_size
   shard_lib.check_batch_size(batch_size, mesh, 'eval.batch_size')
   if jax.process_count() > 1:
     raise NotImplementedError('run the evaluation binary as a single process')
-  dataset = pipeline.make_dataset(config.data, split, batch_size=batch_size, train=False)
+  stream = data_stream.eval_stream(config.data, split, batch_size=batch_size)
   embed = _embed_fn(model, mesh)
-  sharding = shard_lib.batch_sharding(mesh)
+  clips = config.data.num_test_clips
   outputs = []
-  for batch in dataset.as_numpy_iterator():
-    batch = pipeline.pad_batch(batch, batch_size)
-    global_batch = {k: jax.make_array_from_process_local_data(sharding, v)
-                    for k, v in batch.items()}
-    out = jax.device_get(embed(variables, global_batch))
-    keep = batch['mask'] > 0
-    outputs.append({**{k: v[keep] for k, v in out.items()}, 'label': batch['label'][keep]})
-  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+  for batch in pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), config.data):
+    out = jax.device_get(embed(variables, batch))
+    out.update(label=np.asarray(batch['label']), mask=np.asarray(batch['mask']))
+    out = {k: v.reshape((-1, clips) + v.shape[1:]) for k, v in out.items()}
+    keep = out['mask'][:, 0] > 0
+    video = out['video'].mean(1)
+    outputs.append({'features': out['features'].mean(1)[keep],
+                    'video': (video / np.linalg.norm(video, axis=-1, keepdims=True))[keep],
+                    'text': out['text'][:, 0][keep], 'label': out['label'][:, 0][keep]})
+  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}, stream.skipped
 
 
 def evaluate(config, workdir, step=None):
   """All metrics of the checkpoint as a flat dict."""
   model, variables, step, mesh = restore(config, workdir, step)
-  test = extract(config, model, variables, mesh, config.data.test_split)
-  train = extract(config, model, variables, mesh, config.data.train_split)
+  test, test_skipped = extract(config, model, variables, mesh, config.data.test_split)
+  train, train_skipped = extract(config, model, variables, mesh, config.data.train_split)
   results = {'step': int(step)}
   results.update(retrieval.retrieval_metrics(test['text'], test['video']))
   results.update(linear_probe.linear_probe(
@@ -95,6 +103,7 @@ def evaluate(config, workdir, step=None):
       c_grid=tuple(config.eval.linear_c), seed=config.seed))
   results['num_train_clips'] = int(len(train['label']))
   results['num_test_clips'] = int(len(test['label']))
+  results['data_skipped'] = test_skipped + train_skipped
   return results
 
 

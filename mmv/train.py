@@ -26,6 +26,7 @@ from mmv import sharding as shard_lib
 from mmv import throughput
 from mmv import writers
 from mmv.data import pipeline
+from mmv.data import stream as data_stream
 from mmv.data import text as text_ops
 from mmv.models import mmv as mmv_model
 
@@ -208,15 +209,20 @@ def create_train_state(config, model, tx, mesh, abstract=None):
   return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
 
 
-def input_batches(config, mesh, start_step):
-  """Global batches for the steps after `start_step`; each process reads its share of files."""
+def input_batches(config, mesh, data_state):
+  """The global batches of the next steps, from `data_state` (a checkpoint's 'data', or None
+  for the start), and `state_after(n)`: the data state to save once n of them were used.
+
+  Each process reads its share of the files; `state_after` gathers every process's position,
+  so all processes call it at the same steps.
+  """
   local_batch = shard_lib.check_batch_size(config.train.batch_size, mesh, 'train.batch_size')
-  dataset = pipeline.make_dataset(
-      config.data, config.data.train_split, batch_size=local_batch, train=True,
-      seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), start_example=start_step * local_batch)
-  return pipeline.global_batches(dataset.as_numpy_iterator(), shard_lib.batch_sharding(mesh),
-                                 config.data.prefetch)
+  stream = data_stream.train_stream(
+      config.data, batch_size=local_batch, seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count(), state=data_state)
+  batches = pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), config.data,
+                                    config.data.prefetch)
+  return batches, lambda n: data_stream.gather_state(stream.state_after(n))
 
 
 def compile_train_step(config, model, tx, mesh, abstract, batch):
@@ -261,8 +267,9 @@ def check_train_config(config, mesh):
 class _StepResults:
   """What happens once a step's metrics reach the host: the non-finite check and logging."""
 
-  def __init__(self, config, writer, timer, checkpointer):
+  def __init__(self, config, writer, timer, checkpointer, data_state):
     self.config, self.writer, self.timer, self.checkpointer = config, writer, timer, checkpointer
+    self.data_state = data_state  # step → the data state after it.
     self.history, self.skipped = [], []
     self._first = True
 
@@ -279,7 +286,9 @@ class _StepResults:
       self._nonfinite(step, metrics)
     c = self.config.train
     if step % c.log_every == 0 or step == c.steps:
-      self.history.append((step, self.writer.write(step, {**metrics, **self.timer.report()})))
+      skipped = sum(self.data_state(step)['skipped'])  # Records skipped so far, all processes.
+      self.history.append((step, self.writer.write(
+          step, {**metrics, **self.timer.report(), 'data_skipped': skipped})))
 
   def _nonfinite(self, step, metrics):
     what = f'step {step}: loss {metrics["loss"]}, gradient norm {metrics["grad_norm"]}'
@@ -295,11 +304,14 @@ class _StepResults:
         'from it; set --config.train.nonfinite=skip to skip such steps instead.')
 
 
-def _train_loop(config, workdir, state, batches, compile_fn, checkpointer, signature, writer,
+def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signature, writer,
                 watcher):
-  """Runs the steps after `state.step`; returns (state, last step, preempted, results)."""
+  """Runs the steps after `state.step` on `inputs` = (batches, state_after) from `input_fn`;
+  returns (state, last step, preempted, results)."""
   c = config.train
   step = start_step = int(state.step)
+  batches, state_after = inputs
+  data_state = lambda step: state_after(step - start_step)
   results, preempted = None, False
   if start_step >= c.steps:
     return state, step, preempted, results
@@ -308,7 +320,7 @@ def _train_loop(config, workdir, state, batches, compile_fn, checkpointer, signa
   peak = throughput.peak_flops(jax.devices()[0].device_kind)
   timer = throughput.StepTimer(examples_per_step=c.batch_size, flops_per_step=flops,
                                peak_flops_total=peak and peak * jax.device_count())
-  results = _StepResults(config, writer, timer, checkpointer)
+  results = _StepResults(config, writer, timer, checkpointer, data_state)
   batches = itertools.chain([first_batch], batches)
   profile = config.profile_steps if jax.process_index() == 0 else ()
   pending = None  # The step in flight: (step, metrics on device).
@@ -332,7 +344,8 @@ def _train_loop(config, workdir, state, batches, compile_fn, checkpointer, signa
         jax.profiler.stop_trace()
     if save:
       with timer.paused():
-        checkpointer.save(step, state, signature=signature)
+        checkpointer.save(step, state, signature=signature,
+                          extra={'data': data_state(step)})
     if preempted:
       break
   if pending:
@@ -344,9 +357,10 @@ def train(config, workdir, *, input_fn=input_batches):
   """Trains (resuming from the latest checkpoint in `workdir/checkpoints` if any).
 
   On SIGTERM it saves a checkpoint at the next step boundary (the same step on every process)
-  and returns with `preempted` set. `input_fn(config, mesh, start_step)` gives the global
-  batches. Returns {'step': last step, 'history': [(step, metrics), ...] logged in this call,
-  'state', 'preempted', 'skipped_steps'}.
+  and returns with `preempted` set. `input_fn(config, mesh, data_state)` gives the global
+  batches and the data state after them (see `input_batches`). Returns {'step': last step,
+  'history': [(step, metrics), ...] logged in this call, 'state', 'preempted',
+  'skipped_steps'}.
   """
   # Watching from the start: a SIGTERM while restoring or compiling stops after one step.
   with preemption.PreemptionWatcher() as watcher:
@@ -364,10 +378,11 @@ def _train(config, workdir, input_fn, watcher):
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
   if checkpointer.latest_step() is not None:
-    state, _ = checkpointer.restore(abstract, signature=signature)
+    state, meta = checkpointer.restore(abstract, signature=signature)
+    data_state = meta.get('data')
     print(f'resumed from step {int(state.step)} in {checkpointer.directory}', flush=True)
   else:
-    state = create_train_state(config, model, tx, mesh, abstract)
+    state, data_state = create_train_state(config, model, tx, mesh, abstract), None
 
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
@@ -378,7 +393,7 @@ def _train(config, workdir, input_fn, watcher):
   writer = writers.MetricWriter(workdir, config.train.steps)
   try:
     state, step, preempted, results = _train_loop(
-        config, workdir, state, input_fn(config, mesh, int(state.step)), compile_fn,
+        config, workdir, state, input_fn(config, mesh, data_state), compile_fn,
         checkpointer, signature, writer, watcher)
   finally:
     checkpointer.wait_until_finished()  # A stopped run still completes its last save.

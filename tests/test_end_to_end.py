@@ -23,6 +23,7 @@ def test_train_then_evaluate_binaries(data_dir, tmp_path):
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert [r['step'] for r in records] == [1, 2, 3]
   assert {'loss', 'loss_va', 'loss_vt'} <= set(records[0])
+  assert records[-1]['data_skipped'] == 0
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '3'))
 
   output = str(tmp_path / 'eval.json')
@@ -34,7 +35,7 @@ def test_train_then_evaluate_binaries(data_dir, tmp_path):
     assert key in results, key
   assert results['step'] == 3
   assert results['num_queries'] == 32  # Every test clip once, padding dropped.
-  assert results['num_train_clips'] == 64
+  assert results['num_train_clips'] == 64 and results['data_skipped'] == 0
   assert results['num_classes'] == 16
   assert 0 <= results['linear_top1'] <= 100
   assert results['t2v_R@1'] <= results['t2v_R@5'] <= results['t2v_R@10'] <= 100

@@ -1,4 +1,5 @@
-"""The tf.data pipeline: shapes, dtypes, ranges, spectrograms, determinism, sharding, padding."""
+"""The pipeline on the synthetic dataset: the model's batch, determinism, exact resume, several
+processes, evaluation padding, the device hand-over."""
 
 import json
 import os
@@ -11,19 +12,26 @@ import tensorflow as tf
 from mmv import sharding
 from mmv.data import audio as audio_ops
 from mmv.data import pipeline
+from mmv.data import records
+from mmv.data import stream
 from mmv.data import synthetic
 
 
-def _first(config, split='train', train=True, **kw):
-  ds = pipeline.make_dataset(config.data, split, batch_size=8, train=train, **kw)
-  return next(ds.as_numpy_iterator())
+def _train(config, n, seed=0, state=None, batch_size=8):
+  s = stream.train_stream(config.data, batch_size=batch_size, seed=seed, state=state)
+  return s, [next(s) for _ in range(n)]
 
 
-def test_batch_shapes_dtypes_and_ranges(config):
-  batch = _first(config)
+def test_model_batch_shapes_dtypes_and_ranges(config):
+  mesh = sharding.make_mesh()
+  s = stream.train_stream(config.data, batch_size=16, seed=0)
+  batch = next(pipeline.global_batches(s, sharding.batch_sharding(mesh), config.data))
   shapes = pipeline.output_shapes(config.data)
+  assert set(batch) == set(shapes)
   for key, shape in shapes.items():
-    assert batch[key].shape == (8,) + shape, key
+    assert batch[key].shape == (16,) + shape, key
+  assert len(batch['video'].addressable_shards) == jax.device_count() == 8
+  batch = jax.device_get(batch)
   assert batch['video'].dtype == np.float32
   assert 0.0 <= batch['video'].min() and batch['video'].max() <= 1.0
   assert batch['video'].std() > 0.05  # Real frames, not zeros.
@@ -33,9 +41,8 @@ def test_batch_shapes_dtypes_and_ranges(config):
   assert 0 <= batch['text'].min() and batch['text'].max() < vocab
   assert batch['text'][:, :, 0].min() >= 2  # Every caption has a known first word.
   assert set(np.unique(batch['label'])) <= set(range(16))
-  np.testing.assert_array_equal(batch['mask'], 1.0)
-  np.testing.assert_array_equal(batch['audio_mask'], 1.0)
-  np.testing.assert_array_equal(batch['text_mask'], 1.0)
+  for key in ('mask', 'audio_mask', 'text_mask'):
+    np.testing.assert_array_equal(batch[key], 1.0)
 
 
 def test_spectrogram_of_a_known_tone():
@@ -57,59 +64,56 @@ def test_spectrogram_of_a_known_tone():
     audio_ops.log_mel_spectrogram(wave, log_offset='nope', **kw)
 
 
-def test_eval_is_deterministic_and_train_depends_on_seed(config):
-  a = _first(config, 'test', train=False)
-  b = _first(config, 'test', train=False)
-  np.testing.assert_array_equal(a['video'], b['video'])
-  c = _first(config, seed=0)
-  d = _first(config, seed=0)
-  e = _first(config, seed=1)
-  np.testing.assert_array_equal(c['video'], d['video'])
-  assert not np.array_equal(c['video'], e['video'])
-
-
-def test_start_example_resumes_the_stream_exactly(config):
-  ds = pipeline.make_dataset(config.data, 'train', batch_size=8, train=True, seed=3)
-  batches = [b for _, b in zip(range(12), ds.as_numpy_iterator())]  # Over one epoch (64).
-  resumed = pipeline.make_dataset(config.data, 'train', batch_size=8, train=True, seed=3,
-                                  start_example=5 * 8)
-  for expected, got in zip(batches[5:], resumed.as_numpy_iterator()):
+def test_training_stream_is_determined_by_the_seed_and_resumes_exactly(config):
+  # 64 clips in 4 shards, batches of 8: 12 batches cross an epoch boundary.
+  full, batches = _train(config, 12, seed=3)
+  _, again = _train(config, 2, seed=3)
+  _, other = _train(config, 1, seed=4)
+  np.testing.assert_array_equal(batches[0]['frames'], again[0]['frames'])
+  assert not np.array_equal(batches[0]['frames'], other[0]['frames'])
+  assert full.state_after(12)['positions']['train'][0] == 1  # In the second epoch.
+  # The state a checkpoint keeps, through JSON, resumes the stream where it stood.
+  state = json.loads(json.dumps(stream.gather_state(full.state_after(5))))
+  assert state == {'sources': ['train'], 'positions': [[[0, 40]]], 'skipped': [0]}
+  resumed, rest = _train(config, 7, seed=3, state=state)
+  for expected, got in zip(batches[5:], rest):
+    assert set(expected) == set(got)
     for key in expected:
       np.testing.assert_array_equal(expected[key], got[key], err_msg=key)
+  assert resumed.state_after(7) == full.state_after(12)
+  with pytest.raises(ValueError, match='written by 1 processes'):
+    stream.train_stream(config.data, batch_size=8, seed=3, state=state, process_count=2)
 
 
-def test_processes_read_disjoint_files(config):
-  files = pipeline.split_files(config.data.data_dir, 'train')
-  shares = [pipeline.process_files(files, i, 2) for i in range(2)]
+def test_processes_read_disjoint_files_and_yield_equal_batch_counts(config):
+  files = records.split_files(config.data.data_dir, 'train')
+  shares = [records.process_files(files, i, 2) for i in range(2)]
   assert sorted(shares[0] + shares[1]) == files and not set(shares[0]) & set(shares[1])
   with pytest.raises(ValueError, match='cannot be shared'):
-    pipeline.process_files(files, 0, len(files) + 1)
-  names = [_first(config, 'test', train=False, process_index=i, process_count=2)
-           for i in range(2)]
-  assert not np.array_equal(names[0]['video'], names[1]['video'])
+    records.process_files(files, 0, len(files) + 1)
+  config.data.with_names = True
+  seen = []
+  for i in range(2):
+    batches = list(stream.eval_stream(config.data, 'test', batch_size=12, process_index=i,
+                                      process_count=2))
+    assert len(batches) == 2  # 16 clips per process: batches of 12 and 4 + 8 padding rows.
+    names = np.concatenate([b['filename'][b['mask'] > 0] for b in batches])
+    seen.append(set(names))
+    assert len(names) == len(seen[-1]) == 16
+  assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 32
 
 
 def test_missing_split_is_a_clear_error(config):
   with pytest.raises(FileNotFoundError, match='no shards validation'):
-    pipeline.make_dataset(config.data, 'validation', batch_size=8, train=False)
+    stream.eval_stream(config.data, 'validation', batch_size=8)
 
 
 def test_eval_reads_every_example_once_and_pads(config):
-  ds = pipeline.make_dataset(config.data, 'test', batch_size=12, train=False)
-  batches = [pipeline.pad_batch(b, 12) for b in ds.as_numpy_iterator()]
-  assert all(b['video'].shape[0] == 12 for b in batches)
+  batches = list(stream.eval_stream(config.data, 'test', batch_size=12))
+  assert [b['frames'].shape[0] for b in batches] == [12, 12, 12]
   masks = np.concatenate([b['mask'] for b in batches])
-  assert masks.sum() == 32 and len(masks) == 36
-  assert (masks[32:] == 0).all()
-
-
-def test_global_batches_are_sharded_over_all_devices(config):
+  np.testing.assert_array_equal(masks, [1] * 32 + [0] * 4)
   mesh = sharding.make_mesh()
-  ds = pipeline.make_dataset(config.data, 'train', batch_size=16, train=True)
-  batch = next(pipeline.global_batches(ds.as_numpy_iterator(), sharding.batch_sharding(mesh)))
-  assert batch['video'].shape[0] == 16
-  assert len(batch['video'].addressable_shards) == jax.device_count() == 8
-  assert batch['video'].addressable_shards[0].data.shape[0] == 2
   with pytest.raises(ValueError, match='not divisible by the 8 devices'):
     sharding.check_batch_size(12, mesh)
 

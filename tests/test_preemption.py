@@ -74,12 +74,14 @@ def test_sigterm_and_sigkill_resume_exactly(config, data_dir, tmp_path):
 
 
 def _poisoned(step_to_poison):
-  """`train.input_batches` with NaN video in the batch of one step."""
+  """`train.input_batches` with NaN video in the batch of one step (of a run from step 0)."""
 
-  def input_fn(config, mesh, start_step):
-    batches = train.input_batches(config, mesh, start_step)
-    for step, batch in enumerate(batches, start_step + 1):
-      yield dict(batch, video=batch['video'] * jnp.nan) if step == step_to_poison else batch
+  def input_fn(config, mesh, data_state):
+    assert data_state is None
+    batches, state_after = train.input_batches(config, mesh, data_state)
+    poisoned = (dict(batch, video=batch['video'] * jnp.nan) if step == step_to_poison else batch
+                for step, batch in enumerate(batches, 1))
+    return poisoned, state_after
 
   return input_fn
 

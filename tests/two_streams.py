@@ -16,21 +16,30 @@ from ml_collections import config_flags
 from mmv import sharding as shard_lib
 from mmv import train
 from mmv.data import pipeline
+from mmv.data import stream as data_stream
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory.')
 STREAMS = 2
 
 
-def two_stream_batches(config, mesh, start_step):
+def two_stream_batches(config, mesh, data_state):
   local_batch = config.train.batch_size // STREAMS
-  streams = [pipeline.make_dataset(
-      config.data, config.data.train_split, batch_size=local_batch, train=True,
-      seed=config.seed, process_index=p, process_count=STREAMS,
-      start_example=start_step * local_batch).as_numpy_iterator() for p in range(STREAMS)]
+  streams = [data_stream.train_stream(
+      config.data, batch_size=local_batch, seed=config.seed, process_index=p,
+      process_count=STREAMS, state=data_state) for p in range(STREAMS)]
   merged = ({k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
             for batches in zip(*streams))
-  return pipeline.global_batches(merged, shard_lib.batch_sharding(mesh), config.data.prefetch)
+  batches = pipeline.global_batches(merged, shard_lib.batch_sharding(mesh), config.data,
+                                    config.data.prefetch)
+
+  def state_after(n):  # As `data_stream.gather_state` writes it for two processes.
+    states = [data_stream.gather_state(s.state_after(n)) for s in streams]
+    return {'sources': states[0]['sources'],
+            'positions': [s['positions'][0] for s in states],
+            'skipped': [s['skipped'][0] for s in states]}
+
+  return batches, state_after
 
 
 def main(argv):

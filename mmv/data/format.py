@@ -3,7 +3,9 @@
 `image/encoded` and `WAVEFORM/feature/floats` are feature lists (one JPEG per frame, one
 Feature holding the whole mono waveform); the rest are context features. DMVR stores no frame
 rate or sample rate, so mmv adds `clip/fps` and `clip/audio/sample_rate` and readers fall back
-to the defaults below when a record lacks them.
+to the defaults below when a record lacks them. mmv also adds caption timestamps (so a reader
+can pick the captions nearest the frames it sampled) and flags for a missing video or audio
+track; records without them read as DMVR's do.
 """
 
 IMAGE = 'image/encoded'
@@ -12,14 +14,24 @@ WAVEFORM = 'WAVEFORM/feature/floats'
 LABEL_INDEX = 'clip/label/index'
 LABEL_TEXT = 'clip/label/text'
 CAPTION = 'caption/string'
+CAPTION_START_US = 'caption/start/timestamp'  # One per caption, in the source video's time.
+CAPTION_END_US = 'caption/end/timestamp'
 FILENAME = 'video/filename'
 START_US = 'clip/start/timestamp'
 END_US = 'clip/end/timestamp'
 FPS = 'clip/fps'
 SAMPLE_RATE = 'clip/audio/sample_rate'
+HAS_VIDEO = 'clip/has_video'  # 0 for audio-only inputs (no `image/encoded`).
+HAS_AUDIO = 'clip/has_audio'  # 0 for videos without an audio track (no waveform).
 
 DEFAULT_FPS = 10.0
 DEFAULT_SAMPLE_RATE = 48000.0
+
+# Written next to the shards: line i is the name of class i, the same file for every split.
+LABEL_MAP = 'labels.txt'
+# Words of captions and vocabulary files: lower-cased text split at every run of other
+# characters (the tokenizer's rule, which the converter's vocabularies follow).
+NON_WORD = '[^a-z0-9]+'
 
 
 def shard_name(name: str, index: int, num_shards: int) -> str:

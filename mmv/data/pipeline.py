@@ -1,191 +1,293 @@
-"""The tf.data input pipeline: DMVR shards → per-process batches → global jax.Arrays.
+"""The tf.data input pipeline: DMVR shards → per-process host batches → global device batches.
 
-Every random choice (frame offset, crop, caption choice) is a stateless function of
-(seed, position of the example in the stream), and the stream itself is deterministic, so
-`make_dataset(..., start_example=n)` yields exactly what an uninterrupted stream yields after n
-examples. The skip happens before parsing: resuming does not decode the examples already used.
+Per example, on the host: parse the record, draw the example's randomness, decode the sampled
+frames' crops (uint8), cut the audio windows aligned with the frames in time, pick and
+tokenise captions, encode labels. Batches go to the devices as global jax.Arrays, where
+`mmv.data.augment` turns the uint8 crops into float clips (`global_batches`).
 
-Each example is a dict:
-  video      float32 [T, crop, crop, 3] in [0, 1]
-  audio      float32 [frames, mel, 1] log-mel spectrogram
+Every random choice (clip offset, crop, flip, colour, captions) is a stateless function of
+(seed, source, process, position of the record), the position being (epoch, index within
+the epoch) of `mmv.data.records`; one clip offset drives the frames, the audio window and the
+nearest captions, so the modalities of an example stay aligned.
+
+The model's batch (after `global_batches`), per clip:
+  video      float32 [T, crop, crop, 3] in [0, 1] (or normalised, `data.normalization`)
+  audio      float32 [frames, mel, 1] log-mel, or [samples] waveform (`data.audio_format`)
   audio_mask float32 []  1 if the clip has a waveform
   text       int32   [K, max_words] token ids, 0 = padding
   text_mask  float32 [K] 1 for a real caption
-  label      int32   []  first class index, -1 if none
+  label      int32 [] (−1 if none), or float32 [classes] one-/multi-hot (`data.label_format`)
   mask       float32 []  1 for a real example (0 for evaluation padding)
+  filename, label_name   bytes, host-side only, with `data.with_names`
+Modalities left out of `data.modalities` have no keys. In evaluation each example gives
+`data.num_test_clips` consecutive rows (its clips folded into the batch).
 """
 
+import functools
 import os
-import threading
 import queue
+import re
+import threading
 
 import jax
 import numpy as np
 import tensorflow as tf
 
 from mmv.data import audio as audio_ops
+from mmv.data import augment
 from mmv.data import format as fmt
+from mmv.data import labels as label_ops
+from mmv.data import records
 from mmv.data import text as text_ops
 from mmv.data import video as video_ops
 
-
-def split_files(data_dir, split):
-  """The shards `data_dir/split-*-of-*`, sorted; an error if there are none."""
-  files = sorted(tf.io.gfile.glob(os.path.join(data_dir, f'{split}-*-of-*')))
-  if not files:
-    raise FileNotFoundError(f'no shards {split}-*-of-* in {data_dir!r}; make them with '
-                            f'`python -m mmv.data.synthetic --output_dir {data_dir}` or '
-                            'prepare a dataset as in the README')
-  return files
+MODALITIES = ('video', 'audio', 'text')
+AUDIO_FORMATS = ('log_mel', 'waveform')
+BOOKKEEPING = ('_epoch', '_index', '_seq')  # Per example, removed by `mmv.data.stream`.
 
 
-def process_files(files, process_index, process_count):
-  """This process's disjoint share of the files."""
-  if len(files) < process_count:
-    raise ValueError(f'{len(files)} shards cannot be shared by {process_count} processes')
-  return files[process_index::process_count]
+def vocab_path(c):
+  return os.path.join(c.data_dir, c.vocab)
 
 
-def vocab_path(data_config):
-  return os.path.join(data_config.data_dir, data_config.vocab)
+def make_tokenizer(c):
+  if 'text' not in c.modalities:
+    return None
+  return text_ops.Tokenizer(text_ops.read_vocabulary(vocab_path(c)), c.stop_words, c.max_words)
+
+
+def clip_seconds(c):
+  return c.num_frames * c.frame_stride / c.fps
 
 
 def num_audio_samples(c):
-  return int(round(c.num_frames * c.frame_stride / c.fps * c.audio_sample_rate))
+  return int(round(clip_seconds(c) * c.audio_sample_rate))
+
+
+def check_config(c):
+  unknown = set(c.modalities) - set(MODALITIES)
+  if unknown or not {'video', 'audio'} & set(c.modalities):
+    raise ValueError(f'data.modalities must be among {MODALITIES} and include video or audio, '
+                     f'got {tuple(c.modalities)}')
+  if c.audio_format not in AUDIO_FORMATS:
+    raise ValueError(f'data.audio_format must be one of {AUDIO_FORMATS}, got {c.audio_format!r}')
+  if c.normalization not in augment.NORMALIZATIONS:
+    raise ValueError(f'data.normalization must be one of {augment.NORMALIZATIONS}, '
+                     f'got {c.normalization!r}')
+  label_ops.check_format(c.label_format, c.num_classes)
 
 
 def output_shapes(c):
-  """Per-example shapes of the pipeline's output for data config `c`."""
-  frames = audio_ops.num_spectrogram_frames(num_audio_samples(c), c.stft_window, c.stft_hop)
-  return {
-      'video': (c.num_frames, c.crop_size, c.crop_size, 3),
-      'audio': (frames, c.num_mel_bins, 1),
-      'audio_mask': (),
-      'text': (c.num_captions, c.max_words),
-      'text_mask': (c.num_captions,),
-      'label': (),
-      'mask': (),
-  }
+  """Per-clip shapes of the model's batch (after `global_batches`) for data config `c`."""
+  shapes = {'label': () if c.label_format == 'index' else (c.num_classes,), 'mask': ()}
+  if 'video' in c.modalities:
+    shapes['video'] = (c.num_frames, c.crop_size, c.crop_size, 3)
+  if 'audio' in c.modalities:
+    samples = num_audio_samples(c)
+    frames = audio_ops.num_spectrogram_frames(samples, c.stft_window, c.stft_hop)
+    shapes['audio'] = ((frames, c.num_mel_bins, 1) if c.audio_format == 'log_mel'
+                       else (samples,))
+    shapes['audio_mask'] = ()
+  if 'text' in c.modalities:
+    shapes['text'] = (c.num_captions, c.max_words)
+    shapes['text_mask'] = (c.num_captions,)
+  return shapes
 
 
-def _parse(record):
-  context, sequence = tf.io.parse_single_sequence_example(
-      record,
-      context_features={
-          fmt.CAPTION: tf.io.VarLenFeature(tf.string),
-          fmt.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
-          fmt.FPS: tf.io.FixedLenFeature([], tf.float32, fmt.DEFAULT_FPS),
-          fmt.SAMPLE_RATE: tf.io.FixedLenFeature([], tf.float32, fmt.DEFAULT_SAMPLE_RATE),
-      },
-      sequence_features={
-          fmt.IMAGE: tf.io.FixedLenSequenceFeature([], tf.string),
-          fmt.WAVEFORM: tf.io.VarLenFeature(tf.float32),
-      })
-  return {
-      'jpegs': sequence[fmt.IMAGE],
-      'waveform': tf.reshape(tf.sparse.to_dense(sequence[fmt.WAVEFORM]), [-1]),
-      'captions': tf.sparse.to_dense(context[fmt.CAPTION]),
-      'labels': tf.sparse.to_dense(context[fmt.LABEL_INDEX]),
-      'fps': context[fmt.FPS],
-      'sample_rate': context[fmt.SAMPLE_RATE],
+def _first(strings):
+  return tf.concat([strings, ['']], 0)[0]
+
+
+def _parse(record, modalities):
+  context = {
+      fmt.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+      fmt.LABEL_TEXT: tf.io.VarLenFeature(tf.string),
+      fmt.FILENAME: tf.io.VarLenFeature(tf.string),
+      fmt.START_US: tf.io.FixedLenFeature([], tf.int64, 0),
+      fmt.FPS: tf.io.FixedLenFeature([], tf.float32, fmt.DEFAULT_FPS),
+      fmt.SAMPLE_RATE: tf.io.FixedLenFeature([], tf.float32, fmt.DEFAULT_SAMPLE_RATE),
   }
+  if 'text' in modalities:
+    context.update({fmt.CAPTION: tf.io.VarLenFeature(tf.string),
+                    fmt.CAPTION_START_US: tf.io.VarLenFeature(tf.int64),
+                    fmt.CAPTION_END_US: tf.io.VarLenFeature(tf.int64)})
+  sequence = {}
+  if 'video' in modalities:
+    sequence[fmt.IMAGE] = tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
+  if 'audio' in modalities:
+    # Ragged: the samples as they are (a VarLenFeature would add two int64 indices each).
+    sequence[fmt.WAVEFORM] = tf.io.RaggedFeature(tf.float32)
+  ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
+  raw = {k: tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v
+         for k, v in {**ctx, **seq}.items()}
+  if fmt.WAVEFORM in raw:
+    raw[fmt.WAVEFORM] = raw[fmt.WAVEFORM].flat_values
+  return raw
 
 
 def make_example_fn(c, tokenizer, *, train, seed):
-  """The per-example function: (position, serialized record) → example dict."""
-  samples = num_audio_samples(c)
+  """The per-example function: a record-stream element → host example (rows = clips)."""
+  check_config(c)
+  clips = 1 if train else c.num_test_clips
+  duration_s = clip_seconds(c)
+  window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
 
-  def fn(position, record):
-    raw = _parse(record)
-    keys = tf.random.experimental.stateless_split(
-        tf.stack([tf.cast(seed, tf.int64), position]), 4)
-    num_frames = tf.shape(raw['jpegs'])[0]
-    tf.debugging.assert_positive(num_frames, 'a record has no frames')
-    indices, offset = video_ops.sample_indices(num_frames, c.num_frames, c.frame_stride,
-                                               train=train, seed=keys[0])
-    video = video_ops.decode_and_crop(
-        tf.gather(raw['jpegs'], indices), c.crop_size, train=train, seed=keys[1],
-        scale_jitter=tuple(c.scale_jitter), min_resize=c.min_resize)
+  def video(raw, keys, out):
+    num_frames = tf.shape(raw[fmt.IMAGE])[0]
+    tf.debugging.assert_positive(num_frames, message='the record has no frames (image/encoded)')
+    span = (c.num_frames - 1) * c.frame_stride + 1
+    offsets = video_ops.clip_offsets(num_frames, span, num_clips=clips, train=train, seed=keys[0])
+    indices = video_ops.frame_indices(offsets, c.num_frames, c.frame_stride, num_frames)
+    jpegs = tf.gather(raw[fmt.IMAGE], tf.reshape(indices, [-1]))
+    shape = tf.io.extract_jpeg_shape(jpegs[0])
+    box = video_ops.crop_box(shape[0], shape[1], crop_size=c.crop_size, train=train,
+                             seed=keys[1], scale_jitter=tuple(c.scale_jitter),
+                             min_resize=c.min_resize)
+    frames, crop = video_ops.decode_crop(jpegs, box, window)
+    out['frames'] = tf.reshape(frames, tf.concat([[clips, c.num_frames], tf.shape(frames)[1:]], 0))
+    out['frames_box'] = tf.tile(crop[None], [clips, 1])
     if train and c.random_flip:
-      video = video_ops.random_flip(video, keys[2])
+      out['frames_flip'] = video_ops.flip_draw(keys[2])[None]
+    if train and c.color_augment:
+      out['frames_colour'] = video_ops.colour_draw(keys[3])[None]
+    return tf.cast(offsets, tf.float32) / raw[fmt.FPS]
 
-    tf.debugging.assert_near(
-        raw['sample_rate'], tf.constant(c.audio_sample_rate, tf.float32),
-        message=f'record sample rate differs from data.audio_sample_rate={c.audio_sample_rate}')
-    start = tf.cast(offset, tf.float32) / raw['fps'] * raw['sample_rate']
-    has_audio = tf.size(raw['waveform']) > 0
-    waveform = audio_ops.aligned_window(raw['waveform'], start, samples)
-    audio = audio_ops.log_mel_spectrogram(
-        waveform, sample_rate=c.audio_sample_rate, window=c.stft_window, hop=c.stft_hop,
-        num_mel_bins=c.num_mel_bins, lower_hz=c.mel_lower_hz, upper_hz=c.mel_upper_hz,
-        log_offset=c.log_offset)
+  def audio(raw, starts_s, out):
+    waveform = raw[fmt.WAVEFORM]
+    waves = audio_ops.windows(waveform, starts_s, rate_in=raw[fmt.SAMPLE_RATE],
+                              rate_out=c.audio_sample_rate, num_samples=num_audio_samples(c))
+    if c.audio_format == 'log_mel':
+      waves = audio_ops.log_mel_spectrogram(
+          waves, sample_rate=c.audio_sample_rate, window=c.stft_window, hop=c.stft_hop,
+          num_mel_bins=c.num_mel_bins, lower_hz=c.mel_lower_hz, upper_hz=c.mel_upper_hz,
+          log_offset=c.log_offset)
+    out['audio'] = waves
+    out['audio_mask'] = tf.fill([clips], tf.cast(tf.size(waveform) > 0, tf.float32))
 
-    caption_idx, text_mask = text_ops.choose_captions(
-        tf.shape(raw['captions'])[0], c.num_captions, train=train, seed=keys[3])
-    captions = tf.gather(tf.concat([raw['captions'], ['']], 0), caption_idx)
-    labels = tf.concat([tf.cast(raw['labels'], tf.int32), [-1]], 0)
-    return {
-        'video': video,
-        'audio': audio,
-        'audio_mask': tf.cast(has_audio, tf.float32),
-        'text': tokenizer(captions),
-        'text_mask': text_mask,
-        'label': labels[0],
-        'mask': tf.constant(1.0),
-    }
+  def audio_only_starts(raw, keys):
+    rate = raw[fmt.SAMPLE_RATE]
+    span = tf.cast(tf.round(duration_s * rate), tf.int32)
+    offsets = video_ops.clip_offsets(tf.size(raw[fmt.WAVEFORM]), span, num_clips=clips,
+                                     train=train, seed=keys[0])
+    return tf.cast(offsets, tf.float32) / rate
 
-  return fn
+  def text(raw, starts_s, keys, out):
+    captions = raw[fmt.CAPTION]
+    n = tf.shape(captions)[0]
+    k = c.num_captions
+    centres_us = raw[fmt.START_US] + tf.cast((starts_s + duration_s / 2) * 1e6, tf.int64)
+    timed = (n > 0) & tf.equal(tf.size(raw[fmt.CAPTION_START_US]), n) & tf.equal(
+        tf.size(raw[fmt.CAPTION_END_US]), n)
+
+    def untimed():
+      indices, mask = text_ops.choose_captions(n, k, train=train, seed=keys[4])
+      return tf.tile(indices[None], [clips, 1]), tf.tile(mask[None], [clips, 1])
+
+    indices, mask = tf.cond(
+        timed, lambda: text_ops.nearest_captions(
+            raw[fmt.CAPTION_START_US], raw[fmt.CAPTION_END_US], centres_us, k), untimed)
+    chosen = tf.gather(tf.concat([captions, ['']], 0), tf.reshape(indices, [-1]))
+    out['text'] = tf.reshape(tokenizer(chosen), [clips, k, c.max_words])
+    out['text_mask'] = tf.ensure_shape(mask, [clips, k])
+
+  def fn(element):
+    tf.debugging.assert_equal(element['damaged'], False,
+                              message='the shard ends early here (truncated or corrupt)')
+    raw = _parse(element['record'], c.modalities)
+    key = tf.constant([seed, 0], tf.int64)
+    for data in (element['epoch'], element['index']):
+      key = tf.random.experimental.stateless_fold_in(key, data)
+    keys = tf.random.experimental.stateless_split(key, 5)
+    out = {}
+    if 'video' in c.modalities:
+      starts_s = video(raw, keys, out)
+    else:
+      starts_s = audio_only_starts(raw, keys)
+    if 'audio' in c.modalities:
+      audio(raw, starts_s, out)
+    if 'text' in c.modalities:
+      text(raw, starts_s, keys, out)
+    label = label_ops.encode(raw[fmt.LABEL_INDEX], c.label_format, c.num_classes)
+    out['label'] = tf.repeat(label[None], clips, axis=0)
+    out['mask'] = tf.ones([clips])
+    if c.with_names:
+      out['filename'] = tf.fill([clips], _first(raw[fmt.FILENAME]))
+      out['label_name'] = tf.fill([clips], _first(raw[fmt.LABEL_TEXT]))
+    out.update(_epoch=element['epoch'], _index=element['index'], _seq=element['seq'])
+    return out
+
+  # No Python control flow depends on tensors here: tracing without AutoGraph is faster.
+  return tf.autograph.experimental.do_not_convert(fn)
 
 
-def make_dataset(c, split, *, batch_size, train, seed=0, process_index=0, process_count=1,
-                 start_example=0):
-  """Per-process batches of `batch_size` examples from `split`.
+def _fold_clips(batch):
+  """[examples, clips, ...] → [examples · clips, ...]: each example's clips consecutive."""
+  return {k: v if k in BOOKKEEPING else
+          tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in batch.items()}
 
-  Training repeats forever over a seeded shuffle and drops nothing but the position; evaluation
-  reads the split once in file order, and the last batch is smaller (see `pad_batch`).
+
+def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0)):
+  """Host batches of `batch_size` examples of `files`, from position `start`.
+
+  Records that fail (see `mmv.data.stream` for how they are counted) are dropped here;
+  training repeats forever and drops the last partial batch, evaluation reads once. Each
+  clip's crop is padded to the fixed buffer (`video.window_shape`) as it is copied into the batch.
   """
-  files = process_files(split_files(c.data_dir, split), process_index, process_count)
-  tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(vocab_path(c)), c.stop_words,
-                                 c.max_words)
-  ds = tf.data.Dataset.from_tensor_slices(files)
-  if train:
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if train:
-    ds = ds.shuffle(c.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-  ds = ds.enumerate().skip(start_example)
-  ds = ds.map(make_example_fn(c, tokenizer, train=train, seed=seed + process_index * 7919),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.batch(batch_size, drop_remainder=train)
-  options = tf.data.Options()
-  options.deterministic = True
-  return ds.with_options(options).prefetch(c.prefetch)
+  stream = records.record_stream(files, train=train, seed=seed,
+                                 shuffle_buffer=c.shuffle_buffer, start=start)
+  ds = stream.map(make_example_fn(c, tokenizer, train=train, seed=seed),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+  shapes = {k: spec.shape for k, spec in ds.element_spec.items()}
+  if 'frames' in shapes:
+    window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
+    shapes['frames'] = shapes['frames'][:2].concatenate(window + (3,))
+  ds = ds.padded_batch(batch_size, padded_shapes=shapes, drop_remainder=train)
+  return ds.map(_fold_clips)
 
 
-def pad_batch(batch, batch_size):
-  """Pads a smaller last batch to `batch_size` examples with mask 0."""
+def describe_record(c, files, position, *, train, seed, tokenizer):
+  """'FILE (record N): what fails' for the element at `position` of the record stream."""
+  element = next(iter(records.record_stream(files, train=train, seed=seed,
+                                            shuffle_buffer=c.shuffle_buffer, start=position)))
+  where = f'{element["file"].numpy().decode()} (record {int(element["record_number"])})'
+  try:  # Eagerly, so the error is the failing op's own message.
+    make_example_fn(c, tokenizer, train=train, seed=seed)(element)
+  except tf.errors.OpError as e:
+    message = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', e.message).split(' [Op:')[0]
+    return f'{where}: {message.strip().splitlines()[0]}'
+  return where
+
+
+def pad_batch(batch, rows):
+  """Pads a smaller batch to `rows` rows with zeros (mask 0)."""
   n = batch['mask'].shape[0]
-  if n == batch_size:
+  if n == rows:
     return batch
-  return {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+  return {k: np.concatenate([v, np.zeros((rows - n,) + v.shape[1:], v.dtype)])
           for k, v in batch.items()}
 
 
-def global_batches(local_batches, sharding, prefetch=2):
-  """Turns an iterable of per-process numpy batches into global jax.Arrays on `sharding`.
+def global_batches(local_batches, sharding, c, prefetch=2):
+  """Per-process host batches → global batches on `sharding`, as the model takes them.
 
-  A background thread stays `prefetch` batches ahead, so the host-to-device copies overlap the
-  train step. Each process passes its own batches; the global batch is their concatenation.
+  A background thread stays `prefetch` batches ahead, so host-to-device copies and the
+  device-side video ops overlap the train step. Each process passes its own batches; the
+  global batch is their concatenation. String keys (`with_names`) stay host-side numpy.
   """
+  finish = jax.jit(functools.partial(augment.finish_batch, c=c), out_shardings=sharding)
   q = queue.Queue(maxsize=prefetch)
   done = object()
+
+  def to_device(batch):
+    names = {k: v for k, v in batch.items() if v.dtype == object}
+    arrays = {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+              for k, v in batch.items() if k not in names}
+    return {**finish(arrays), **names}
 
   def producer():
     try:
       for batch in local_batches:
-        q.put({k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-               for k, v in batch.items()})
+        q.put(to_device(batch))
     except Exception as e:  # Re-raised in the consumer.
       q.put(e)
       return

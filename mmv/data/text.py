@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from mmv.data import format as fmt
+
 PAD_ID = 0
 UNK_ID = 1
 
@@ -31,7 +33,7 @@ class Tokenizer:
 
   def __call__(self, captions):
     """string [N] → int32 [N, max_words], padded with PAD_ID."""
-    text = tf.strings.regex_replace(tf.strings.lower(captions), '[^a-z0-9]+', ' ')
+    text = tf.strings.regex_replace(tf.strings.lower(captions), fmt.NON_WORD, ' ')
     words = tf.strings.split(tf.strings.strip(text))
     words = tf.ragged.boolean_mask(words, tf.logical_not(self._stop.lookup(words)))
     ids = tf.ragged.map_flat_values(self._ids.lookup, words)
@@ -39,7 +41,7 @@ class Tokenizer:
 
 
 def choose_captions(num_available, k, *, train, seed):
-  """Indices of K captions and their mask [K].
+  """Indices of K captions and their mask [K], for captions without timestamps.
 
   Training draws K with replacement among the clip's captions; evaluation takes the first K
   (the first caption is the query for retrieval). A clip without captions gets an all-zero mask.
@@ -52,3 +54,18 @@ def choose_captions(num_available, k, *, train, seed):
     indices = tf.minimum(tf.range(k), n - 1)
     mask = tf.cast(tf.range(k) < num_available, tf.float32)
   return indices, mask
+
+
+def nearest_captions(starts_us, ends_us, centres_us, k):
+  """The K captions whose middles are nearest each clip centre, for narrated videos.
+
+  starts_us, ends_us [N] caption times; centres_us [clips] → indices [clips, K], mask [clips, K]
+  (0 where the video has fewer than K captions). Ties go to the earlier caption.
+  """
+  middles = tf.cast(starts_us + ends_us, tf.float64) / 2.0
+  distance = tf.abs(middles[None, :] - tf.cast(centres_us, tf.float64)[:, None])
+  order = tf.argsort(distance, axis=1, stable=True)
+  available = tf.shape(starts_us)[0]
+  order = tf.pad(order, [[0, 0], [0, tf.maximum(k - available, 0)]])[:, :k]
+  mask = tf.broadcast_to(tf.cast(tf.range(k) < available, tf.float32), tf.shape(order))
+  return order, mask

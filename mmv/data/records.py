@@ -1,0 +1,93 @@
+"""The record stream: a process's share of the shards, in a seeded order, with positions.
+
+Training reads the files epoch after epoch. Epoch e visits them in an order drawn from
+(seed, e), interleaved, through a shuffle buffer seeded by (seed, e), so every record gets a
+position (epoch, index within the epoch) that names it. A stream started at position (e, i)
+yields exactly what the uninterrupted stream yields from there on; getting there reads (but
+does not parse or decode) the first i records of epoch e. Evaluation reads the files once, in
+order.
+
+A shard that ends early (a truncated file, or a record failing its CRC, after which TFRecord
+cannot resynchronise) is read up to the damage; the stream then emits one element marked
+`damaged` that names the file, and goes on with the next file. The reader turns it into a
+skipped example, or an error when strict.
+"""
+
+import os
+
+import tensorflow as tf
+
+# A TFRecord is its data plus 16 bytes: the length (8), the length's CRC (4), the data's CRC (4).
+_RECORD_OVERHEAD = 16
+
+
+def split_files(data_dir, split):
+  """The shards `data_dir/split-*-of-*`, sorted; an error if there are none."""
+  files = sorted(tf.io.gfile.glob(os.path.join(data_dir, f'{split}-*-of-*')))
+  if not files:
+    raise FileNotFoundError(f'no shards {split}-*-of-* in {data_dir!r}; make them with '
+                            '`python -m mmv.data.convert` or `python -m mmv.data.synthetic` '
+                            '(see the README)')
+  return files
+
+
+def process_files(files, process_index, process_count):
+  """This process's disjoint share of the files."""
+  if len(files) < process_count:
+    raise ValueError(f'{len(files)} shards cannot be shared by {process_count} processes')
+  return files[process_index::process_count]
+
+
+def _file_records(path, size):
+  """The records of one file, then a `damaged` marker if they stop before its end."""
+  records = tf.data.TFRecordDataset(path).ignore_errors().map(lambda r: (False, r))
+  ds = records.concatenate(tf.data.Dataset.from_tensors((True, tf.constant(b''))))
+
+  def account(state, element):
+    consumed, count = state
+    is_end, record = element
+    length = tf.strings.length(record, unit='BYTE')
+    size_after = consumed + tf.where(is_end, tf.constant(0, tf.int64),
+                                    tf.cast(length, tf.int64) + _RECORD_OVERHEAD)
+    out = {'file': path, 'record_number': count, 'record': record,
+           'damaged': tf.logical_and(is_end, tf.not_equal(consumed, size))}
+    return (size_after, count + tf.cast(tf.logical_not(is_end), tf.int64)), (is_end, out)
+
+  ds = ds.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), account)
+  # The end marker of an intact file has done its job.
+  ds = ds.filter(lambda is_end, out: tf.logical_or(tf.logical_not(is_end), out['damaged']))
+  return ds.map(lambda is_end, out: out)
+
+
+def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
+  """Elements {file, record_number, record, damaged, epoch, index, seq} from `files`.
+
+  `epoch` and `index` are the position; `seq` counts the elements of this stream from 0
+  (after `start`), so a gap in `seq` downstream means examples were dropped.
+  """
+  sizes = [tf.io.gfile.stat(f).length for f in files]
+  files_t = tf.constant(files)
+  sizes_t = tf.constant(sizes, tf.int64)
+  n = len(files)
+
+  def epoch(e):
+    if train:
+      order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.cast(seed, tf.int64), e])))
+    else:
+      order = tf.range(n)
+    ds = tf.data.Dataset.from_tensor_slices((tf.gather(files_t, order), tf.gather(sizes_t, order)))
+    ds = ds.interleave(_file_records, cycle_length=min(n, 8), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if train and shuffle_buffer > 1:
+      ds = ds.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + e)
+    return ds.enumerate().map(lambda i, x: {**x, 'epoch': e, 'index': i})
+
+  epochs = (tf.data.Dataset.counter(start[0]) if train else tf.data.Dataset.range(1))
+  ds = epochs.flat_map(epoch).skip(start[1])
+  return ds.enumerate().map(lambda s, x: {**x, 'seq': s})
+
+
+def count_records(files):
+  """Elements the evaluation stream of `files` yields (records, plus damaged-file markers)."""
+  ds = record_stream(files, train=False)
+  return int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
