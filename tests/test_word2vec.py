@@ -2,6 +2,8 @@
 and the matrix in a fresh train state (test_bfloat16 checks that training leaves it alone)."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ from mmv import train
 from mmv.data import text as text_ops
 from mmv.models import word2vec
 from tests import word2vec_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # In frequency order, as word2vec files are. 'The' and 'the' collide once lower-cased and
 # 'New_York' is not a token the tokenizer can produce: both are skipped.
@@ -59,3 +63,13 @@ def test_a_fresh_train_state_holds_the_word2vec_vectors(config, tmp_path):
   config.model.word_embedding_dim += 1
   with pytest.raises(ValueError, match='has 16-d vectors but model.word_embedding_dim=17'):
     word2vec.load_matrix(config.model, vocabulary)
+
+
+def test_vocabulary_cli_writes_the_most_frequent_words(tmp_path):
+  path, vocab = str(tmp_path / 'vectors.bin.gz'), str(tmp_path / 'vocab.txt')
+  word2vec_files.write_binary(path, ENTRIES, 3)
+  result = subprocess.run(
+      [sys.executable, '-m', 'mmv.tools.word2vec_vocab', f'--word2vec={path}', '--num_words=5',
+       f'--output={vocab}'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert text_ops.read_vocabulary(vocab) == USABLE[:5]

@@ -71,9 +71,8 @@ class UnmappedVariableError(ValueError):
 
 def batch_norm_name(module_paths):
   """The name Haiku gave the BatchNorm modules, found in `module_paths` of a checkpoint."""
-  names = {part for path in module_paths for part in path.split('/')
-           if _BN_NAME.fullmatch(re.sub(r'_\d+$', '', part))}
-  names = {re.sub(r'_\d+$', '', n) for n in names}
+  names = {re.sub(r'_\d+$', '', part) for path in module_paths for part in path.split('/')}
+  names = {n for n in names if _BN_NAME.fullmatch(n)}
   if len(names) != 1:
     raise ValueError(f'expected one BatchNorm module name in the checkpoint, found {names}')
   return names.pop()
