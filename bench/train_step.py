@@ -56,7 +56,6 @@ def main(argv):
                                f' --xla_force_host_platform_device_count={_DEVICES.value}')
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=g-import-not-at-top
-  from mmv import optim  # pylint: disable=g-import-not-at-top
   from mmv import sharding as shard_lib  # pylint: disable=g-import-not-at-top
   from mmv import throughput  # pylint: disable=g-import-not-at-top
   from mmv import train  # pylint: disable=g-import-not-at-top
@@ -72,7 +71,7 @@ def main(argv):
   else:
     vocab_size = _VOCAB_SIZE.value
     model = mmv_model.build_model(config.model, vocab_size=vocab_size)
-  tx = optim.make_optimizer(config.optim, config.train.steps)
+  tx = train.create_optimizer(config)
   batch_size = config.train.batch_size
   batch = random_batch(config.data, batch_size, vocab_size, shard_lib.batch_sharding(mesh))
   abstract = train.abstract_train_state(config, model, tx, mesh)

@@ -22,7 +22,6 @@ import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import losses
-from mmv import optim
 from mmv import sharding as shard_lib
 from mmv import train as train_lib
 from mmv.data import pipeline
@@ -42,7 +41,7 @@ def restore(config, workdir, step=None):
   """(model, variables, step) of the checkpoint `step` (latest by default) in `workdir`."""
   mesh = shard_lib.make_mesh(config.mesh)
   model = train_lib.create_model(config)
-  tx = optim.make_optimizer(config.optim, config.train.steps)
+  tx = train_lib.create_optimizer(config)
   abstract = train_lib.abstract_train_state(config, model, tx, mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})

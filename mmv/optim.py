@@ -1,5 +1,6 @@
 """The optimiser from config: Adam (or AdamW) with linear warmup and half-period cosine decay."""
 
+import jax
 import optax
 
 
@@ -11,8 +12,23 @@ def learning_rate_schedule(c, total_steps):
       end_value=c.learning_rate * c.end_learning_rate_factor)
 
 
-def make_optimizer(c, total_steps):
+def make_optimizer(c, total_steps, frozen=()):
+  """The optimiser; params whose '/'-joined path is in `frozen` are never updated.
+
+  Frozen params get `set_to_zero` instead of Adam, so they have no optimiser state either (and
+  no weight decay, which would move them even with zero gradients).
+  """
   schedule = learning_rate_schedule(c, total_steps)
   if c.weight_decay:
-    return optax.adamw(schedule, weight_decay=c.weight_decay)
-  return optax.adam(schedule)
+    tx = optax.adamw(schedule, weight_decay=c.weight_decay)
+  else:
+    tx = optax.adam(schedule)
+  if not frozen:
+    return tx
+
+  def labels(params):
+    path = lambda p: jax.tree_util.keystr(p, simple=True, separator='/')
+    return jax.tree_util.tree_map_with_path(
+        lambda p, _: 'frozen' if path(p) in frozen else 'trained', params)
+
+  return optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)

@@ -29,6 +29,8 @@ from mmv.data import pipeline
 from mmv.data import stream as data_stream
 from mmv.data import text as text_ops
 from mmv.models import mmv as mmv_model
+from mmv.models import text as text_lib
+from mmv.models import word2vec
 
 
 @flax.struct.dataclass
@@ -46,6 +48,12 @@ def create_model(config):
   """The model for `config`, with the vocabulary size read from the dataset's vocab file."""
   words = text_ops.read_vocabulary(pipeline.vocab_path(config.data))
   return mmv_model.build_model(config.model, vocab_size=len(words) + 2)
+
+
+def create_optimizer(config):
+  """The optimiser for `config`; it leaves the model's frozen params (word2vec) alone."""
+  return optim.make_optimizer(config.optim, config.train.steps,
+                              frozen=mmv_model.frozen_params(config.model))
 
 
 def dummy_inputs(data_config, batch_size=2):
@@ -199,14 +207,36 @@ def abstract_train_state(config, model, tx, mesh):
 
 
 def create_train_state(config, model, tx, mesh, abstract=None):
-  """Initialises the state directly onto its shardings (each device computes its part).
+  """Initialises the state directly onto its shardings (each device computes its part), with
+  the word2vec vectors if any.
 
   `abstract`: `abstract_train_state(config, model, tx, mesh)` when already at hand.
   """
   abstract = abstract or abstract_train_state(config, model, tx, mesh)
   init = functools.partial(init_state, model=model, tx=tx, data_config=config.data)
   shardings = jax.tree.map(lambda s: s.sharding, abstract)
-  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+  state = jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+  if config.model.word2vec:
+    words = text_ops.read_vocabulary(pipeline.vocab_path(config.data))
+    matrix = word2vec.load_matrix(config.model, words)
+    state = state.replace(params=with_word_embeddings(state.params, matrix))
+  return state
+
+
+def with_word_embeddings(params, matrix):
+  """`params` with the text backbone's embedding matrix replaced by `matrix`, same sharding.
+
+  The optimiser state needs no change: frozen params have none.
+  """
+
+  def replace(path, x):
+    if jax.tree_util.keystr(path, simple=True, separator='/') != text_lib.EMBEDDINGS_PATH:
+      return x
+    if x.shape != matrix.shape:
+      raise ValueError(f'word embeddings {matrix.shape} do not fit the model\'s {x.shape}')
+    return jax.device_put(matrix.astype(x.dtype), x.sharding)
+
+  return jax.tree_util.tree_map_with_path(replace, params)
 
 
 def input_batches(config, mesh, data_state):
@@ -371,7 +401,7 @@ def _train(config, workdir, input_fn, watcher):
   mesh = shard_lib.make_mesh(config.mesh)
   check_train_config(config, mesh)
   model = create_model(config)
-  tx = optim.make_optimizer(config.optim, config.train.steps)
+  tx = create_optimizer(config)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                        max_to_keep=config.train.max_to_keep)
   abstract = abstract_train_state(config, model, tx, mesh)

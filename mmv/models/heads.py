@@ -1,19 +1,22 @@
 """Projection heads into the shared spaces S_va (video–audio) and S_vat (video–audio–text).
 
-Graphs (MMV paper, DESIGN.md §4):
-  shared     one head per modality into a single space of `vat_dim`;
-  disjoint   separate heads per pair, all from the backbones: video→S_va, video→S_vt,
-             audio→S_va, text→S_vt;
+Graphs (MMV paper, DESIGN.md §4), with the head settings of the released checkpoints:
+  shared     one linear head per modality into a single space of `vat_dim`;
+  disjoint   separate heads per pair, all from the backbones: video→S_va (MLP + BN),
+             video→S_vt (linear + BN), audio→S_va (linear), text→S_vt (linear);
   fac_relu / fac_bnrelu
              fine-and-coarse: video→S_va (MLP + BN), then ReLU (or BN+ReLU), then → S_vat
              (linear + BN); audio→S_va (linear); text→S_vat (linear). At evaluation audio reaches
              S_vat through the video's second head.
+MLP = Linear → BN → ReLU → Linear. As in the reference, the last Linear of an MLP has no bias
+when BN follows it, while a linear head keeps its bias even then.
 
 Every graph returns the same four embeddings, so the losses need not know the graph:
 video_va, audio_va (the NCE pair) and video_vt, text_vt (the MIL-NCE pair).
 """
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 GRAPHS = ('shared', 'disjoint', 'fac_relu', 'fac_bnrelu')
 
@@ -25,14 +28,15 @@ class Projection(nn.Module):
   bn_after: bool = False
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train):
     bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_decay,
-                              epsilon=self.bn_eps)
+                              epsilon=self.bn_eps, dtype=self.dtype)
     if self.mlp:
-      x = nn.relu(bn()(nn.Dense(self.dim)(x)))
-    x = nn.Dense(self.dim)(x)
+      x = nn.relu(bn()(nn.Dense(self.dim, dtype=self.dtype)(x)))
+    x = nn.Dense(self.dim, use_bias=not (self.mlp and self.bn_after), dtype=self.dtype)(x)
     if self.bn_after:
       x = bn()(x)
     return x
@@ -45,25 +49,26 @@ class Heads(nn.Module):
   vat_dim: int = 256
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
 
   def setup(self):
     if self.graph not in GRAPHS:
       raise ValueError(f'unknown head graph {self.graph!r}; choose from {GRAPHS}')
-    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps)
+    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype)
     if self.graph == 'shared':
       self.video_proj = Projection(self.vat_dim, **bn)
       self.audio_proj = Projection(self.vat_dim, **bn)
       self.text_proj = Projection(self.vat_dim, **bn)
     elif self.graph == 'disjoint':
-      self.video_va_proj = Projection(self.va_dim, **bn)
-      self.video_vt_proj = Projection(self.vat_dim, **bn)
+      self.video_va_proj = Projection(self.va_dim, mlp=True, bn_after=True, **bn)
+      self.video_vt_proj = Projection(self.vat_dim, bn_after=True, **bn)
       self.audio_proj = Projection(self.va_dim, **bn)
       self.text_proj = Projection(self.vat_dim, **bn)
     else:
       self.video_va_proj = Projection(self.va_dim, mlp=True, bn_after=True, **bn)
       self.va_to_vat = Projection(self.vat_dim, bn_after=True, **bn)
       if self.graph == 'fac_bnrelu':
-        self.fac_bn = nn.BatchNorm(momentum=self.bn_decay, epsilon=self.bn_eps)
+        self.fac_bn = nn.BatchNorm(momentum=self.bn_decay, epsilon=self.bn_eps, dtype=self.dtype)
       self.audio_proj = Projection(self.va_dim, **bn)
       self.text_proj = Projection(self.vat_dim, **bn)
 

@@ -1,18 +1,34 @@
 """The MMV model: backbones for video, audio and text, and the projection graph.
 
 `build_model(config.model, vocab_size)` assembles it from a config; the backbones are chosen by
-name from `VIDEO_BACKBONES` and `AUDIO_BACKBONES` (explicit tables, not import side effects).
+name from `VIDEO_BACKBONES` and `AUDIO_BACKBONES` (explicit tables, not import side effects),
+whose entries built without arguments are the paper's networks.
 """
+
+import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from mmv.models import heads as heads_lib
+from mmv.models import resnet
+from mmv.models import s3d
 from mmv.models import text as text_lib
 from mmv.models import tiny
+from mmv.models import tsm_resnet
 
-VIDEO_BACKBONES = {'tiny_video': tiny.TinyVideoNet}
-AUDIO_BACKBONES = {'tiny_audio': tiny.TinyAudioNet}
+VIDEO_BACKBONES = {
+    'tiny_video': tiny.TinyVideoNet,
+    's3d_g': s3d.S3DG,
+    'tsm_resnet50': functools.partial(tsm_resnet.TSMResNet, width=1),
+    'tsm_resnet50x2': functools.partial(tsm_resnet.TSMResNet, width=2),
+}
+AUDIO_BACKBONES = {
+    'tiny_audio': tiny.TinyAudioNet,
+    'audio_resnet50': functools.partial(resnet.ResNetV2, depth=50),
+    'audio_resnet18': functools.partial(resnet.ResNetV2, depth=18),
+}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 class MMV(nn.Module):
@@ -22,7 +38,10 @@ class MMV(nn.Module):
   heads: heads_lib.Heads
 
   def __call__(self, video, audio, text, train):
-    """Embeddings for the losses: video_va, audio_va [B, va]; video_vt [B, vt]; text_vt [B, K, vt]."""
+    """Embeddings for the losses: video_va, audio_va [B, va]; video_vt [B, vt]; text_vt [B, K, vt].
+
+    Always float32, whatever the compute dtype, so the losses are computed in float32.
+    """
     video_va, video_vt = self.embed_video(video, train)[1:]
     return {
         'video_va': video_va,
@@ -32,33 +51,59 @@ class MMV(nn.Module):
     }
 
   def embed_video(self, video, train=False):
-    """[B, T, H, W, 3] → (backbone features, video_va, video_vt)."""
+    """[B, T, H, W, 3] → (backbone features, video_va, video_vt), float32."""
     features = self.video_backbone(video, train)
-    return (features,) + tuple(self.heads.video(features, train))
+    return _float32((features,) + tuple(self.heads.video(features, train)))
 
   def embed_audio(self, audio, train=False):
     """[B, time, mel, 1] → (backbone features, audio_va, audio_vat or None for `disjoint`)."""
     features = self.audio_backbone(audio, train)
     audio_va = self.heads.audio(features, train)
-    return features, audio_va, self.heads.audio_to_vat(audio_va, train)
+    return _float32((features, audio_va, self.heads.audio_to_vat(audio_va, train)))
 
   def embed_text(self, text, train=False):
     """[..., words] → [..., vt]: any leading shape (e.g. [B, K] captions)."""
     lead = text.shape[:-1]
     features = self.text_backbone(jnp.reshape(text, (-1, text.shape[-1])), train)
     z = self.heads.text(features, train)
-    return jnp.reshape(z, lead + z.shape[-1:])
+    return jnp.reshape(z, lead + z.shape[-1:]).astype(jnp.float32)
+
+
+def _float32(arrays):
+  return tuple(None if x is None else x.astype(jnp.float32) for x in arrays)
+
+
+def backbone_options(c, name):
+  """Keyword arguments of backbone `name` from model config `c`."""
+  common = dict(bn_decay=c.bn_decay, bn_eps=c.bn_eps, dtype=DTYPES[c.dtype])
+  if name.startswith('tiny'):
+    return dict(width=c.width, **common)
+  options = dict(width_multiplier=c.width_multiplier, remat=c.remat, **common)
+  if name == 's3d_g':
+    options['space_to_depth'] = c.space_to_depth
+  return options
+
+
+def frozen_params(c):
+  """Param paths the optimiser must leave alone: the word2vec embeddings when loaded."""
+  return (text_lib.EMBEDDINGS_PATH,) if c.word2vec else ()
 
 
 def build_model(c, vocab_size):
   """The MMV module for model config `c`."""
-  bn = dict(bn_decay=c.bn_decay, bn_eps=c.bn_eps)
+  if c.dtype not in DTYPES:
+    raise ValueError(f'unknown model.dtype {c.dtype!r}; choose from {sorted(DTYPES)}')
+  backbones = {}
   for kind, name, table in (('video', c.video_backbone, VIDEO_BACKBONES),
                             ('audio', c.audio_backbone, AUDIO_BACKBONES)):
     if name not in table:
       raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
+    backbones[kind] = table[name](**backbone_options(c, name))
+  dtype = DTYPES[c.dtype]
   return MMV(
-      video_backbone=VIDEO_BACKBONES[c.video_backbone](width=c.width, **bn),
-      audio_backbone=AUDIO_BACKBONES[c.audio_backbone](width=c.width, **bn),
-      text_backbone=text_lib.WordConvText(vocab_size, c.word_embedding_dim, c.text_hidden),
-      heads=heads_lib.Heads(c.head, c.va_dim, c.vat_dim, **bn))
+      video_backbone=backbones['video'],
+      audio_backbone=backbones['audio'],
+      text_backbone=text_lib.WordConvText(vocab_size, c.word_embedding_dim, c.text_hidden,
+                                          frozen_embeddings=bool(c.word2vec), dtype=dtype),
+      heads=heads_lib.Heads(c.head, c.va_dim, c.vat_dim, bn_decay=c.bn_decay, bn_eps=c.bn_eps,
+                            dtype=dtype))

@@ -14,12 +14,14 @@ class ConvBNReLU(nn.Module):
   strides: tuple
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train):
-    x = nn.Conv(self.features, self.kernel, self.strides, padding='SAME', use_bias=False)(x)
+    x = nn.Conv(self.features, self.kernel, self.strides, padding='SAME', use_bias=False,
+                dtype=self.dtype)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_decay,
-                     epsilon=self.bn_eps)(x)
+                     epsilon=self.bn_eps, dtype=self.dtype)(x)
     return nn.relu(x)
 
 
@@ -32,10 +34,11 @@ class TinyVideoNet(nn.Module):
   width: int = 32
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train):
-    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps)
+    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype)
     w = self.width
     b, t = x.shape[:2]
     frames = lambda y: y.reshape((b * t,) + y.shape[2:])
@@ -46,7 +49,7 @@ class TinyVideoNet(nn.Module):
     x = ConvBNReLU(4 * w, (3, 3), (2, 2), **bn)(frames(x), train)
     x = ConvBNReLU(4 * w, (3, 1, 1), (1, 1, 1), **bn)(clips(x), train)
     x = ConvBNReLU(4 * w, (3, 3), (1, 1), **bn)(frames(x), train)
-    return jnp.mean(clips(x), axis=(1, 2, 3))
+    return jnp.mean(clips(x).astype(jnp.float32), axis=(1, 2, 3))
 
   @property
   def output_dim(self):
@@ -58,16 +61,17 @@ class TinyAudioNet(nn.Module):
   width: int = 32
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, train):
-    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps)
+    bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype)
     w = self.width
     x = ConvBNReLU(w, (3, 3), (1, 1), **bn)(x, train)
     x = ConvBNReLU(2 * w, (3, 3), (2, 2), **bn)(x, train)
     x = ConvBNReLU(4 * w, (3, 3), (2, 2), **bn)(x, train)
     x = ConvBNReLU(4 * w, (3, 3), (2, 2), **bn)(x, train)
-    return jnp.mean(x, axis=(1, 2))
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
   @property
   def output_dim(self):

@@ -1,0 +1,1 @@
+"""Command-line tools: vocabulary from word2vec, DeepMind checkpoint import."""
