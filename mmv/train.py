@@ -200,8 +200,11 @@ def abstract_train_state(config, model, tx, mesh):
   shardings = TrainState(
       step=replicated, params=params,
       batch_stats=jax.tree.map(lambda _: replicated, shapes.batch_stats),
-      opt_state=optax.tree_map_params(tx, lambda _, s: s, shapes.opt_state, params,
-                                      transform_non_params=lambda _: replicated))
+      # Frozen parameters (word2vec) have an `optax.MaskedNode` in place of their moments.
+      opt_state=optax.tree_map_params(
+          tx, lambda x, s: x if isinstance(x, optax.MaskedNode) else s, shapes.opt_state,
+          params, transform_non_params=lambda _: replicated,
+          is_leaf=lambda x: isinstance(x, optax.MaskedNode)))
   return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                       shapes, shardings)
 

@@ -70,7 +70,7 @@ def test_bfloat16_train_step_of_tiny_s3d_g_with_frozen_word2vec(data_dir, tmp_pa
                          sharding.batch_sharding(mesh))
 
   step = jax.jit(functools.partial(train.train_step, model=model, tx=tx,
-                                   loss_config=config.loss),
+                                   loss_fn=train.make_loss_fn(config.loss, mesh)),
                  out_shardings=(jax.tree.map(lambda s: s.sharding, abstract), replicated))
   lowered = step.lower(state, batch)
   # The convolutions run in bfloat16; what the model returns to the losses is float32.
