@@ -21,7 +21,15 @@ INSTALL_REQUIRES = [
     'tqdm==4.70.1',
 ]
 
-TEST_REQUIRES = [
+# Reading benchmarks from TensorFlow Datasets builds (mmv/benchmarks/tfds_source.py).
+TFDS_REQUIRES = [
+    'tensorflow-datasets==4.9.10',
+]
+
+TEST_REQUIRES = TFDS_REQUIRES + [
+    # tensorflow-datasets imports it (without declaring it on Python >= 3.9) when it builds a
+    # dataset, as tests/test_benchmarks.py does to make a tiny TFDS build.
+    'importlib_resources==7.1.0',
     'pytest==9.2.0',
     'pytest-xdist==3.8.0',
 ]
@@ -33,5 +41,5 @@ setuptools.setup(
     python_requires='>=3.11',
     packages=setuptools.find_packages(include=['mmv', 'mmv.*']),
     install_requires=INSTALL_REQUIRES,
-    extras_require={'test': TEST_REQUIRES},
+    extras_require={'test': TEST_REQUIRES, 'tfds': TFDS_REQUIRES},
 )

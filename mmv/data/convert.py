@@ -161,9 +161,30 @@ def _clips(specs, num_workers, read):
 
 def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_side=256,
             sample_rate=int(fmt.DEFAULT_SAMPLE_RATE), num_workers=1, jpeg_qscale=3,
-            label_map_path=None, progress=True):
+            label_map_path=None, audio=True, progress=True):
   """Writes the clips of `specs` as `output_dir/name-*-of-{num_shards}`; returns a report
-  {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'labels': names}."""
+  {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'labels': names}.
+
+  audio=False stores no soundtrack for files with frames (see `media.read_clip`).
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  labels = label_map(specs, label_map_path or os.path.join(output_dir, fmt.LABEL_MAP))
+  vocab_file = os.path.join(output_dir, 'vocab.txt')
+  if any(spec.captions for spec in specs) and not os.path.exists(vocab_file):
+    _write_lines(vocab_file, vocabulary(specs))
+  read = functools.partial(media.read_clip_or_reason, fps=fps, short_side=short_side,
+                           sample_rate=sample_rate, qscale=jpeg_qscale, audio=audio)
+  clips = zip(specs, _clips(specs, num_workers, read))
+  report = write_shards(clips, output_dir, name=name, num_shards=num_shards, labels=labels,
+                        fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress)
+  return {**report, 'labels': labels}
+
+
+def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rate, total=None,
+                 progress=True):
+  """Writes `clips`, pairs (ClipSpec, Clip or the reason it could not be read), round-robin
+  as `output_dir/name-*-of-{num_shards}`, label ids the positions in `labels`; returns
+  {'written': clips, 'shards': paths, 'skipped': [(name, reason)]}."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   os.makedirs(output_dir, exist_ok=True)
   shards = [os.path.join(output_dir, fmt.shard_name(name, i, num_shards))
@@ -173,21 +194,13 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
   if stale:
     raise FileExistsError(f'{output_dir} holds other {name} shards ({stale[0]}, ...); remove '
                           'them or choose another --name')
-  labels = label_map(specs, label_map_path or os.path.join(output_dir, fmt.LABEL_MAP))
   label_ids = {label: i for i, label in enumerate(labels)}
-  vocab_file = os.path.join(output_dir, 'vocab.txt')
-  if any(spec.captions for spec in specs) and not os.path.exists(vocab_file):
-    _write_lines(vocab_file, vocabulary(specs))
-
-  read = functools.partial(media.read_clip_or_reason, fps=fps, short_side=short_side,
-                           sample_rate=sample_rate, qscale=jpeg_qscale)
   tmp = [f'{path}.tmp' for path in shards]
   writers = [tf.io.TFRecordWriter(path) for path in tmp]
   written, skipped = 0, []
   try:
-    clips = _clips(specs, num_workers, read)
-    for spec, clip in tqdm.tqdm(zip(specs, clips), total=len(specs), unit='clip',
-                                disable=not progress, file=sys.stderr):
+    for spec, clip in tqdm.tqdm(clips, total=total, unit='clip', disable=not progress,
+                                file=sys.stderr):
       if isinstance(clip, str):
         skipped.append((spec.name, clip))
         continue
@@ -203,7 +216,7 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
     for path in tmp:
       if os.path.exists(path):
         os.remove(path)
-  return {'written': written, 'shards': shards, 'skipped': skipped, 'labels': labels}
+  return {'written': written, 'shards': shards, 'skipped': skipped}
 
 
 def format_report(report, output_dir, name):

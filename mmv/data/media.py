@@ -142,14 +142,18 @@ def duration(container):
   return None
 
 
-def read_clip(spec, *, fps, short_side, sample_rate, qscale):
-  """The clip of `spec` as a `Clip`; `MediaError` (or PyAV's errors) when it cannot be read."""
+def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True):
+  """The clip of `spec` as a `Clip`; `MediaError` (or PyAV's errors) when it cannot be read.
+
+  audio=False leaves out the soundtrack of files that have frames (a video benchmark needs no
+  waveform, which would take more room than the JPEGs); audio-only files keep theirs.
+  """
   if spec.path is None:
     raise MediaError('no such file')
   with av.open(spec.path) as container:
     length = duration(container)
     has_video = _video_stream(container) is not None
-    has_audio = bool(container.streams.audio)
+    has_audio = bool(container.streams.audio) and (audio or not has_video)
   if not has_video and not has_audio:
     raise MediaError('no audio or video stream')
   end = spec.end if spec.end is not None else length
