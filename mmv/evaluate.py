@@ -97,9 +97,11 @@ def evaluate(config, workdir, step=None):
   train, train_skipped = extract(config, model, variables, mesh, config.data.train_split)
   results = {'step': int(step)}
   results.update(retrieval.retrieval_metrics(test['text'], test['video']))
-  results.update(linear_probe.linear_probe(
+  probe = linear_probe.linear_probe(
       train['features'], train['label'], test['features'], test['label'],
-      c_grid=tuple(config.eval.linear_c), seed=config.seed))
+      c_grid=tuple(config.eval.linear_c), seed=config.seed)
+  results.update(linear_top1=probe['top1'], linear_top5=probe['top5'], linear_C=probe['C'],
+                 num_classes=probe['num_classes'])
   results['num_train_clips'] = int(len(train['label']))
   results['num_test_clips'] = int(len(test['label']))
   results['data_skipped'] = test_skipped + train_skipped

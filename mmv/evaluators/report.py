@@ -1,0 +1,151 @@
+"""An evaluation run's record (JSON), its scalars, and its markdown report beside the paper.
+
+The record is what makes a number traceable: the benchmark, checkpoint step and backbone, the
+protocol parameters the caller measured with (clips, crops, splits, videos read and skipped,
+...), every split's full result (metrics and, for a probe, the C used and its CV scores), and
+the mean over splits of the metrics — the number the paper reports.
+"""
+
+import json
+import os
+import re
+
+import numpy as np
+
+# MMV (Alayrac et al., 2020; DESIGN.md §4), FAC heads trained on HowTo100M + AudioSet. Linear:
+# top-1 on frozen features, averaged over UCF101/HMDB51's 3 splits and ESC-50's 5 folds.
+# Zero-shot retrieval: text→video on MSRVTT 1k-A test and YouCook2 val.
+PAPER_NUMBERS = {
+    ('s3d_g', 'ucf101', 'top1'): 89.6,
+    ('s3d_g', 'hmdb51', 'top1'): 62.6,
+    ('tsm_resnet50', 'ucf101', 'top1'): 91.5,
+    ('tsm_resnet50', 'hmdb51', 'top1'): 66.7,
+    ('tsm_resnet50x2', 'ucf101', 'top1'): 91.8,
+    ('tsm_resnet50x2', 'hmdb51', 'top1'): 67.1,
+    ('tsm_resnet50x2', 'esc50', 'top1'): 88.9,
+    ('tsm_resnet50x2', 'msrvtt', 't2v_R@1'): 9.3,
+    ('tsm_resnet50x2', 'msrvtt', 't2v_R@5'): 23.0,
+    ('tsm_resnet50x2', 'msrvtt', 't2v_R@10'): 31.1,
+    ('tsm_resnet50x2', 'msrvtt', 't2v_MedR'): 38,
+    ('tsm_resnet50x2', 'youcook2', 't2v_R@10'): 45.4,
+    ('tsm_resnet50x2', 'youcook2', 't2v_MedR'): 13,
+}
+NO_NUMBER = '—'
+# Result keys that are measurements, averaged over splits; the rest (C, counts) are protocol.
+_METRIC = re.compile(r'^(top\d+|[tv]2[vt]_.+)$')
+
+
+def canonical_benchmark(name):
+  """'ESC-50' → 'esc50', 'MSR-VTT' → 'msrvtt', 'HMDB_51' → 'hmdb51'."""
+  return re.sub(r'[\s_\-]+', '', name.lower())
+
+
+def paper_number(backbone, benchmark, metric):
+  """The paper's number, or None where it reports none."""
+  return PAPER_NUMBERS.get((backbone, canonical_benchmark(benchmark), metric))
+
+
+def _plain(value):
+  """`value` with numpy scalars and arrays turned into JSON types."""
+  if isinstance(value, dict):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple, np.ndarray)):
+    return [_plain(v) for v in value]
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+def make_record(benchmark, step, backbone, protocol, per_split):
+  """The JSON-ready record of one benchmark's evaluation.
+
+  Args:
+    benchmark: e.g. 'ucf101', 'hmdb51', 'esc50', 'kinetics600', 'msrvtt', 'youcook2'.
+    step: checkpoint step.
+    backbone: video (or audio) backbone as named in configs: 's3d_g', 'tsm_resnet50', ...
+    protocol: how it was measured, e.g. {'protocol': 'linear', 'train_clips': 10,
+      'test_clips': 10, 'train_crop': 'random 200', 'test_crop': 'central 200',
+      'videos_read': {...}, 'videos_skipped': {...}}; 'splits' is added when absent.
+    per_split: {split name: result dict of a protocol}, in split order.
+
+  Returns:
+    {'benchmark', 'step', 'backbone', 'protocol', 'splits': per_split, 'metrics': the mean
+    over splits of each metric key (top*, t2v_*, v2t_*) present in every split}.
+  """
+  if not per_split:
+    raise ValueError('no split results')
+  names = [k for k in next(iter(per_split.values())) if _METRIC.match(k)]
+  metrics = {k: float(np.mean([r[k] for r in per_split.values()]))
+             for k in names if all(k in r for r in per_split.values())}
+  return _plain({
+      'benchmark': canonical_benchmark(benchmark),
+      'step': int(step),
+      'backbone': backbone,
+      'protocol': {'splits': list(per_split), **protocol},
+      'splits': dict(per_split),
+      'metrics': metrics,
+  })
+
+
+def scalars(record):
+  """(name, value) pairs for TensorBoard: '{benchmark}/{metric}' (mean) and per split."""
+  prefix = record['benchmark']
+  for metric, value in record['metrics'].items():
+    yield f'{prefix}/{metric}', value
+  if len(record['splits']) > 1:
+    for split, result in record['splits'].items():
+      for metric in record['metrics']:
+        yield f'{prefix}/{split}/{metric}', result[metric]
+
+
+def _number(value):
+  return f'{value:.2f}' if isinstance(value, float) else str(value)
+
+
+def _paper(value):
+  return NO_NUMBER if value is None else str(value)  # As printed in the paper: 89.6, 38.
+
+
+def _setting(value):
+  return value if isinstance(value, str) else json.dumps(value)
+
+
+def render_markdown(record):
+  """A short markdown report: what was measured and how, and the metrics beside the paper's."""
+  bench, backbone = record['benchmark'], record['backbone']
+  lines = [f'# {bench} — {backbone}, checkpoint step {record["step"]}', '',
+           f'- benchmark: {bench}', f'- backbone: {backbone}',
+           f'- checkpoint step: {record["step"]}']
+  lines += [f'- {k}: {_setting(v)}' for k, v in record['protocol'].items()]
+  chosen_c = {split: r['C'] for split, r in record['splits'].items() if 'C' in r}
+  if chosen_c:
+    lines.append(f'- C used per split: {json.dumps(chosen_c)}')
+  lines += ['', '| metric | ours | paper |', '| --- | --- | --- |']
+  for metric, value in record['metrics'].items():
+    lines.append(f'| {metric} | {_number(value)} | '
+                 f'{_paper(paper_number(backbone, bench, metric))} |')
+  splits = record['splits']
+  if len(splits) > 1:
+    lines += ['', '| metric | ' + ' | '.join(splits) + ' | mean |',
+              '| --- |' + ' --- |' * (len(splits) + 1)]
+    for metric, value in record['metrics'].items():
+      row = [_number(r[metric]) for r in splits.values()] + [_number(value)]
+      lines.append(f'| {metric} | ' + ' | '.join(row) + ' |')
+  if not any(paper_number(backbone, bench, m) is not None for m in record['metrics']):
+    lines += ['', f'The paper reports no number for {backbone} on {bench}.']
+  else:
+    lines += ['', 'Paper: MMV FAC (Alayrac et al., 2020); linear top-1 is the mean over the '
+              'official splits/folds, retrieval is text→video (t2v).']
+  return '\n'.join(lines) + '\n'
+
+
+def write(record, directory, name=None):
+  """Writes `{name}.json` and `{name}.md` (name: '{benchmark}_{step}'); returns both paths."""
+  name = name or f'{record["benchmark"]}_{record["step"]}'
+  os.makedirs(directory, exist_ok=True)
+  json_path, md_path = (os.path.join(directory, f'{name}.{ext}') for ext in ('json', 'md'))
+  with open(json_path, 'w') as f:
+    json.dump(record, f, indent=1)
+  with open(md_path, 'w') as f:
+    f.write(render_markdown(record))
+  return json_path, md_path
