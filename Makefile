@@ -21,10 +21,12 @@ $(DATA)/info.json: | $(STAMP)
 
 data: $(DATA)/info.json
 
-# Trains configs/tiny.py (resuming if runs/demo has a checkpoint), then evaluates the latest one.
+# Trains configs/tiny.py (resuming if runs/demo has a checkpoint), then evaluates the latest
+# checkpoint on the synthetic benchmark (retrieval, linear probe, zero-shot classification).
 demo: install data
 	$(PY) launch.py --config configs/tiny.py --workdir runs/demo
-	$(PY) -m mmv.evaluate --config configs/tiny.py --workdir runs/demo --output runs/demo/eval.json
+	$(PY) -m mmv.evaluate --benchmark synthetic --data_dir $(DATA) --workdir runs/demo \
+	    --output runs/demo/eval.json
 
 test: install
 	$(PY) -m pytest -n 2 --durations=10 tests

@@ -116,9 +116,19 @@ def paper():
 
   c.profile_steps = ()  # (first, last): a profiler trace of these steps in workdir/profile.
 
+  # The evaluation binary (python -m mmv.evaluate), protocols of DESIGN.md §4.
   c.eval = ml_collections.ConfigDict()
-  c.eval.batch_size = 64
+  c.eval.batch_size = 64  # Videos per batch (each gives its clips' rows); divides the devices.
   c.eval.linear_c = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # C grid for the linear SVM, chosen by CV.
+  c.eval.linear_folds = 3  # Cross-validation folds (over videos) choosing C.
+  # 'svm': scikit-learn LinearSVC; 'jax_lbfgs' / 'jax_adam': the same objective in JAX on the
+  # devices (large sets such as Kinetics; 'jax_adam' streams memory-mapped features).
+  c.eval.linear_solver = 'svm'
+  c.eval.linear_train_passes = 10  # Augmented passes over the training videos.
+  c.eval.linear_test_clips = 10  # Evenly spaced test clips, central crop of data.crop_size.
+  c.eval.retrieval_clips = 4  # Evenly spaced clips per video, their embeddings averaged.
+  c.eval.retrieval_crop_size = 224  # Central crop for retrieval.
+  c.eval.zero_shot_template = '{}'  # Caption made of a class name, e.g. 'a video of {}'.
   return c
 
 
@@ -155,6 +165,7 @@ def on_synthetic_data(c):
   c.train.log_every = 20
   c.train.checkpoint_every = 200
   c.eval.linear_c = (0.01, 0.1, 1.0, 10.0)
+  c.eval.retrieval_crop_size = c.data.crop_size
   return c
 
 

@@ -4,7 +4,7 @@ Launch (what `make demo` runs):
 
     python -m mmv.data.synthetic --output_dir data/synthetic --if_absent
     python launch.py --config configs/tiny.py --workdir runs/demo
-    python -m mmv.evaluate --config configs/tiny.py --workdir runs/demo \
+    python -m mmv.evaluate --benchmark synthetic --data_dir data/synthetic --workdir runs/demo \
         --output runs/demo/eval.json
 
 Overrides are checked against the fields of configs/common.py: `--config.train.steps=50` works,

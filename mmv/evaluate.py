@@ -1,44 +1,127 @@
-"""The evaluation binary: restores a checkpoint and measures it on the dataset's test split.
+"""The evaluation binary: a training run's checkpoints on the downstream benchmarks (DESIGN.md §4).
 
-    python -m mmv.evaluate --config configs/tiny.py --workdir runs/demo \
-        [--step N] [--output runs/demo/eval.json]
+    python -m mmv.evaluate --benchmark NAME --data_dir DIR --workdir WORKDIR \
+        [--step N | --watch] [--output FILE] [--split S] [--cache_dir PATH]
 
-Reports zero-shot retrieval between each test clip and its first caption in S_vat
-(`t2v_*`, `v2t_*`: R@1/5/10 in percent, median and mean rank) and a linear probe on the class
-labels from frozen video backbone features (`linear_top1` in percent on the test split, the SVM
-fitted on the training split with C chosen by cross-validation).
+NAME: ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics or synthetic (the README says how to
+lay out DIR for each). The model is the one in WORKDIR/config.json (written by training), or
+`--config FILE` (with `--config.eval.*` overrides). Without --step the latest checkpoint is
+evaluated; --watch evaluates every checkpoint that appears, once, in order, until the run's final
+one (`train.steps`).
+
+Per benchmark, what `mmv.benchmarks` says it measures (`config.eval` sets the parameters):
+- linear: frozen backbone features of `linear_train_passes` augmented passes over the training
+  videos, and of `linear_test_clips` evenly spaced, centrally cropped clips per test video;
+  StandardScaler + linear SVM, C chosen by cross-validation on the training videos, decision
+  scores averaged over clips. `linear_top1` / `linear_top5` in percent.
+- retrieval: each test video's `retrieval_clips` clip embeddings in S_vat averaged (normalised,
+  averaged, normalised), against its first caption. `t2v_*`: captions query videos; `v2t_*`:
+  videos query captions. R@k in percent, MedR / MeanR the median / mean rank (1 = first).
+- zero_shot: each class name as a caption (`zero_shot_template`), the nearest per test video.
+  `zero_shot_top1` / `zero_shot_top5` in percent.
+Metrics are means over the benchmark's official splits (each split's are in the record).
+
+Outputs: WORKDIR/eval/NAME/step_N.{json,md} (the record and a short report beside the paper's
+numbers), TensorBoard scalars `eval/NAME/*` at the checkpoint's step in WORKDIR/tensorboard/eval,
+`--output` (a JSON list of the records, in step order), and the features of each checkpoint in
+WORKDIR/eval/NAME/features/step_N, so that a second run (e.g. `--linear_c=1e-3`) fits the
+probe without running the model again.
 """
 
+import copy
+import functools
 import json
 import os
+import time
 
 from absl import app
 from absl import flags
 from absl import logging
 import jax
+import ml_collections
 from ml_collections import config_flags
 import numpy as np
+import tensorboardX
 import tensorflow as tf
 
+from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
-from mmv import losses
 from mmv import sharding as shard_lib
 from mmv import train as train_lib
 from mmv.data import pipeline
-from mmv.data import stream as data_stream
+from mmv.data import text as text_ops
+from mmv.evaluators import features as features_lib
+from mmv.evaluators import jax_linear
 from mmv.evaluators import linear_probe
+from mmv.evaluators import report
 from mmv.evaluators import retrieval
+from mmv.evaluators import zero_shot
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
-                                          lock_config=True)
+SOLVER_NAMES = {'svm': 'scikit-learn LinearSVC', 'jax_lbfgs': 'JAX L-BFGS',
+                'jax_adam': 'JAX Adam'}
+SOLVERS = tuple(SOLVER_NAMES)
+
+_BENCHMARK = flags.DEFINE_enum('benchmark', None, sorted(benchmarks.BENCHMARKS),
+                               'Benchmark to evaluate on.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'The benchmark in its official layout.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir holding checkpoints/.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when left out.')
-_OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the results.')
-flags.mark_flags_as_required(['config', 'workdir'])
+_WATCH = flags.DEFINE_bool('watch', False, 'Evaluate each new checkpoint until the final one.')
+_OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the list of records.')
+_SPLIT = flags.DEFINE_string('split', None, 'One official split (e.g. 1); all when left out.')
+_CACHE_DIR = flags.DEFINE_string('cache_dir', None,
+                                 'Where converted shards go (default DATA_DIR/.mmv_cache).')
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file; default: the training run\'s WORKDIR/config.json.',
+    lock_config=True)
+_LINEAR_C = flags.DEFINE_list('linear_c', None, 'C values for the linear probe (overrides '
+                              'config.eval.linear_c; one value skips cross-validation).')
+_CACHE_FEATURES = flags.DEFINE_bool('cache_features', True,
+                                    'Keep features per checkpoint under WORKDIR/eval.')
+_POLL_SECONDS = flags.DEFINE_float('poll_seconds', 30.0, '--watch: seconds between looks.')
+_WATCH_TIMEOUT = flags.DEFINE_float(
+    'watch_timeout', 0.0, '--watch: stop after this many seconds without a new checkpoint '
+    '(0: wait for the final checkpoint however long).')
+_PROGRESS = flags.DEFINE_bool('progress', True, 'Progress bars on stderr.')
+flags.mark_flags_as_required(['benchmark', 'data_dir', 'workdir'])
+
+
+def _tuples(value):
+  """JSON lists back to the tuples configs hold."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def read_run_config(workdir):
+  """The config a training run wrote to WORKDIR/config.json, locked (typos are errors)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'no {path}: the training run writes it when it starts; pass '
+                            '--config to evaluate without it')
+  with open(path) as f:
+    config = ml_collections.ConfigDict(_tuples(json.load(f)))
+  config.lock()
+  return config
+
+
+def check_eval_config(config):
+  """Clear errors for `config.eval` settings that cannot work."""
+  ev = config.eval
+  if ev.linear_solver not in SOLVERS:
+    raise ValueError(f'eval.linear_solver must be one of {SOLVERS}, got {ev.linear_solver!r}')
+  for name in ('linear_train_passes', 'linear_test_clips', 'retrieval_clips', 'batch_size'):
+    if ev[name] < 1:
+      raise ValueError(f'eval.{name} must be at least 1, got {ev[name]}')
+  if not ev.linear_c or min(ev.linear_c) <= 0:
+    raise ValueError(f'eval.linear_c must be positive C values, got {ev.linear_c}')
 
 
 def restore(config, workdir, step=None):
-  """(model, variables, step) of the checkpoint `step` (latest by default) in `workdir`."""
+  """(model, variables, mesh) of checkpoint `step` (latest by default) in `workdir`, and the
+  step, the variables on the shardings of `config.mesh`."""
   mesh = shard_lib.make_mesh(config.mesh)
   model = train_lib.create_model(config)
   tx = train_lib.create_optimizer(config)
@@ -46,88 +129,336 @@ def restore(config, workdir, step=None):
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  state, meta = checkpointer.restore(abstract, signature=signature, step=step)
-  checkpointer.close()
-  return model, state.variables(), meta['step'], mesh
+  try:
+    state, meta = checkpointer.restore(abstract, signature=signature, step=step)
+  finally:
+    checkpointer.close()
+  return (model, state.variables(), mesh), int(meta['step'])
 
 
-def _embed_fn(model, mesh):
-
-  def embed(variables, batch):
-    features, _, video_vt = model.apply(variables, batch['video'], method=model.embed_video)
-    text_vt = model.apply(variables, batch['text'][:, 0], method=model.embed_text)
-    return {'features': features, 'video': losses.l2_normalize(video_vt),
-            'text': losses.l2_normalize(text_vt)}
-
-  # The variables keep the shardings they were restored onto (config.mesh.param_rules).
-  return jax.jit(embed, out_shardings=shard_lib.replicated(mesh))
-
-
-def extract(config, model, variables, mesh, split):
-  """Embeddings, features and labels of every example of `split`, in order, none repeated,
-  and the number of records that could not be read.
-
-  With `data.num_test_clips` > 1 an example's video features and embeddings are the mean over
-  its clips (the embedding normalised again), and its text that of its first clip.
-  """
-  batch_size = config.eval.batch_size
-  shard_lib.check_batch_size(batch_size, mesh, 'eval.batch_size')
-  if jax.process_count() > 1:
-    raise NotImplementedError('run the evaluation binary as a single process')
-  stream = data_stream.eval_stream(config.data, split, batch_size=batch_size)
-  embed = _embed_fn(model, mesh)
-  clips = config.data.num_test_clips
-  outputs = []
-  for batch in pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), config.data):
-    out = jax.device_get(embed(variables, batch))
-    out.update(label=np.asarray(batch['label']), mask=np.asarray(batch['mask']))
-    out = {k: v.reshape((-1, clips) + v.shape[1:]) for k, v in out.items()}
-    keep = out['mask'][:, 0] > 0
-    video = out['video'].mean(1)
-    outputs.append({'features': out['features'].mean(1)[keep],
-                    'video': (video / np.linalg.norm(video, axis=-1, keepdims=True))[keep],
-                    'text': out['text'][:, 0][keep], 'label': out['label'][:, 0][keep]})
-  return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}, stream.skipped
+def latest_step(workdir):
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  try:
+    step = checkpointer.latest_step()
+  finally:
+    checkpointer.close()
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
+  return int(step)
 
 
-def evaluate(config, workdir, step=None):
-  """All metrics of the checkpoint as a flat dict."""
-  model, variables, step, mesh = restore(config, workdir, step)
-  test, test_skipped = extract(config, model, variables, mesh, config.data.test_split)
-  train, train_skipped = extract(config, model, variables, mesh, config.data.train_split)
-  results = {'step': int(step)}
-  results.update(retrieval.retrieval_metrics(test['text'], test['video']))
-  probe = linear_probe.linear_probe(
-      train['features'], train['label'], test['features'], test['label'],
-      c_grid=tuple(config.eval.linear_c), seed=config.seed)
-  results.update(linear_top1=probe['top1'], linear_top5=probe['top5'], linear_C=probe['C'],
-                 num_classes=probe['num_classes'])
-  results['num_train_clips'] = int(len(train['label']))
-  results['num_test_clips'] = int(len(test['label']))
-  results['data_skipped'] = test_skipped + train_skipped
-  return results
+def _replace(data_config, **changes):
+  c = copy.deepcopy(data_config)
+  for k, v in changes.items():
+    c[k] = v
+  return c
 
 
-def format_table(results):
-  """A two-column text table of the metrics."""
-  width = max(len(k) for k in results)
-  lines = [f'{"metric":<{width}}  value', f'{"-" * width}  -----']
-  for k, v in results.items():
-    lines.append(f'{k:<{width}}  {v:.2f}' if isinstance(v, float) else f'{k:<{width}}  {v}')
-  return '\n'.join(lines)
+def benchmark_data_config(config, bench, prepared):
+  """The training run's data config reading `prepared`: the model's clip length, crop and
+  input format, at the stored frame rate, with the training vocabulary."""
+  vocab = pipeline.vocab_path(config.data)
+  if not os.path.exists(vocab):
+    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
+                            'the run) is needed to encode text; run from the directory '
+                            'training ran in, or pass --config with its absolute path')
+  c = _replace(config.data, data_dir=prepared.data_dir, vocab=os.path.abspath(vocab),
+               mixture=(), train_split='train', test_split='test', with_names=False,
+               label_format='index', num_classes=0,
+               modalities=('audio',) if bench.modality == 'audio' else ('video',),
+               fps=float(prepared.fps))
+  # The training clip's frame step at the stored rate: 32 frames at stride 1 from 10 fps, at
+  # stride 2 from 25 fps (the retrieval protocol).
+  c.frame_stride = max(1, round(config.data.frame_stride * prepared.fps / config.data.fps))
+  return c
+
+
+def protocol_settings(config, bench, data_config):
+  """How each protocol of `bench` measures, for the record."""
+  ev, d = config.eval, data_config
+  out = {'protocols': list(bench.protocols), 'modality': bench.modality,
+         'features': (config.model.video_backbone if bench.modality == 'video'
+                      else config.model.audio_backbone),
+         'frames': d.num_frames, 'frame_stride': d.frame_stride, 'fps': d.fps}
+  if 'linear' in bench.protocols:
+    augment = [f'random offset, random crop {d.crop_size} (scale {list(d.scale_jitter)})']
+    augment += ['flip'] * d.random_flip + ['colour'] * d.color_augment
+    out['linear'] = {
+        'train_passes': ev.linear_train_passes, 'train_clip': ', '.join(augment),
+        'test_clips': ev.linear_test_clips, 'test_crop': f'central {d.crop_size}',
+        'classifier': 'StandardScaler + linear SVM, ' + SOLVER_NAMES[ev.linear_solver],
+        'c_grid': list(ev.linear_c), 'cv_folds': ev.linear_folds,
+        'scores': 'decision scores averaged over the test clips'}
+  if 'retrieval' in bench.protocols:
+    out['retrieval'] = {
+        'clips': ev.retrieval_clips, 'crop': f'central {ev.retrieval_crop_size}',
+        'space': 'S_vat', 'caption': "each video's first", 'clip_average':
+        'normalise, average, normalise'}
+  if 'zero_shot' in bench.protocols:
+    out['zero_shot'] = {'template': ev.zero_shot_template, 'clips': ev.linear_test_clips,
+                        'crop': f'central {d.crop_size}', 'space': 'S_vat'}
+  return out
+
+
+def _probe(ev, train, test, seed):
+  if ev.linear_solver == 'svm':
+    return linear_probe.linear_probe(*train, *test, c_grid=tuple(ev.linear_c),
+                                     folds=ev.linear_folds, seed=seed)
+  return jax_linear.linear_probe(*train, *test, c_grid=tuple(ev.linear_c),
+                                 folds=ev.linear_folds, seed=seed,
+                                 solver=ev.linear_solver.removeprefix('jax_'))
+
+
+def _prefixed(prefix, result):
+  return {f'{prefix}{k}': v for k, v in result.items()}
+
+
+class SplitEvaluation:
+  """The protocols of one benchmark split on one checkpoint, features through the cache."""
+
+  def __init__(self, config, bench, prepared, step, restored, cache_dir, progress):
+    self.config, self.bench, self.prepared, self.step = config, bench, prepared, step
+    self.data = benchmark_data_config(config, bench, prepared)
+    self.restored = restored  # () → (model, variables, mesh), restored when first needed.
+    self.cache_dir = cache_dir
+    self.progress = progress
+    self.counts = {}  # role → {'read', 'skipped'}.
+    self._embed = {}
+    self._linear_test = None
+
+  def _embed_fn(self, with_text):
+    model, variables, mesh = self.restored()
+    if with_text not in self._embed:
+      self._embed[with_text] = features_lib.make_embed_fn(model, self.bench.modality, with_text)
+    return self._embed[with_text], variables, mesh
+
+  def features(self, role, split, *, with_text=False, augment_seed=None, **data_changes):
+    data = _replace(self.data, **data_changes)
+    if with_text:
+      data.modalities = tuple(data.modalities) + ('text',)
+    directory = self.cache_dir and os.path.join(self.cache_dir, self.prepared.split, role)
+    arrays, skipped, cached = features_lib.cached_extract(
+        directory, data, split, functools.partial(self._embed_fn, with_text), step=self.step,
+        modality=self.bench.modality, with_text=with_text, augment_seed=augment_seed,
+        batch_size=self.config.eval.batch_size,
+        progress=f'{self.bench.name} {self.prepared.split} {role}' if self.progress else None)
+    self.counts[role] = {'read': int(len(arrays['label'])), 'skipped': skipped}
+    self._say(role, f'features from the cache ({len(arrays["label"])} videos)' if cached else
+              f'features computed ({len(arrays["label"])} videos, {skipped} skipped)')
+    if not len(arrays['label']):
+      raise ValueError(f'{self.bench.name} split {self.prepared.split}: no video of '
+                       f'{data.data_dir}/{split}-* could be read ({skipped} skipped)')
+    return arrays
+
+  def linear(self):
+    ev = self.config.eval
+    passes = [self.features(f'train_pass{p}', self.prepared.train.split, augment_seed=p)
+              for p in range(ev.linear_train_passes)]
+    labels = np.asarray(passes[0]['label'])
+    if any(not np.array_equal(p['label'], labels) for p in passes[1:]):
+      raise ValueError('the augmented passes over the training videos read different videos '
+                       '(a record fails for some clips only); set data.strict to find it')
+    train = np.stack([np.asarray(p['features'])[:, 0] for p in passes], axis=1)
+    test = self.linear_test()
+    return _prefixed('linear_', _probe(ev, (train, labels),
+                                       (test['features'], test['label']), self.config.seed))
+
+  def linear_test(self):
+    if self._linear_test is None:  # Shared by the linear probe and zero-shot classification.
+      self._linear_test = self.features('linear_test', self.prepared.test.split,
+                                        num_test_clips=self.config.eval.linear_test_clips)
+    return self._linear_test
+
+  def _say(self, role, what):
+    print(f'{self.bench.name} split {self.prepared.split} step {self.step} {role}: {what}',
+          flush=True)
+
+  def retrieval(self):
+    ev = self.config.eval
+    test = self.features('retrieval_test', self.prepared.test.split, with_text=True,
+                         num_test_clips=ev.retrieval_clips, crop_size=ev.retrieval_crop_size)
+    queries = np.flatnonzero(test['has_text'])
+    if not len(queries):
+      raise ValueError(f'{self.bench.name} split {self.prepared.split}: no test video has a '
+                       'caption to retrieve it with')
+    result = retrieval.retrieval_metrics(np.asarray(test['text'])[queries], test['video'],
+                                         text_to_video=queries)
+    return {k if k[:4] in ('t2v_', 'v2t_') else f'retrieval_{k}': v for k, v in result.items()}
+
+  def zero_shot(self):
+    test = self.linear_test()
+    captions = zero_shot.class_captions(self.prepared.class_names,
+                                        self.config.eval.zero_shot_template)
+    result = zero_shot.zero_shot_classification(test['video'], self.encode_captions(captions),
+                                                test['label'])
+    return _prefixed('zero_shot_', result)
+
+  def encode_captions(self, captions):
+    """S_vat embeddings [len(captions), vat] of `captions`, through the cache."""
+    d = self.data
+    wanted = json.loads(json.dumps({'step': self.step, 'captions': captions, 'vocab': d.vocab,
+                                    'stop_words': d.stop_words, 'max_words': d.max_words}))
+    directory = self.cache_dir and os.path.join(self.cache_dir, 'class_captions')
+    hit = directory and features_lib.load(directory, wanted)
+    if hit:
+      self._say('class_captions', f'features from the cache ({len(captions)} captions)')
+      return np.asarray(hit[0]['text'])
+    tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
+    tokens = tokenizer(tf.constant(captions)).numpy()
+    model, variables, _ = self.restored()
+    text = np.asarray(jax.jit(functools.partial(model.apply, method=model.embed_text))(
+        variables, tokens))
+    if directory:
+      features_lib.save(directory, wanted, {'text': text})
+    self._say('class_captions', f'features computed ({len(captions)} captions)')
+    return text
+
+  def run(self):
+    result = {}
+    for protocol in self.bench.protocols:
+      result.update(getattr(self, protocol)())
+    return result
+
+
+def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_features=True,
+                  progress=True):
+  """The record (see `report.make_record`) of checkpoint `step` on every prepared split."""
+  restored = functools.cache(lambda: restore(config, workdir, step)[0])
+  cache_dir = (os.path.join(workdir, 'eval', bench.name, 'features', f'step_{step}')
+               if cache_features else None)
+  per_split, read, skipped, data = {}, {}, {}, None
+  for split, prepared in prepared_splits.items():
+    evaluation = SplitEvaluation(config, bench, prepared, step, restored, cache_dir, progress)
+    per_split[split] = evaluation.run()
+    read[split] = {k: v['read'] for k, v in evaluation.counts.items()}
+    skipped[split] = {k: v['skipped'] for k, v in evaluation.counts.items()}
+    data = evaluation.data
+  protocol = protocol_settings(config, bench, data)
+  protocol.update(videos_read=read, videos_skipped=skipped,
+                  prepared={s: p.summary() for s, p in prepared_splits.items()})
+  return report.make_record(bench.name, step, config.model.video_backbone, protocol, per_split)
+
+
+def record_name(step, split=None):
+  return f'step_{step}' if split is None else f'step_{step}_split_{split}'
+
+
+def publish(record, out_dir, writer, name):
+  """Writes the record and its report under `out_dir`, the scalars to TensorBoard, and prints
+  the report."""
+  report.write(record, out_dir, name)
+  for tag, value in report.scalars(record):
+    writer.add_scalar(f'eval/{tag}', value, record['step'])
+  writer.flush()
+  print(report.render_markdown(record), flush=True)
+
+
+def checkpoint_steps(workdir):
+  """Steps of the complete checkpoints in `workdir` (none while it has no checkpoints/)."""
+  directory = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(directory):
+    return []
+  checkpointer = ckpt_lib.Checkpointer(directory, read_only=True)
+  try:
+    return sorted(int(s) for s in checkpointer.all_steps())
+  finally:
+    checkpointer.close()
+
+
+def watch(evaluate, final_step, workdir, done, *, poll_seconds, timeout=0.0,
+          sleep=time.sleep, clock=time.monotonic):
+  """Calls `evaluate(step)` for each checkpoint not in `done`, once, in step order, as they
+  appear, until the checkpoint of `final_step` is evaluated (or `timeout` seconds pass without
+  a new one, when positive). Returns the steps evaluated, in order."""
+  done, evaluated, last_new = set(done), [], clock()
+  while final_step not in done:
+    new = [s for s in checkpoint_steps(workdir) if s not in done and s > max(done, default=-1)]
+    for step in new:
+      try:
+        evaluate(step)
+        evaluated.append(step)
+      except FileNotFoundError as e:  # Removed by max_to_keep before its turn came.
+        logging.warning('checkpoint %d could not be read (%s); going on', step, e)
+        print(f'checkpoint {step} was removed before it could be evaluated; going on',
+              flush=True)
+      done.add(step)
+    if new:
+      last_new = clock()
+    elif final_step not in done:
+      if timeout and clock() - last_new > timeout:
+        print(f'no new checkpoint for {timeout:.0f} s; stopping before the final step '
+              f'{final_step}', flush=True)
+        break
+      sleep(poll_seconds)
+  return evaluated
+
+
+def _load_records(paths):
+  records = []
+  for path in paths:
+    with open(path) as f:
+      records.append(json.load(f))
+  return records
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _WATCH.value and _STEP.value is not None:
+    raise app.UsageError('--step and --watch exclude each other')
   tf.config.set_visible_devices([], 'GPU')
   logging.set_verbosity(logging.WARNING)
-  results = evaluate(_CONFIG.value, _WORKDIR.value, _STEP.value)
-  print(format_table(results), flush=True)
+  workdir = _WORKDIR.value
+  bench = benchmarks.get(_BENCHMARK.value)
+  # Conversion runs now, while the training run may still be writing its first checkpoint.
+  prepared = bench.prepare(_DATA_DIR.value, cache_dir=_CACHE_DIR.value, split=_SPLIT.value,
+                           progress=_PROGRESS.value)
+  for p in prepared.values():
+    print(f'{bench.name} split {p.split}: {json.dumps(p.summary())}', flush=True)
+
+  config = _CONFIG.value
+  while config is None:
+    try:
+      config = read_run_config(workdir)
+    except FileNotFoundError:
+      if not _WATCH.value:
+        raise
+      time.sleep(_POLL_SECONDS.value)
+  if _LINEAR_C.value:
+    config = copy.deepcopy(config)
+    config.unlock()
+    config.eval.linear_c = tuple(float(c) for c in _LINEAR_C.value)
+  check_eval_config(config)
+
+  out_dir = os.path.join(workdir, 'eval', bench.name)
+  writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard', 'eval'))
+  paths = {}
+
+  def evaluate(step):
+    record = evaluate_step(config, bench, prepared, workdir, step,
+                           cache_features=_CACHE_FEATURES.value, progress=_PROGRESS.value)
+    publish(record, out_dir, writer, record_name(step, _SPLIT.value))
+    paths[step] = os.path.join(out_dir, record_name(step, _SPLIT.value) + '.json')
+    if _OUTPUT.value:  # After every checkpoint, so a watching job's file is always current.
+      os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
+      with open(_OUTPUT.value, 'w') as f:
+        json.dump(_load_records(paths[s] for s in sorted(paths)), f, indent=1)
+
+  try:
+    if _WATCH.value:
+      done = [s for s in checkpoint_steps(workdir) if os.path.exists(
+          os.path.join(out_dir, record_name(s, _SPLIT.value) + '.json'))]
+      for s in done:
+        paths[s] = os.path.join(out_dir, record_name(s, _SPLIT.value) + '.json')
+      if done:
+        print(f'already evaluated: steps {done} (delete {out_dir} to evaluate them again)')
+      watch(evaluate, config.train.steps, workdir, done, poll_seconds=_POLL_SECONDS.value,
+            timeout=_WATCH_TIMEOUT.value)
+    else:
+      evaluate(latest_step(workdir) if _STEP.value is None else _STEP.value)
+  finally:
+    writer.close()
   if _OUTPUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-    with open(_OUTPUT.value, 'w') as f:
-      json.dump(results, f, indent=1)
     print(f'wrote {_OUTPUT.value}')
 
 

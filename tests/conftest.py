@@ -41,6 +41,11 @@ def data_dir(tmp_path_factory):
 @pytest.fixture
 def config(data_dir):
   """configs/tiny.py shrunk for tests, on the small dataset."""
+  return small_config(data_dir)
+
+
+def small_config(data_dir):
+  """configs/tiny.py shrunk for tests, on the dataset in `data_dir` (the `config` fixture)."""
   c = tiny.get_config()
   c.data.data_dir = data_dir
   c.data.shuffle_buffer = 16
@@ -56,6 +61,9 @@ def config(data_dir):
   c.optim.warmup_steps = 2
   c.eval.batch_size = 16
   c.eval.linear_c = (1.0,)
+  c.eval.linear_train_passes = 2
+  c.eval.linear_test_clips = 2
+  c.eval.retrieval_clips = 2
   return c
 
 

@@ -392,12 +392,11 @@ def test_synthetic_used_in_place(tmp_path):
   root = str(tmp_path / 'synthetic')
   synthetic.generate(root, splits={'train': 3, 'test': 2}, num_shards={'train': 1, 'test': 1},
                      num_frames=4, frame_size=16)
-  retrieval = benchmarks.prepare('synthetic', root)['test']
-  assert retrieval.train is None and retrieval.test.num_clips == 2
-  assert retrieval.data_dir == root and retrieval.source == 'shards'
-  linear = benchmarks.prepare('synthetic-classification', root)['test']
-  assert linear.train.num_clips == 3 and len(linear.class_names) == 16
-  assert linear.train.files == (os.path.join(root, 'train-00000-of-00001'),)
+  prepared = benchmarks.prepare('synthetic', root)['test']
+  assert prepared.test.num_clips == 2 and prepared.train.num_clips == 3
+  assert prepared.data_dir == root and prepared.source == 'shards'
+  assert len(prepared.class_names) == 16
+  assert prepared.train.files == (os.path.join(root, 'train-00000-of-00001'),)
   assert not os.path.exists(os.path.join(root, '.mmv_cache'))
   with pytest.raises(FileNotFoundError, match='no synthetic dataset'):
     benchmarks.prepare('synthetic', str(tmp_path))
@@ -405,10 +404,15 @@ def test_synthetic_used_in_place(tmp_path):
 
 def test_registry():
   assert sorted(benchmarks.BENCHMARKS) == [
-      'esc50', 'hmdb51', 'kinetics', 'msrvtt', 'synthetic', 'synthetic-classification',
-      'ucf101', 'youcook2']
+      'esc50', 'hmdb51', 'kinetics', 'msrvtt', 'synthetic', 'ucf101', 'youcook2']
   kinds = {name: (b.kind, b.modality) for name, b in benchmarks.BENCHMARKS.items()}
   assert kinds['esc50'] == ('linear', 'audio') and kinds['youcook2'] == ('retrieval', 'video')
+  protocols = {name: b.protocols for name, b in benchmarks.BENCHMARKS.items()}
+  assert protocols['ucf101'] == ('linear', 'zero_shot') and protocols['msrvtt'] == ('retrieval',)
+  assert set(protocols['synthetic']) == {'linear', 'retrieval', 'zero_shot'}
+  with pytest.raises(ValueError, match='protocols'):
+    benchmarks.Benchmark(name='x', kind='retrieval', modality='video', splits=('1',), fps=25.0,
+                         layout='', prepare_fn=None, protocols=('linear',))
   with pytest.raises(ValueError, match="unknown benchmark 'ucf'"):
     benchmarks.get('ucf')
 

@@ -3,7 +3,6 @@
 import json
 import os
 
-from mmv import evaluate
 from mmv.evaluators import retrieval
 import numpy as np
 
@@ -26,19 +25,40 @@ def test_train_then_evaluate_binaries(data_dir, tmp_path):
   assert records[-1]['data_skipped'] == 0
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '3'))
 
+  # The evaluation binary reads the model from the run's config.json.
   output = str(tmp_path / 'eval.json')
-  out = _run(['-m', 'mmv.evaluate', f'--workdir={workdir}', f'--output={output}'] + common)
-  assert 't2v_R@1' in out
-  results = json.load(open(output))
-  for key in ('t2v_R@1', 't2v_R@5', 't2v_R@10', 't2v_MedR', 'v2t_R@1', 'v2t_R@5', 'v2t_R@10',
-              'v2t_MedR', 'num_queries', 'linear_top1', 'num_classes'):
-    assert key in results, key
-  assert results['step'] == 3
-  assert results['num_queries'] == 32  # Every test clip once, padding dropped.
-  assert results['num_train_clips'] == 64 and results['data_skipped'] == 0
-  assert results['num_classes'] == 16
-  assert 0 <= results['linear_top1'] <= 100
-  assert results['t2v_R@1'] <= results['t2v_R@5'] <= results['t2v_R@10'] <= 100
+  evaluate_args = ['-m', 'mmv.evaluate', '--benchmark=synthetic', f'--data_dir={data_dir}',
+                   f'--workdir={workdir}', f'--output={output}', '--noprogress']
+  out = _run(evaluate_args)
+  assert '| t2v_R@1 |' in out and '| linear_top1 |' in out
+  [record] = json.load(open(output))
+  assert record['step'] == 3 and record['benchmark'] == 'synthetic'
+  metrics = record['metrics']
+  for key in ('t2v_R@1', 't2v_R@5', 't2v_R@10', 't2v_MedR', 't2v_MeanR', 'v2t_R@1', 'v2t_R@5',
+              'v2t_R@10', 'v2t_MedR', 'linear_top1', 'linear_top5', 'zero_shot_top1'):
+    assert key in metrics, key
+  result = record['splits']['test']
+  assert result['retrieval_num_queries'] == 32  # Every test clip once, padding dropped.
+  assert result['linear_num_train_videos'] == 64 and result['linear_num_classes'] == 16
+  assert result['linear_num_train_clips'] == 64 * 2  # Two augmented passes (configs below).
+  protocol = record['protocol']
+  assert protocol['videos_read']['test'] == {'retrieval_test': 32, 'train_pass0': 64,
+                                             'train_pass1': 64, 'linear_test': 32}
+  assert set(protocol['videos_skipped']['test'].values()) == {0}
+  assert protocol['linear']['test_clips'] == 2 and protocol['retrieval']['clips'] == 2
+  assert 0 <= metrics['linear_top1'] <= 100
+  assert metrics['t2v_R@1'] <= metrics['t2v_R@5'] <= metrics['t2v_R@10'] <= 100
+  assert json.load(open(os.path.join(workdir, 'eval', 'synthetic', 'step_3.json'))) == record
+
+  # Again from the cached features with another C: the same features, another probe; the
+  # retrieval and zero-shot numbers are those of the first run.
+  out = _run(evaluate_args + ['--linear_c=0.5'])
+  assert out.count('features from the cache') == 5 and 'computed' not in out
+  [again] = json.load(open(output))
+  assert again['splits']['test']['linear_C'] == 0.5
+  for key, value in metrics.items():
+    if not key.startswith('linear_'):
+      assert again['metrics'][key] == value, key
 
 
 def test_retrieval_metrics_on_a_known_ranking():
@@ -50,4 +70,3 @@ def test_retrieval_metrics_on_a_known_ranking():
   assert m['t2v_R@1'] == 25.0 and m['t2v_R@5'] == 100.0
   assert m['t2v_MedR'] == 3.0 and m['t2v_MeanR'] == 2.75
   assert m['num_queries'] == 4
-  assert evaluate.format_table({'a': 1.0, 'bb': 2}).splitlines()[2] == 'a   1.00'

@@ -14,6 +14,7 @@ import pytest
 from configs import mmv_s3d
 from configs import mmv_tsm_resnet50
 from configs import mmv_tsm_resnet50x2
+from mmv import benchmarks
 from mmv import evaluate
 from mmv import train
 from mmv.models import mmv as mmv_model
@@ -91,7 +92,8 @@ def test_import_round_trip_then_evaluate(data_dir, tmp_path):
 
   # Every array of the file is in the checkpoint, unchanged, once (moving averages as
   # mean/var); only the two heads the reference never trains are left out.
-  restored = evaluate.restore(config, workdir)[1]
+  (_, restored, _), step = evaluate.restore(config, workdir)
+  assert step == 0
   arrays = [np.asarray(x).ravel() for x in jax.tree.leaves(restored)]
   expected = [v.ravel() for tree in release.values() for module, d in tree.items()
               for name, v in d.items()
@@ -103,9 +105,13 @@ def test_import_round_trip_then_evaluate(data_dir, tmp_path):
     np.testing.assert_array_equal(by_first_value[v[0]], v)
 
   # The evaluation binary's code runs on it.
-  results = evaluate.evaluate(config, workdir)
-  assert results['step'] == 0 and results['num_queries'] == 32
-  assert 0 <= results['linear_top1'] <= 100
+  config.eval.linear_train_passes = config.eval.linear_test_clips = 1
+  config.eval.retrieval_clips = 1
+  record = evaluate.evaluate_step(
+      config, benchmarks.get('synthetic'), benchmarks.prepare('synthetic', data_dir), workdir,
+      0, cache_features=False, progress=False)
+  assert record['step'] == 0 and record['splits']['test']['retrieval_num_queries'] == 32
+  assert 0 <= record['metrics']['linear_top1'] <= 100
 
 
 class _RunsCode:

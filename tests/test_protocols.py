@@ -223,9 +223,9 @@ def test_zero_shot_takes_the_nearest_caption():
 
 
 def _linear_record(backbone, benchmark):
-  per_split = {f'split{i}': {'top1': 80.0 + i, 'top5': 95.0, 'C': 1e-3, 'cv_top1': [1.0],
-                             'num_test_videos': np.int64(100)} for i in (1, 2, 3)}
-  protocol = {'protocol': 'linear', 'train_clips': 10, 'test_clips': 10,
+  per_split = {f'split{i}': {'linear_top1': 80.0 + i, 'linear_top5': 95.0, 'linear_C': 1e-3, 'cv_top1': [1.0],
+                             'linear_num_test_videos': np.int64(100)} for i in (1, 2, 3)}
+  protocol = {'protocols': ['linear'], 'train_clips': 10, 'test_clips': 10,
               'test_crop': 'central', 'videos_read': {'train': 9537}, 'videos_skipped': 0}
   return report.make_record(benchmark, 1000, backbone, protocol, per_split)
 
@@ -233,18 +233,18 @@ def _linear_record(backbone, benchmark):
 def test_record_averages_splits_and_is_json():
   record = _linear_record('s3d_g', 'UCF-101')
   assert record['benchmark'] == 'ucf101' and record['step'] == 1000
-  assert record['metrics'] == {'top1': 82.0, 'top5': 95.0}  # C and counts are not averaged.
+  assert record['metrics'] == {'linear_top1': 82.0, 'linear_top5': 95.0}  # C and counts are not averaged.
   assert record['protocol']['splits'] == ['split1', 'split2', 'split3']
-  assert record['splits']['split2']['C'] == 1e-3
+  assert record['splits']['split2']['linear_C'] == 1e-3
   assert json.loads(json.dumps(record)) == record
-  assert dict(report.scalars(record))['ucf101/split3/top1'] == 83.0
+  assert dict(report.scalars(record))['ucf101/split3/linear_top1'] == 83.0
 
 
 def test_report_puts_paper_numbers_beside_ours(tmp_path):
   md = report.render_markdown(_linear_record('s3d_g', 'ucf101'))
-  assert '| top1 | 82.00 | 89.6 |' in md and '| top5 | 95.00 | — |' in md
+  assert '| linear_top1 | 82.00 | 89.6 |' in md and '| linear_top5 | 95.00 | — |' in md
   assert 'checkpoint step 1000' in md and '"train_clips"' not in md and 'train_clips: 10' in md
-  assert '| top1 | 81.00 | 82.00 | 83.00 | 82.00 |' in md
+  assert '| linear_top1 | 81.00 | 82.00 | 83.00 | 82.00 |' in md
   retrieval_md = report.render_markdown(report.make_record(
       'msrvtt', 5, 'tsm_resnet50x2', {'clips': 4},
       {'test': retrieval.metrics_from_similarity(np.eye(3))}))

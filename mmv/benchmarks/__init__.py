@@ -1,7 +1,7 @@
-"""Downstream benchmarks read from their official layouts (see README_benchmarks.md).
+"""Downstream benchmarks read from their official layouts (see the README's Evaluation section).
 
     from mmv import benchmarks
-    bench = benchmarks.get('ucf101')           # kind 'linear', modality 'video', splits 1-3
+    bench = benchmarks.get('ucf101')  # protocols linear + zero_shot, modality video, splits 1-3
     for split, prepared in bench.prepare('/data/ucf101').items():
       prepared.data_dir, prepared.train, prepared.test, prepared.class_names
 
@@ -25,7 +25,7 @@ from mmv.benchmarks.benchmark import Shards  # pylint: disable=unused-import
 
 BENCHMARKS = {b.name: b for b in (
     ucf101.BENCHMARK, hmdb51.BENCHMARK, esc50.BENCHMARK, kinetics.BENCHMARK,
-    msrvtt.BENCHMARK, youcook2.BENCHMARK, synthetic.RETRIEVAL, synthetic.CLASSIFICATION)}
+    msrvtt.BENCHMARK, youcook2.BENCHMARK, synthetic.BENCHMARK)}
 
 
 def get(name):

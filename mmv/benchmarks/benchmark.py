@@ -14,7 +14,11 @@ from typing import Callable, Optional
 
 from mmv.data import media
 
-KINDS = ('linear', 'retrieval')
+KINDS = ('linear', 'retrieval')  # What is prepared: train and test sides, or test alone.
+# What the evaluation binary measures: a linear probe (train → test), zero-shot retrieval in
+# S_vat (each test clip against its caption) and zero-shot classification (class names as
+# captions, nearest per test clip).
+PROTOCOLS = ('linear', 'retrieval', 'zero_shot')
 MODALITIES = ('video', 'audio')
 ROLES = ('train', 'test')  # Also the shard names a prepared split has: train-*, test-*.
 
@@ -113,10 +117,11 @@ class Prepared:
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-  """A downstream benchmark: its protocol's kind, the modality its features come from, its
-  official splits, and how to prepare it from a data directory.
+  """A downstream benchmark: its kind, the modality its features come from, its official
+  splits, the protocols measured on it, and how to prepare it from a data directory.
 
   `prepare_fn(benchmark, data_dir, cache_dir, splits, options)` → {split: Prepared}.
+  `protocols` defaults to `(kind,)`; 'linear' needs kind 'linear' (a training side).
   """
   name: str
   kind: str
@@ -125,11 +130,18 @@ class Benchmark:
   fps: float
   layout: str  # The directory layout `prepare` expects, for messages and docs.
   prepare_fn: Callable = dataclasses.field(repr=False, compare=False)
+  protocols: tuple = ()
 
   def __post_init__(self):
     if self.kind not in KINDS or self.modality not in MODALITIES:
       raise ValueError(f'{self.name}: kind must be one of {KINDS} and modality one of '
                        f'{MODALITIES}, got {self.kind!r}, {self.modality!r}')
+    if not self.protocols:
+      object.__setattr__(self, 'protocols', (self.kind,))
+    unknown = set(self.protocols) - set(PROTOCOLS)
+    if unknown or ('linear' in self.protocols and self.kind != 'linear'):
+      raise ValueError(f'{self.name}: protocols must be among {PROTOCOLS} (linear only for '
+                       f'kind linear), got {self.protocols}')
 
   def prepare(self, data_dir, cache_dir=None, split=None, **options):
     """{split: Prepared} for `split` (one of `splits`), or for every split when None.

@@ -68,5 +68,6 @@ def read_layout(data_dir):
 
 
 BENCHMARK = bm.Benchmark(
-    name='hmdb51', kind='linear', modality='video', splits=SPLITS, fps=10.0, layout=LAYOUT,
+    name='hmdb51', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
+    splits=SPLITS, fps=10.0, layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

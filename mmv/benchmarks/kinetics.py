@@ -76,5 +76,6 @@ def read_layout(data_dir):
 
 
 BENCHMARK = bm.Benchmark(
-    name='kinetics', kind='linear', modality='video', splits=SPLITS, fps=10.0, layout=LAYOUT,
+    name='kinetics', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
+    splits=SPLITS, fps=10.0, layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

@@ -1,10 +1,10 @@
 """The synthetic dataset (`python -m mmv.data.synthetic`) as a benchmark, used where it is.
 
 Layout: DIR/{train,test}-*-of-*, DIR/vocab.txt and DIR/info.json (written last by the
-generator, so its presence marks a complete dataset). `synthetic` is retrieval on the test
-split (each clip against its first caption); `synthetic-classification` a linear probe of its
-16 classes, fitted on the training split and tested on the test split. Nothing is converted
-or cached.
+generator, so its presence marks a complete dataset). Every protocol applies: zero-shot
+retrieval on the test split (each clip against its first caption), a linear probe of its 16
+classes fitted on the training split and tested on the test split, and zero-shot classification
+of the test clips from the class names. Nothing is converted or cached.
 """
 
 import glob
@@ -33,17 +33,12 @@ def prepare(benchmark, data_dir, cache_dir, splits, options):
     raise FileNotFoundError(f'no synthetic dataset in {data_dir!r} (expected {LAYOUT})')
   with open(path) as f:
     info = json.load(f)
-  linear = benchmark.kind == 'linear'
   return {SPLIT: bm.Prepared(
       benchmark=benchmark.name, split=SPLIT, data_dir=data_dir,
-      train=_side(data_dir, 'train', info) if linear else None,
-      test=_side(data_dir, 'test', info), class_names=tuple(info['classes']),
-      source='shards', fps=float(info['fps']))}
+      train=_side(data_dir, 'train', info), test=_side(data_dir, 'test', info),
+      class_names=tuple(info['classes']), source='shards', fps=float(info['fps']))}
 
 
-RETRIEVAL = bm.Benchmark(
-    name='synthetic', kind='retrieval', modality='video', splits=(SPLIT,), fps=10.0,
-    layout=LAYOUT, prepare_fn=prepare)
-CLASSIFICATION = bm.Benchmark(
-    name='synthetic-classification', kind='linear', modality='video', splits=(SPLIT,),
-    fps=10.0, layout=LAYOUT, prepare_fn=prepare)
+BENCHMARK = bm.Benchmark(
+    name='synthetic', kind='linear', modality='video', splits=(SPLIT,), fps=10.0,
+    layout=LAYOUT, prepare_fn=prepare, protocols=('retrieval', 'linear', 'zero_shot'))

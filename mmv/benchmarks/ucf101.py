@@ -106,6 +106,7 @@ def tfds_configs(split):
 
 
 BENCHMARK = bm.Benchmark(
-    name='ucf101', kind='linear', modality='video', splits=SPLITS, fps=10.0, layout=LAYOUT,
+    name='ucf101', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
+    splits=SPLITS, fps=10.0, layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout,
                                  tfds_configs=tfds_configs, tfds_fps=FPS_TFDS))

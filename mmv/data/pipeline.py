@@ -226,16 +226,20 @@ def _fold_clips(batch):
           tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in batch.items()}
 
 
-def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0)):
+def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0),
+                   augment=None):
   """Host batches of `batch_size` examples of `files`, from position `start`.
 
   Records that fail (see `mmv.data.stream` for how they are counted) are dropped here;
   training repeats forever and drops the last partial batch, evaluation reads once. Each
   clip's crop is padded to the fixed buffer (`video.window_shape`) as it is copied into the batch.
+  `augment` (default: `train`) makes examples as in training (one clip, random offset, crop,
+  flip and colour); with `train=False` that is one augmented pass over `files` in order.
   """
+  augment = train if augment is None else augment
   stream = records.record_stream(files, train=train, seed=seed,
                                  shuffle_buffer=c.shuffle_buffer, start=start)
-  ds = stream.map(make_example_fn(c, tokenizer, train=train, seed=seed),
+  ds = stream.map(make_example_fn(c, tokenizer, train=augment, seed=seed),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
   shapes = {k: spec.shape for k, spec in ds.element_spec.items()}
   if 'frames' in shapes:
@@ -245,13 +249,14 @@ def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0)
   return ds.map(_fold_clips)
 
 
-def describe_record(c, files, position, *, train, seed, tokenizer):
+def describe_record(c, files, position, *, train, seed, tokenizer, augment=None):
   """'FILE (record N): what fails' for the element at `position` of the record stream."""
+  augment = train if augment is None else augment
   element = next(iter(records.record_stream(files, train=train, seed=seed,
                                             shuffle_buffer=c.shuffle_buffer, start=position)))
   where = f'{element["file"].numpy().decode()} (record {int(element["record_number"])})'
   try:  # Eagerly, so the error is the failing op's own message.
-    make_example_fn(c, tokenizer, train=train, seed=seed)(element)
+    make_example_fn(c, tokenizer, train=augment, seed=seed)(element)
   except tf.errors.OpError as e:
     message = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', e.message).split(' [Op:')[0]
     return f'{where}: {message.strip().splitlines()[0]}'

@@ -69,6 +69,11 @@ class Stream:
     self._history = {0: self.state()}
     self._exhausted = False
 
+  @property
+  def num_batches(self):
+    """Batches a padded (evaluation) stream yields; None for a training stream."""
+    return self._num_batches
+
   def state(self):
     """{'positions': {source: [epoch, index of the next record]}, 'skipped': records}."""
     return {'positions': {k: [int(v) for v in p] for k, p in self._next.items()},
@@ -173,21 +178,27 @@ def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state
   return Stream(ds, described, start=start, skipped=skipped, strict=c.strict)
 
 
-def eval_stream(c, split, *, batch_size, process_index=0, process_count=1):
+def eval_stream(c, split, *, batch_size, process_index=0, process_count=1, augment_seed=None):
   """Every example of `split` once, in batches of `batch_size` examples (`batch_size ·
-  num_test_clips` rows), padded so that every process yields the same number of batches."""
+  num_test_clips` rows), padded so that every process yields the same number of batches.
+
+  With `augment_seed`, each example is one clip augmented as in training (random offset, crop,
+  flip, colour) drawn from that seed: one augmented pass, e.g. for a linear probe's training set.
+  """
   shares = [records.process_files(records.split_files(c.data_dir, split), p, process_count)
             for p in range(process_count)]
   # Each process counts every share (reading, not decoding), so they agree without talking.
   totals = [records.count_records(files) for files in shares]
   files = shares[process_index]
-  kw = dict(train=False, seed=0, tokenizer=pipeline.make_tokenizer(c))
+  augment = augment_seed is not None
+  kw = dict(train=False, seed=int(augment_seed or 0), tokenizer=pipeline.make_tokenizer(c),
+            augment=augment)
   ds = _options(pipeline.source_dataset(c, files, batch_size=batch_size, **kw), c.prefetch)
   describe = lambda position: pipeline.describe_record(c, files, position, **kw)
   return Stream(ds, [(split, None, describe)], start={split: (0, 0)}, strict=c.strict,
                 total=totals[process_index],
                 num_batches=math.ceil(max(totals) / batch_size),
-                pad_rows=batch_size * c.num_test_clips)
+                pad_rows=batch_size * (1 if augment else c.num_test_clips))
 
 
 def gather_state(state):

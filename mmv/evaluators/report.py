@@ -16,13 +16,13 @@ import numpy as np
 # top-1 on frozen features, averaged over UCF101/HMDB51's 3 splits and ESC-50's 5 folds.
 # Zero-shot retrieval: text→video on MSRVTT 1k-A test and YouCook2 val.
 PAPER_NUMBERS = {
-    ('s3d_g', 'ucf101', 'top1'): 89.6,
-    ('s3d_g', 'hmdb51', 'top1'): 62.6,
-    ('tsm_resnet50', 'ucf101', 'top1'): 91.5,
-    ('tsm_resnet50', 'hmdb51', 'top1'): 66.7,
-    ('tsm_resnet50x2', 'ucf101', 'top1'): 91.8,
-    ('tsm_resnet50x2', 'hmdb51', 'top1'): 67.1,
-    ('tsm_resnet50x2', 'esc50', 'top1'): 88.9,
+    ('s3d_g', 'ucf101', 'linear_top1'): 89.6,
+    ('s3d_g', 'hmdb51', 'linear_top1'): 62.6,
+    ('tsm_resnet50', 'ucf101', 'linear_top1'): 91.5,
+    ('tsm_resnet50', 'hmdb51', 'linear_top1'): 66.7,
+    ('tsm_resnet50x2', 'ucf101', 'linear_top1'): 91.8,
+    ('tsm_resnet50x2', 'hmdb51', 'linear_top1'): 67.1,
+    ('tsm_resnet50x2', 'esc50', 'linear_top1'): 88.9,
     ('tsm_resnet50x2', 'msrvtt', 't2v_R@1'): 9.3,
     ('tsm_resnet50x2', 'msrvtt', 't2v_R@5'): 23.0,
     ('tsm_resnet50x2', 'msrvtt', 't2v_R@10'): 31.1,
@@ -31,8 +31,10 @@ PAPER_NUMBERS = {
     ('tsm_resnet50x2', 'youcook2', 't2v_MedR'): 13,
 }
 NO_NUMBER = '—'
-# Result keys that are measurements, averaged over splits; the rest (C, counts) are protocol.
-_METRIC = re.compile(r'^(top\d+|[tv]2[vt]_.+)$')
+# Result keys that are measurements, averaged over splits; the rest (C, counts) are protocol:
+# linear probe `linear_top*`, zero-shot classification `zero_shot_top*`, retrieval `t2v_*` and
+# `v2t_*`.
+_METRIC = re.compile(r'^((linear|zero_shot)_top\d+|[tv]2[vt]_.+)$')
 
 
 def canonical_benchmark(name):
@@ -63,14 +65,15 @@ def make_record(benchmark, step, backbone, protocol, per_split):
     benchmark: e.g. 'ucf101', 'hmdb51', 'esc50', 'kinetics600', 'msrvtt', 'youcook2'.
     step: checkpoint step.
     backbone: video (or audio) backbone as named in configs: 's3d_g', 'tsm_resnet50', ...
-    protocol: how it was measured, e.g. {'protocol': 'linear', 'train_clips': 10,
+    protocol: how it was measured, e.g. {'protocols': ['linear'], 'train_passes': 10,
       'test_clips': 10, 'train_crop': 'random 200', 'test_crop': 'central 200',
       'videos_read': {...}, 'videos_skipped': {...}}; 'splits' is added when absent.
     per_split: {split name: result dict of a protocol}, in split order.
 
   Returns:
     {'benchmark', 'step', 'backbone', 'protocol', 'splits': per_split, 'metrics': the mean
-    over splits of each metric key (top*, t2v_*, v2t_*) present in every split}.
+    over splits of each metric key (linear_top*, zero_shot_top*, t2v_*, v2t_*) present in
+    every split}.
   """
   if not per_split:
     raise ValueError('no split results')
@@ -117,7 +120,7 @@ def render_markdown(record):
            f'- benchmark: {bench}', f'- backbone: {backbone}',
            f'- checkpoint step: {record["step"]}']
   lines += [f'- {k}: {_setting(v)}' for k, v in record['protocol'].items()]
-  chosen_c = {split: r['C'] for split, r in record['splits'].items() if 'C' in r}
+  chosen_c = {split: r['linear_C'] for split, r in record['splits'].items() if 'linear_C' in r}
   if chosen_c:
     lines.append(f'- C used per split: {json.dumps(chosen_c)}')
   lines += ['', '| metric | ours | paper |', '| --- | --- | --- |']

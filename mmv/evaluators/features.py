@@ -1,0 +1,136 @@
+"""Frozen-model features of one side of a benchmark split, sharded over the devices, cached.
+
+`extract` reads every video of a split once (an evaluation stream: in file order, padded to
+whole batches whose padding rows have mask 0), runs the model on all local devices, and keeps
+per video, for its C clips:
+  features  float32 [V, C, D]   backbone features of the benchmark's modality (linear probe)
+  video     float32 [V, C, vat] video embeddings in S_vat, not normalised (video benchmarks)
+  text      float32 [V, vat]    S_vat embedding of the video's first caption (`with_text`)
+  has_text  bool    [V]         the video has a caption
+  label     int32   [V]
+Padding rows are dropped by their mask, so no video is lost or counted twice. Records that
+cannot be read are skipped and counted (or an error with `data.strict`).
+
+`cached_extract` keeps the arrays under a directory with the settings they were computed with
+(the checkpoint step, the data config, the shard files); a later call with the same settings
+loads them (memory-mapped) instead of running the model, e.g. to fit the probe with other C.
+"""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import tqdm
+
+from mmv import sharding as shard_lib
+from mmv.data import pipeline
+from mmv.data import records
+from mmv.data import stream as data_stream
+
+ARRAYS = ('features', 'video', 'text', 'has_text', 'label')
+_META = 'meta.json'
+
+
+def make_embed_fn(model, modality, with_text):
+  """jit(variables, batch) → {'features', 'video' (video modality), 'text' (with_text)}."""
+
+  def embed(variables, batch):
+    out = {}
+    if modality == 'video':
+      out['features'], _, out['video'] = model.apply(variables, batch['video'],
+                                                     method=model.embed_video)
+    else:
+      out['features'] = model.apply(variables, batch['audio'], method=model.embed_audio)[0]
+    if with_text:
+      out['text'] = model.apply(variables, batch['text'][:, 0], method=model.embed_text)
+    return out
+
+  return jax.jit(embed)
+
+
+def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_seed=None,
+            progress=None):
+  """Per-video arrays (see the module doc) of `split` and the number of records skipped.
+
+  `data_config.num_test_clips` clips per video, or one augmented clip with `augment_seed`.
+  """
+  if jax.process_count() > 1:
+    raise NotImplementedError('run the evaluation binary as a single process (it uses all '
+                              'of its host\'s devices)')
+  shard_lib.check_batch_size(batch_size, mesh, 'eval.batch_size')
+  stream = data_stream.eval_stream(data_config, split, batch_size=batch_size,
+                                   augment_seed=augment_seed)
+  clips = 1 if augment_seed is not None else data_config.num_test_clips
+  parts = {k: [] for k in ARRAYS}
+  batches = pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), data_config)
+  for batch in tqdm.tqdm(batches, total=stream.num_batches, desc=progress, unit='batch',
+                         disable=progress is None, leave=False):
+    out = jax.device_get(embed(variables, batch))
+    per_video = lambda x: np.asarray(x).reshape((-1, clips) + np.shape(x)[1:])
+    keep = per_video(batch['mask'])[:, 0] > 0
+    for k in ('features', 'video'):
+      if k in out:
+        parts[k].append(per_video(out[k])[keep].astype(np.float32))
+    if 'text' in out:
+      parts['text'].append(per_video(out['text'])[keep, 0].astype(np.float32))
+      parts['has_text'].append(per_video(batch['text_mask'])[keep, 0, 0] > 0)
+    parts['label'].append(per_video(batch['label'])[keep, 0].astype(np.int32))
+  arrays = {k: np.concatenate(v) for k, v in parts.items() if v}
+  return arrays, int(stream.skipped)
+
+
+def settings(data_config, split, *, step, modality, with_text, augment_seed=None):
+  """What the features of `split` depend on, JSON-ready: a cache entry is valid for these."""
+  files = records.split_files(data_config.data_dir, split)
+  return json.loads(json.dumps({
+      'step': int(step), 'split': split, 'modality': modality, 'with_text': bool(with_text),
+      'augment_seed': augment_seed, 'data': data_config.to_dict(),
+      'files': [[os.path.basename(f), os.path.getsize(f)] for f in files]}))
+
+
+def load(directory, expected_settings):
+  """({arrays}, skipped) cached in `directory` for `expected_settings`, or None."""
+  try:
+    with open(os.path.join(directory, _META)) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if meta.get('settings') != expected_settings:
+    return None
+  arrays = {k: np.load(os.path.join(directory, f'{k}.npy'), mmap_mode='r', allow_pickle=False)
+            for k in meta['arrays']}
+  return arrays, int(meta['skipped'])
+
+
+def save(directory, expected_settings, arrays, skipped=0):
+  """Writes the arrays, then the metadata that makes the entry valid."""
+  if os.path.exists(directory):
+    shutil.rmtree(directory)
+  os.makedirs(directory)
+  for k, v in arrays.items():
+    np.save(os.path.join(directory, f'{k}.npy'), v, allow_pickle=False)
+  meta = {'settings': expected_settings, 'arrays': sorted(arrays), 'skipped': skipped,
+          'rows': int(len(next(iter(arrays.values()))))}
+  with open(os.path.join(directory, _META), 'w') as f:
+    json.dump(meta, f, indent=1)
+
+
+def cached_extract(directory, data_config, split, embed_fn, *, step, modality, with_text,
+                   augment_seed=None, **extract_kwargs):
+  """`extract` through the cache entry `directory` (None: no cache); returns
+  (arrays, skipped, loaded from cache). `embed_fn()` gives (embed, variables, mesh), called
+  only when the features must be computed."""
+  wanted = settings(data_config, split, step=step, modality=modality, with_text=with_text,
+                    augment_seed=augment_seed)
+  if directory is not None:
+    hit = load(directory, wanted)
+    if hit is not None:
+      return hit + (True,)
+  embed, variables, mesh = embed_fn()
+  arrays, skipped = extract(data_config, split, embed, variables, mesh,
+                            augment_seed=augment_seed, **extract_kwargs)
+  if directory is not None:
+    save(directory, wanted, arrays, skipped)
+  return arrays, skipped, False
