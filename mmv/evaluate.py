@@ -260,6 +260,10 @@ class SplitEvaluation:
                        '(a record fails for some clips only); set data.strict to find it')
     train = np.stack([np.asarray(p['features'])[:, 0] for p in passes], axis=1)
     test = self.linear_test()
+    for role, y in (('training', labels), ('test', test['label'])):
+      if (np.asarray(y) < 0).any():
+        raise ValueError(f'{self.bench.name} split {self.prepared.split}: '
+                         f'{int((np.asarray(y) < 0).sum())} {role} videos have no label')
     return _prefixed('linear_', _probe(ev, (train, labels),
                                        (test['features'], test['label']), self.config.seed))
 
@@ -377,8 +381,10 @@ def watch(evaluate, final_step, workdir, done, *, poll_seconds, timeout=0.0,
       try:
         evaluate(step)
         evaluated.append(step)
-      except FileNotFoundError as e:  # Removed by max_to_keep before its turn came.
-        logging.warning('checkpoint %d could not be read (%s); going on', step, e)
+      except FileNotFoundError:
+        if step in checkpoint_steps(workdir):
+          raise
+        # Removed by the run's max_to_keep before its turn came.
         print(f'checkpoint {step} was removed before it could be evaluated; going on',
               flush=True)
       done.add(step)

@@ -238,3 +238,24 @@ def test_real_layouts_through_the_evaluation(run, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'eval', 'msrvtt', 'features', 'step_2', '1k-A',
                                      'retrieval_test', 'meta.json'))
   assert json.loads(json.dumps(record)) == record
+
+
+def test_watch_passes_over_a_checkpoint_removed_before_its_turn(monkeypatch):
+  on_disk = [2, 4]
+  monkeypatch.setattr(evaluate, 'checkpoint_steps', lambda workdir: list(on_disk))
+  evaluated = []
+
+  def evaluate_step(step):
+    if step == 2:
+      on_disk.remove(2)  # max_to_keep removed it while the evaluator was busy.
+      raise FileNotFoundError('no checkpoint of step 2')
+    evaluated.append(step)
+
+  assert evaluate.watch(evaluate_step, 4, 'w', done=(), poll_seconds=1) == [4]
+  assert evaluated == [4]
+
+  def missing_vocabulary(step):
+    raise FileNotFoundError('vocab.txt')
+
+  with pytest.raises(FileNotFoundError, match='vocab'):  # Not a removed checkpoint: an error.
+    evaluate.watch(missing_vocabulary, 4, 'w', done=(), poll_seconds=1)
