@@ -209,6 +209,30 @@ def _probe(ev, train, test, seed):
                                  solver=ev.linear_solver.removeprefix('jax_'))
 
 
+class Checkpoint:
+  """A checkpoint's model, variables and mesh, restored when first needed, and its jitted
+  functions, compiled once for all the splits of a benchmark."""
+
+  def __init__(self, config, workdir, step):
+    self._restore = functools.partial(restore, config, workdir, step)
+    self._embed_fns = {}
+
+  @functools.cached_property
+  def restored(self):
+    return self._restore()[0]  # (model, variables, mesh)
+
+  def embed_fn(self, modality, with_text):
+    key = (modality, with_text)
+    if key not in self._embed_fns:
+      self._embed_fns[key] = features_lib.make_embed_fn(self.restored[0], modality, with_text)
+    return self._embed_fns[key]
+
+  @functools.cached_property
+  def encode_text(self):
+    model = self.restored[0]
+    return jax.jit(functools.partial(model.apply, method=model.embed_text))
+
+
 def _prefixed(prefix, result):
   return {f'{prefix}{k}': v for k, v in result.items()}
 
@@ -216,21 +240,18 @@ def _prefixed(prefix, result):
 class SplitEvaluation:
   """The protocols of one benchmark split on one checkpoint, features through the cache."""
 
-  def __init__(self, config, bench, prepared, step, restored, cache_dir, progress):
+  def __init__(self, config, bench, prepared, step, checkpoint, cache_dir, progress):
     self.config, self.bench, self.prepared, self.step = config, bench, prepared, step
     self.data = benchmark_data_config(config, bench, prepared)
-    self.restored = restored  # () → (model, variables, mesh), restored when first needed.
+    self.checkpoint = checkpoint
     self.cache_dir = cache_dir
     self.progress = progress
     self.counts = {}  # role → {'read', 'skipped'}.
-    self._embed = {}
     self._linear_test = None
 
   def _embed_fn(self, with_text):
-    model, variables, mesh = self.restored()
-    if with_text not in self._embed:
-      self._embed[with_text] = features_lib.make_embed_fn(model, self.bench.modality, with_text)
-    return self._embed[with_text], variables, mesh
+    _, variables, mesh = self.checkpoint.restored
+    return self.checkpoint.embed_fn(self.bench.modality, with_text), variables, mesh
 
   def features(self, role, split, *, with_text=False, augment_seed=None, **data_changes):
     data = _replace(self.data, **data_changes)
@@ -309,9 +330,7 @@ class SplitEvaluation:
       return np.asarray(hit[0]['text'])
     tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
     tokens = tokenizer(tf.constant(captions)).numpy()
-    model, variables, _ = self.restored()
-    text = np.asarray(jax.jit(functools.partial(model.apply, method=model.embed_text))(
-        variables, tokens))
+    text = np.asarray(self.checkpoint.encode_text(self.checkpoint.restored[1], tokens))
     if directory:
       features_lib.save(directory, wanted, {'text': text})
     self._say('class_captions', f'features computed ({len(captions)} captions)')
@@ -327,17 +346,22 @@ class SplitEvaluation:
 def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_features=True,
                   progress=True):
   """The record (see `report.make_record`) of checkpoint `step` on every prepared split."""
-  restored = functools.cache(lambda: restore(config, workdir, step)[0])
+  checkpoint = Checkpoint(config, workdir, step)
   cache_dir = (os.path.join(workdir, 'eval', bench.name, 'features', f'step_{step}')
                if cache_features else None)
-  per_split, read, skipped, data = {}, {}, {}, None
+  per_split, read, skipped, sampling, data = {}, {}, {}, {}, None
   for split, prepared in prepared_splits.items():
-    evaluation = SplitEvaluation(config, bench, prepared, step, restored, cache_dir, progress)
+    evaluation = SplitEvaluation(config, bench, prepared, step, checkpoint, cache_dir, progress)
     per_split[split] = evaluation.run()
     read[split] = {k: v['read'] for k, v in evaluation.counts.items()}
     skipped[split] = {k: v['skipped'] for k, v in evaluation.counts.items()}
     data = evaluation.data
+    # Splits may be stored at other rates (UCF101 from a TFDS build: 25 fps).
+    sampling[split] = {'fps': data.fps, 'frame_stride': data.frame_stride}
   protocol = protocol_settings(config, bench, data)
+  if len(set(map(json.dumps, sampling.values()))) > 1:
+    del protocol['fps'], protocol['frame_stride']
+    protocol['sampling'] = sampling
   protocol.update(videos_read=read, videos_skipped=skipped,
                   prepared={s: p.summary() for s, p in prepared_splits.items()})
   return report.make_record(bench.name, step, config.model.video_backbone, protocol, per_split)
@@ -376,7 +400,7 @@ def watch(evaluate, final_step, workdir, done, *, poll_seconds, timeout=0.0,
   a new one, when positive). Returns the steps evaluated, in order."""
   done, evaluated, last_new = set(done), [], clock()
   while final_step not in done:
-    new = [s for s in checkpoint_steps(workdir) if s not in done and s > max(done, default=-1)]
+    new = [s for s in checkpoint_steps(workdir) if s > max(done, default=-1)]
     for step in new:
       try:
         evaluate(step)

@@ -8,16 +8,7 @@ import tensorflow as tf
 from mmv.data import format as fmt
 
 
-def _bytes(values):
-  return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-
-def _ints(values):
-  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def _floats(values):
-  return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+_bytes, _ints, _floats = fmt.bytes_feature, fmt.ints_feature, fmt.floats_feature
 
 
 def record(*, name, frames=None, jpegs=None, waveform=None, captions=(), caption_times=None,

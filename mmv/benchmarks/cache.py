@@ -86,7 +86,7 @@ def clear_part(parts_dir, part):
 
 
 def write_part(parts_dir, part, key, write):
-  """Runs `write(num_shards)` → converter report unless the part is cached; returns the
+  """Runs `write()` → (converter report, fps) unless the part is cached; returns the
   marker {key, shards, written, skipped, fps}."""
   marker = cached_part(parts_dir, part, key)
   if marker is not None:

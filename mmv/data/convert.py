@@ -119,9 +119,7 @@ def _write_lines(path, lines):
 def make_example(spec, clip, label_ids, *, fps, sample_rate):
   """The SequenceExample of one converted clip."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  _bytes = lambda values: tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-  _ints = lambda values: tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-  _floats = lambda values: tf.train.Feature(float_list=tf.train.FloatList(value=values))
+  _bytes, _ints, _floats = fmt.bytes_feature, fmt.ints_feature, fmt.floats_feature
   us = lambda seconds: int(round(seconds * 1e6))
   context = {
       fmt.FILENAME: _bytes([spec.name.encode()]),

@@ -34,6 +34,23 @@ LABEL_MAP = 'labels.txt'
 NON_WORD = '[^a-z0-9]+'
 
 
+# The three feature types of a record. TensorFlow is imported on first use, so that modules
+# which only need the keys above (the converter's worker processes) do not load it.
+def bytes_feature(values):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def ints_feature(values):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def floats_feature(values):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
 def shard_name(name: str, index: int, num_shards: int) -> str:
   """`NAME-00000-of-00016`, the DMVR shard naming."""
   return f'{name}-{index:05d}-of-{num_shards:05d}'

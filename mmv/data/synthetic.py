@@ -144,14 +144,7 @@ def make_example(rng, index, num_frames, frame_size, fps, sample_rate):
   label = SHAPES.index(shape) * len(DIRECTIONS) + list(DIRECTIONS).index(direction)
   captions = make_captions(rng, colour, shape, direction)
 
-  def _bytes(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-
-  def _ints(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-  def _floats(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+  _bytes, _ints, _floats = fmt.bytes_feature, fmt.ints_feature, fmt.floats_feature
 
   jpegs = [tf.io.encode_jpeg(f, quality=90).numpy() for f in frames]
   duration_us = int(num_frames / fps * 1e6)

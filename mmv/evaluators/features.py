@@ -64,12 +64,12 @@ def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_s
                                    augment_seed=augment_seed)
   clips = 1 if augment_seed is not None else data_config.num_test_clips
   parts = {k: [] for k in ARRAYS}
+  per_video = lambda x: np.asarray(x).reshape((-1, clips) + np.shape(x)[1:])
   batches = pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), data_config)
   # disable=None: a bar on a terminal, none in a log file.
   for batch in tqdm.tqdm(batches, total=stream.num_batches, desc=progress, unit='batch',
                          disable=True if progress is None else None, leave=False):
     out = jax.device_get(embed(variables, batch))
-    per_video = lambda x: np.asarray(x).reshape((-1, clips) + np.shape(x)[1:])
     keep = per_video(batch['mask'])[:, 0] > 0
     for k in ('features', 'video'):
       if k in out:

@@ -14,8 +14,7 @@ Standardisation is folded into the weights (x·(W/σ) + b − (μ/σ)·W), so no
 the features is ever made; the mean and σ are accumulated in float64 over chunks of videos.
 C is chosen by the SVM's cross-validation — the same folds over videos, each with its own
 standardisation, scored on clip-averaged scores — warm-starting each grid value from the
-previous one; `holdout=True` uses the first fold only, one fit per grid value, for Kinetics-size
-sets. The model is then refitted on all training videos with the chosen C.
+previous one. The model is then refitted on all training videos with the chosen C.
 """
 
 import functools
@@ -158,13 +157,13 @@ def _zeros(dim, num_classes):
   return {'w': jnp.zeros((dim, num_classes)), 'b': jnp.zeros((num_classes,))}
 
 
-def choose_c(fit, features, columns, c_grid, *, folds, holdout, seed, chunk_videos):
+def choose_c(fit, features, columns, c_grid, *, folds, seed, chunk_videos):
   """(best C, mean validation top-1 per C, folds used), the SVM's CV with `fit`.
 
   The folds are `linear_probe.video_folds`' (the SVM's, for the same seed); each fold has its
   own standardisation, and is fitted along the grid warm-starting from the previous C.
   """
-  splits = sk_probe.video_folds(columns, folds, seed)[:1 if holdout else None]
+  splits = sk_probe.video_folds(columns, folds, seed)
   top1 = np.zeros((len(splits), len(c_grid)))
   for i, (train_videos, val_videos) in enumerate(splits):
     stats = feature_stats(features, train_videos, chunk_videos)
@@ -178,15 +177,14 @@ def choose_c(fit, features, columns, c_grid, *, folds, holdout, seed, chunk_vide
 
 
 def linear_probe(train_features, train_labels, test_features, test_labels, *,
-                 c_grid=DEFAULT_C_GRID, c=None, folds=3, holdout=False, solver='lbfgs',
+                 c_grid=DEFAULT_C_GRID, c=None, folds=3, solver='lbfgs',
                  seed=0, tol=1e-6, max_iter=2000, epochs=20, batch_videos=256,
                  learning_rate=1e-2, chunk_videos=1024):
   """`linear_probe.linear_probe`'s contract solved in JAX, with the same result dict.
 
-  Args beyond the SVM's: `holdout` chooses C on the first CV fold only (one fit per grid value,
-  for Kinetics-size sets); `solver` 'lbfgs' or 'adam'; `tol`, `max_iter` for L-BFGS (gradient
-  norm of the objective / (C·n), relative to its norm at 0); `epochs`, `batch_videos`, `learning_rate` for Adam;
-  `chunk_videos` bounds the host and accelerator memory of statistics and scoring. Features
+  Args beyond the SVM's: `solver` 'lbfgs' or 'adam'; `tol`, `max_iter` for L-BFGS (gradient
+  norm of the objective / (C·n), relative to its norm at 0); `epochs`, `batch_videos`,
+  `learning_rate` for Adam; `chunk_videos` bounds the host and accelerator memory of statistics and scoring. Features
   should be float32 (then used as they are; an np.memmap is fine with 'adam').
   """
   if solver not in ('lbfgs', 'adam'):
@@ -206,7 +204,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *,
     c = c_grid[0]
   elif c is None:
     c, cv_top1, cv_folds = choose_c(fit, train_features, columns, c_grid, folds=folds,
-                                    holdout=holdout, seed=seed, chunk_videos=chunk_videos)
+                                    seed=seed, chunk_videos=chunk_videos)
   all_videos = np.arange(len(train_labels))
   stats = feature_stats(train_features, all_videos, chunk_videos)
   params = fit(_zeros(train_features.shape[-1], len(classes)), stats, all_videos, c)
