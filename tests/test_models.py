@@ -44,7 +44,7 @@ def test_fac_reaches_vat_through_va(config, graph):
   _, video_va, video_vt = model.apply(variables, video, method=model.embed_video)
   head_vars = {k: v['heads'] for k, v in variables.items()}
   again = heads.Heads(graph, config.model.va_dim, config.model.vat_dim).apply(
-      head_vars, video_va, False, method=heads.Heads.audio_to_vat)
+      head_vars, video_va, method=heads.Heads.audio_to_vat)
   np.testing.assert_allclose(again, video_vt, rtol=1e-5, atol=1e-6)
   # Changing only the second head changes video_vt but not video_va.
   params = jax.tree_util.tree_map_with_path(

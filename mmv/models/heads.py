@@ -7,7 +7,8 @@ Graphs (MMV paper, DESIGN.md §4), with the head settings of the released checkp
   fac_relu / fac_bnrelu
              fine-and-coarse: video→S_va (MLP + BN), then ReLU (or BN+ReLU), then → S_vat
              (linear + BN); audio→S_va (linear); text→S_vat (linear). At evaluation audio reaches
-             S_vat through the video's second head.
+             S_vat through the video's second head; in training only the video passes through
+             it, so only the video's statistics enter its BatchNorm (and fac_bnrelu's).
 MLP = Linear → BN → ReLU → Linear. As in the reference, the last Linear of an MLP has no bias
 when BN follows it, while a linear head keeps its bias even then.
 
@@ -91,11 +92,13 @@ class Heads(nn.Module):
     """→ audio_va (shared: its single space)."""
     return self.audio_proj(features, train)
 
-  def audio_to_vat(self, audio_va, train):
-    """Audio in S_vat: FAC goes through the video's second head; `shared` is already there;
-    `disjoint` has no audio–text space, so None."""
+  def audio_to_vat(self, audio_va):
+    """Audio in S_vat, for evaluation: FAC goes through the video's second head in inference
+    mode, normalised with the video's moving averages (the released models map audio into
+    S_vat only outside training, so audio never updates that head's BatchNorm statistics);
+    `shared` is already there; `disjoint` has no audio–text space, so None."""
     if self.graph.startswith('fac'):
-      return self._va_to_vat(audio_va, train)
+      return self._va_to_vat(audio_va, train=False)
     return audio_va if self.graph == 'shared' else None
 
   def text(self, features, train):

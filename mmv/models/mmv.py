@@ -43,10 +43,13 @@ class MMV(nn.Module):
     Always float32, whatever the compute dtype, so the losses are computed in float32.
     """
     video_va, video_vt = self.embed_video(video, train)[1:]
+    # Audio goes no further than S_va here: its way on into S_vat (embed_audio) is the video's
+    # second head, whose BatchNorm statistics must be the video's alone.
+    audio_va = self.heads.audio(self.audio_backbone(audio, train), train)
     return {
         'video_va': video_va,
         'video_vt': video_vt,
-        'audio_va': self.embed_audio(audio, train)[1],
+        'audio_va': audio_va.astype(jnp.float32),
         'text_vt': self.embed_text(text, train),
     }
 
@@ -56,10 +59,13 @@ class MMV(nn.Module):
     return _float32((features,) + tuple(self.heads.video(features, train)))
 
   def embed_audio(self, audio, train=False):
-    """[B, time, mel, 1] → (backbone features, audio_va, audio_vat or None for `disjoint`)."""
+    """[B, time, mel, 1] → (backbone features, audio_va, audio_vat or None for `disjoint`).
+
+    audio_vat always uses the S_va → S_vat head in inference mode (see Heads.audio_to_vat).
+    """
     features = self.audio_backbone(audio, train)
     audio_va = self.heads.audio(features, train)
-    return _float32((features, audio_va, self.heads.audio_to_vat(audio_va, train)))
+    return _float32((features, audio_va, self.heads.audio_to_vat(audio_va)))
 
   def embed_text(self, text, train=False):
     """[..., words] → [..., vt]: any leading shape (e.g. [B, K] captions)."""
