@@ -6,7 +6,7 @@ own b = B/n examples, and the candidates y (with their masks) travel around a ri
 with `ppermute`: after n−1 hops every device has met every candidate, and a device never holds
 more than a [b, c, K] block of similarities (c = `chunk_size` candidates at a time).
 
-For example i the denominator is one log-sum-exp over two sets (DESIGN.md §4):
+For example i the denominator is one log-sum-exp over two sets (`mmv.losses`):
   rows: s(x_i, y_j^k) for every valid j, k (the positives included),
   cols: s(x_j, y_i^k) for every valid j ≠ i, k (i's captions as negatives of other videos).
 Both come from the same block s[i, j, k] = <x̂_i, ŷ_j^k>/τ computed where x_i lives: the row
@@ -205,8 +205,10 @@ def mil_nce(x, y, *, mesh, axes, temperature=0.07, mask=None, y_mask=None, chunk
       x, y, x_mask, y_mask)
 
 
-def nce(x, y, *, mesh, axes, temperature=0.07, mask=None, chunk_size=1024):
-  """`losses.nce` of x [B, D] and y [B, D]: MIL-NCE with one candidate that exists where x does."""
-  mask = jnp.ones((x.shape[0],), jnp.float32) if mask is None else mask.astype(jnp.float32)
+def nce(x, y, *, mesh, axes, temperature=0.07, mask=None, y_mask=None, chunk_size=1024):
+  """`losses.nce` of x [B, D] and y [B, D]: MIL-NCE with one candidate, which exists where
+  `y_mask` says (default: where x does)."""
+  mask = jnp.ones((x.shape[0],), jnp.float32) if mask is None else mask
+  y_mask = mask if y_mask is None else y_mask
   return mil_nce(x, y[:, None], mesh=mesh, axes=axes, temperature=temperature, mask=mask,
-                 y_mask=mask[:, None], chunk_size=chunk_size)
+                 y_mask=y_mask[:, None], chunk_size=chunk_size)

@@ -1,15 +1,19 @@
-"""Contrastive losses of MMV (DESIGN.md §4), pure functions of global-batch embeddings.
+"""Contrastive losses of MMV (Alayrac et al. 2020) and MIL-NCE (Miech et al. 2020), pure
+functions of global-batch embeddings.
 
 Called under `jax.jit` on batch-sharded arrays, the similarity matrices span the global batch:
 XLA gathers the embeddings across devices, so every example's negatives come from all devices.
 
-NCE(video, audio), for each valid i:
-  −log( e^{s_ii} / (e^{s_ii} + Σ_{j≠i} e^{s(v_i,a_j)} + Σ_{j≠i} e^{s(v_j,a_i)}) )
-MIL-NCE(video, K captions), for each i with text:
-  −log( Σ_k e^{s(v_i,t_i^k)} / (Σ_k e^{s(v_i,t_i^k)} + Σ_{j≠i,k} e^{s(v_i,t_j^k)}
-                                 + Σ_{j≠i,k} e^{s(v_j,t_i^k)}) )
-with s(x, y) = <x/|x|, y/|y|> / temperature. Masked examples neither contribute a positive nor
-act as a negative.
+NCE(video, audio), for each i with both a video and an audio:
+  −log( e^{s_ii} / (e^{s_ii} + Σ_{j≠i, a_j exists} e^{s(v_i,a_j)}
+                            + Σ_{j≠i, v_j exists} e^{s(v_j,a_i)}) )
+MIL-NCE(video, K captions), for each i with a video and text:
+  −log( P_i / (P_i + Σ_{j≠i, k: t_j^k exists} e^{s(v_i,t_j^k)}
+                   + Σ_{j≠i, v_j exists, k: t_i^k exists} e^{s(v_j,t_i^k)}) ),
+  P_i = Σ_{k: t_i^k exists} e^{s(v_i,t_i^k)},
+with s(x, y) = <x/|x|, y/|y|> / temperature. A missing modality removes only the pairs that
+need it: a clip without audio has no positive and its audio is no negative, but its video is
+still a negative for the other clips' audio (and likewise for text). Padding has neither.
 """
 
 import jax
@@ -27,20 +31,16 @@ def _masked_mean(values, mask):
   return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def nce(x, y, *, temperature=0.07, mask=None):
+def nce(x, y, *, temperature=0.07, mask=None, y_mask=None):
   """Symmetric-denominator NCE between paired embeddings x [B, D] and y [B, D].
 
-  `mask` [B] marks the pairs that exist (e.g. clips with audio); returns the mean over them.
+  `mask` [B] marks the x that exist (not padding), `y_mask` [B] the y that exist (default: where
+  x does), e.g. the clips with audio. Returns the mean over the pairs where both exist. This is
+  MIL-NCE with one candidate per example.
   """
-  b = x.shape[0]
-  mask = jnp.ones((b,), jnp.float32) if mask is None else mask.astype(jnp.float32)
-  s = l2_normalize(x) @ l2_normalize(y).T / temperature  # s[i, j] = s(x_i, y_j)
-  valid = (mask[:, None] * mask[None, :]) > 0
-  eye = jnp.eye(b, dtype=bool)
-  rows = jnp.where(valid, s, NEG_INF)  # s(x_i, y_j), j any, including the positive.
-  cols = jnp.where(valid & ~eye, s.T, NEG_INF)  # s(x_j, y_i), j ≠ i.
-  denominator = jax.nn.logsumexp(jnp.concatenate([rows, cols], axis=1), axis=1)
-  return _masked_mean(denominator - jnp.diagonal(s), mask)
+  mask = jnp.ones((x.shape[0],), jnp.float32) if mask is None else mask
+  y_mask = mask if y_mask is None else y_mask
+  return mil_nce(x, y[:, None], temperature=temperature, mask=mask, y_mask=y_mask[:, None])
 
 
 def mil_nce(x, y, *, temperature=0.07, mask=None, y_mask=None):
@@ -74,8 +74,9 @@ def mmv_loss(embeddings, batch, *, temperature, weight_va, weight_vt, nce_fn=nce
   `mmv.chunked_losses` with the same signature).
   """
   mask = batch['mask']
+  # A video exists wherever the example does; audio and text only where their masks say so.
   va = nce_fn(embeddings['video_va'], embeddings['audio_va'], temperature=temperature,
-              mask=mask * batch['audio_mask'])
+              mask=mask, y_mask=mask * batch['audio_mask'])
   vt = mil_nce_fn(embeddings['video_vt'], embeddings['text_vt'], temperature=temperature,
                   mask=mask, y_mask=batch['text_mask'] * mask[:, None])
   total = weight_va * va + weight_vt * vt

@@ -13,16 +13,38 @@ import numpy as np
 import pytest
 
 from mmv.models import mmv as mmv_model
+from mmv.models import resnet
 from mmv.models import s3d
 from mmv.models import summary
 from mmv.models import tsm_resnet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# MMV paper: parameters and feature sizes of the backbones (the audio ResNet-18 is ours).
+# MMV paper: parameters and feature sizes of the backbones. The paper gives none for the audio
+# ResNet-18: 6,974,144 is counted by hand from the reference's structure (REFERENCE_RESNET18).
 PAPER = {'s3d_g': (9.1e6, 1024), 'tsm_resnet50': (23.5e6, 2048),
          'tsm_resnet50x2': (93.9e6, 4096), 'audio_resnet50': (23.5e6, 2048),
-         'audio_resnet18': (11.2e6, 512)}
+         'audio_resnet18': (6.97e6, 512)}
+
+# Kernel shapes [h, w, in, out] of every convolution of the reference's audio ResNet-18:
+# deepmind-research mmv/models/resnet.py, BasicBlock (conv_0: 1x1, stride 1; conv_1: 3x3 with
+# the unit's stride; shortcut_conv: 1x1 with the stride, first block of a unit that changes the
+# width), built by mmv/models/mm_embeddings.py AudioModule('resnet18') as ResNetV2(depth=18):
+# blocks (2, 2, 2, 2), widths (64, 128, 256, 512), strides (1, 2, 2, 2), a 7x7/2 stem.
+REFERENCE_RESNET18 = {
+    'initial_conv': (7, 7, 1, 64),
+    'unit_0_block_0': {'conv_0': (1, 1, 64, 64), 'conv_1': (3, 3, 64, 64)},
+    'unit_0_block_1': {'conv_0': (1, 1, 64, 64), 'conv_1': (3, 3, 64, 64)},
+    'unit_1_block_0': {'shortcut_conv': (1, 1, 64, 128), 'conv_0': (1, 1, 64, 128),
+                       'conv_1': (3, 3, 128, 128)},
+    'unit_1_block_1': {'conv_0': (1, 1, 128, 128), 'conv_1': (3, 3, 128, 128)},
+    'unit_2_block_0': {'shortcut_conv': (1, 1, 128, 256), 'conv_0': (1, 1, 128, 256),
+                       'conv_1': (3, 3, 256, 256)},
+    'unit_2_block_1': {'conv_0': (1, 1, 256, 256), 'conv_1': (3, 3, 256, 256)},
+    'unit_3_block_0': {'shortcut_conv': (1, 1, 256, 512), 'conv_0': (1, 1, 256, 512),
+                       'conv_1': (3, 3, 512, 512)},
+    'unit_3_block_1': {'conv_0': (1, 1, 512, 512), 'conv_1': (3, 3, 512, 512)},
+}
 
 
 @pytest.mark.parametrize('name', sorted(PAPER))
@@ -33,6 +55,29 @@ def test_backbone_sizes_match_the_paper(name):
   assert s['output_dim'] == dim
   module = {**mmv_model.VIDEO_BACKBONES, **mmv_model.AUDIO_BACKBONES}[name]()
   assert module.output_dim == dim
+
+
+def test_audio_resnet18_convolutions_are_the_references():
+  """Kernel shapes of every convolution, and where the stride sits: the spatial size after each
+  convolution of a striding block (shapes only, nothing is compiled)."""
+  x = jax.ShapeDtypeStruct((2, 64, 32, 1), jnp.float32)  # [B, time, mel, 1]
+  net = mmv_model.AUDIO_BACKBONES['audio_resnet18']()
+  params = jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0), x)[
+      'params']
+  kernels = {name: ({conv: tuple(v['kernel'].shape) for conv, v in layer.items()
+                     if 'conv' in conv} if 'block' in name else tuple(layer['kernel'].shape))
+             for name, layer in params.items() if 'conv' in name or 'block' in name}
+  assert kernels == REFERENCE_RESNET18
+
+  block = resnet.BasicBlock(128, stride=2, use_projection=True)
+  y = jax.ShapeDtypeStruct((2, 16, 8, 64), jnp.float32)
+  variables = jax.eval_shape(functools.partial(block.init, train=False), jax.random.key(0), y)
+  _, state = jax.eval_shape(functools.partial(block.apply, train=False,
+                                              capture_intermediates=True), variables, y)
+  shape = lambda name: state['intermediates'][name]['__call__'][0].shape
+  assert shape('conv_0') == (2, 16, 8, 128)  # 1x1, stride 1.
+  assert shape('conv_1') == (2, 8, 4, 128)  # 3x3, the block's stride.
+  assert shape('shortcut_conv') == (2, 8, 4, 128)
 
 
 def test_summary_cli_prints_one_json_line():

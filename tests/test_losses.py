@@ -1,4 +1,4 @@
-"""NCE and MIL-NCE: the formulas of DESIGN.md §4, and sharded over 8 devices = one device."""
+"""NCE and MIL-NCE: their formulas (`mmv.losses`), and sharded over 8 devices = one device."""
 
 import chex
 import jax
@@ -11,15 +11,19 @@ from mmv import losses
 from mmv import sharding
 
 
-def reference_nce(x, y, t, mask):
-  """The formula written out with loops, in float64."""
+def reference_nce(x, y, t, x_mask, y_mask):
+  """The formula written out with loops, in float64: for each i with both x_i and y_i, −log of
+  e^{s_ii} / (e^{s_ii} + Σ_{j≠i, y_j exists} e^{s(x_i,y_j)}
+                       + Σ_{j≠i, x_j exists} e^{s(x_j,y_i)})."""
   x = x / np.linalg.norm(x, axis=1, keepdims=True)
   y = y / np.linalg.norm(y, axis=1, keepdims=True)
   e = np.exp(x.astype(np.float64) @ y.T.astype(np.float64) / t)
   terms = []
-  for i in np.flatnonzero(mask):
-    others = [j for j in np.flatnonzero(mask) if j != i]
-    denom = e[i, i] + sum(e[i, j] for j in others) + sum(e[j, i] for j in others)
+  for i in range(len(x)):
+    if not (x_mask[i] and y_mask[i]):
+      continue
+    denom = e[i, i] + sum(e[i, j] for j in np.flatnonzero(y_mask) if j != i) + sum(
+        e[j, i] for j in np.flatnonzero(x_mask) if j != i)
     terms.append(-np.log(e[i, i] / denom))
   return np.mean(terms)
 
@@ -56,12 +60,14 @@ def _inputs(b=16, k=3, d=8, seed=0):
   return x, y, z, mask, z_mask
 
 
-@pytest.mark.parametrize('masked', [False, True])
-def test_nce_matches_formula(masked):
+@pytest.mark.parametrize('masks', ['none', 'padding', 'padding_and_audio'])
+def test_nce_matches_formula(masks):
   x, y, _, mask, _ = _inputs()
-  mask = mask if masked else np.ones_like(mask)
-  got = losses.nce(x, y, temperature=0.07, mask=mask)
-  np.testing.assert_allclose(got, reference_nce(x, y, 0.07, mask), rtol=1e-5)
+  audio = mask * (np.arange(16) % 3 != 0)  # Some real clips without audio.
+  x_mask, y_mask = {'none': (np.ones_like(mask),) * 2, 'padding': (mask, mask),
+                    'padding_and_audio': (mask, audio)}[masks]
+  got = losses.nce(x, y, temperature=0.07, mask=x_mask, y_mask=y_mask)
+  np.testing.assert_allclose(got, reference_nce(x, y, 0.07, x_mask, y_mask), rtol=1e-5)
 
 
 @pytest.mark.parametrize('masked', [False, True])
@@ -89,6 +95,45 @@ def test_masked_example_is_as_if_absent():
   assert abs(float(text_only) - float(losses.mil_nce(x[keep], z[keep]))) > 1e-3
 
 
+def _modality_batch(b=16, seed=1):
+  """Padding (mask 0) at the end, and among the real clips some without audio, some without
+  text and one with neither."""
+  rng = np.random.default_rng(seed)
+  mask = (np.arange(b) < b - 3).astype(np.float32)
+  audio_mask = np.ones(b, np.float32)
+  audio_mask[[1, 4, 7]] = 0
+  text_mask = (rng.uniform(size=(b, 3)) > 0.3).astype(np.float32)
+  text_mask[:, 0] = 1
+  text_mask[[2, 4, 9]] = 0
+  return {'mask': mask, 'audio_mask': audio_mask, 'text_mask': text_mask}
+
+
+def _terms(x, y, z, batch, **kw):
+  emb = {'video_va': x, 'audio_va': y, 'video_vt': x * 2.0, 'text_vt': z}
+  return losses.mmv_loss(emb, batch, temperature=0.07, weight_va=1.0, weight_vt=0.5, **kw)[1]
+
+
+def test_mmv_loss_terms_match_the_formula_with_missing_modalities():
+  """A missing audio or text removes only the pairs that need it; padding removes everything."""
+  x, y, z, _, _ = _inputs()
+  batch = _modality_batch()
+  terms = _terms(x, y, z, batch)
+  mask, audio, text = batch['mask'], batch['audio_mask'], batch['text_mask']
+  np.testing.assert_allclose(terms['loss_va'], reference_nce(x, y, 0.07, mask, mask * audio),
+                             rtol=1e-5)
+  np.testing.assert_allclose(terms['loss_vt'], reference_mil_nce(
+      2.0 * x, z, 0.07, mask, text * mask[:, None]), rtol=1e-5)
+  # The video of clip 1 (no audio) is still a negative of the other clips' audio; its audio,
+  # and everything of the padding (13..15), is not there.
+  other = np.random.default_rng(2).normal(size=(4, 8)).astype(np.float32)
+  changed = lambda a, rows: np.where(np.isin(np.arange(16), rows)[:, None], other[:1], a)
+  va = lambda x, y: float(_terms(x, y, z, batch)['loss_va'])
+  assert abs(va(changed(x, [1]), y) - va(x, y)) > 1e-4
+  np.testing.assert_allclose(va(x, changed(y, [1])), va(x, y), rtol=1e-6)
+  np.testing.assert_allclose(va(changed(x, [13, 14, 15]), changed(y, [13, 14, 15])), va(x, y),
+                             rtol=1e-6)
+
+
 @pytest.mark.parametrize('masked', [False, True])
 def test_sharded_loss_equals_single_device(masked):
   """Value and gradients on a batch split over 8 devices equal those on one device."""
@@ -96,7 +141,8 @@ def test_sharded_loss_equals_single_device(masked):
   x, y, z, mask, z_mask = _inputs(b=32)
   if not masked:
     mask, z_mask = np.ones_like(mask), np.ones_like(z_mask)
-  batch = {'mask': mask, 'audio_mask': np.ones_like(mask), 'text_mask': z_mask}
+  batch = (_modality_batch(b=32) if masked else
+           {'mask': mask, 'audio_mask': np.ones_like(mask), 'text_mask': z_mask})
 
   def loss(x, y, z, batch):
     emb = {'video_va': x, 'audio_va': y, 'video_vt': x * 2.0, 'text_vt': z}

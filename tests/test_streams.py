@@ -54,7 +54,7 @@ def test_mixture_batches_carry_modality_masks_the_losses_honour(config, tmp_path
   assert batch['audio_mask'][:12].all() and 0 < batch['audio_mask'][12:].sum() < 4
   assert list(s.state()['positions'].values()) == [[0, 12], [0, 4]]
   # Captions of clips without text neither count as positives nor as negatives; a clip
-  # without audio is left out of NCE altogether.
+  # without audio has no NCE positive and its audio is no negative, but its video still is.
   rng = np.random.default_rng(0)
   video, audio = rng.normal(size=(2, 16, 8))
   text = rng.normal(size=(16, 2, 8))
@@ -64,9 +64,14 @@ def test_mixture_batches_carry_modality_masks_the_losses_honour(config, tmp_path
   np.testing.assert_allclose(mil_nce(changed), mil_nce(text), rtol=1e-6)
   changed[0] = rng.normal(size=(2, 8))
   assert abs(float(mil_nce(changed) - mil_nce(text))) > 1e-3
-  has_audio = batch['audio_mask'] > 0
-  np.testing.assert_allclose(losses.nce(video, audio, mask=batch['mask'] * batch['audio_mask']),
-                             losses.nce(video[has_audio], audio[has_audio]), rtol=1e-5)
+  nce = lambda v, a: losses.mmv_loss(
+      {'video_va': v, 'audio_va': a, 'video_vt': video, 'text_vt': text}, batch,
+      temperature=0.07, weight_va=1.0, weight_vt=1.0)[1]['loss_va']
+  no_audio = batch['audio_mask'] == 0
+  changed = np.where(no_audio[:, None], rng.normal(size=(16, 8)), audio)
+  np.testing.assert_allclose(nce(video, changed), nce(video, audio), rtol=1e-6)
+  changed = np.where(no_audio[:, None], rng.normal(size=(16, 8)), video)
+  assert abs(float(nce(changed, audio) - nce(video, audio))) > 1e-3
 
 
 def test_mixture_resumes_exactly_across_epochs_and_counts_skips(config, tmp_path):

@@ -15,7 +15,7 @@ The model's batch (after `global_batches`), per clip:
   audio      float32 [frames, mel, 1] log-mel, or [samples] waveform (`data.audio_format`)
   audio_mask float32 []  1 if the clip has a waveform
   text       int32   [K, max_words] token ids, 0 = padding
-  text_mask  float32 [K] 1 for a real caption
+  text_mask  float32 [K] 1 for a real caption (one with a word left after dropping stop words)
   label      int32 [] (−1 if none), or float32 [classes] one-/multi-hot (`data.label_format`)
   mask       float32 []  1 for a real example (0 for evaluation padding)
   filename, label_name   bytes, host-side only, with `data.with_names`
@@ -172,22 +172,29 @@ def make_example_fn(c, tokenizer, *, train, seed):
     return tf.cast(offsets, tf.float32) / rate
 
   def text(raw, starts_s, keys, out):
-    captions = raw[fmt.CAPTION]
-    n = tf.shape(captions)[0]
+    stored = tf.shape(raw[fmt.CAPTION])[0]
+    timed = tf.equal(tf.size(raw[fmt.CAPTION_START_US]), stored) & tf.equal(
+        tf.size(raw[fmt.CAPTION_END_US]), stored)
+    # Captions left without words (stop words only) are dropped before choosing, so they are
+    # neither drawn nor nearest: K are chosen among the real ones, and none left means no text.
+    tokens = tokenizer(raw[fmt.CAPTION])
+    real = text_ops.with_words(tokens)
+    n = tf.size(real)
     k = c.num_captions
     centres_us = raw[fmt.START_US] + tf.cast((starts_s + duration_s / 2) * 1e6, tf.int64)
-    timed = (n > 0) & tf.equal(tf.size(raw[fmt.CAPTION_START_US]), n) & tf.equal(
-        tf.size(raw[fmt.CAPTION_END_US]), n)
+
+    def nearest():
+      return text_ops.nearest_captions(tf.gather(raw[fmt.CAPTION_START_US], real),
+                                       tf.gather(raw[fmt.CAPTION_END_US], real), centres_us, k)
 
     def untimed():
       indices, mask = text_ops.choose_captions(n, k, train=train, seed=keys[4])
       return tf.tile(indices[None], [clips, 1]), tf.tile(mask[None], [clips, 1])
 
-    indices, mask = tf.cond(
-        timed, lambda: text_ops.nearest_captions(
-            raw[fmt.CAPTION_START_US], raw[fmt.CAPTION_END_US], centres_us, k), untimed)
-    chosen = tf.gather(tf.concat([captions, ['']], 0), tf.reshape(indices, [-1]))
-    out['text'] = tf.reshape(tokenizer(chosen), [clips, k, c.max_words])
+    indices, mask = tf.cond((n > 0) & timed, nearest, untimed)
+    # A row of padding for a clip without text (its indices are 0, its mask 0).
+    rows = tf.concat([tf.gather(tokens, real), tf.zeros([1, c.max_words], tokens.dtype)], 0)
+    out['text'] = tf.reshape(tf.gather(rows, tf.reshape(indices, [-1])), [clips, k, c.max_words])
     out['text_mask'] = tf.ensure_shape(mask, [clips, k])
 
   def fn(element):

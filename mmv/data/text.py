@@ -40,6 +40,15 @@ class Tokenizer:
     return ids.to_tensor(PAD_ID, shape=[None, self.max_words])
 
 
+def with_words(tokens):
+  """Indices (int64) of the rows of `tokens` [N, max_words] that keep a word.
+
+  A caption of stop words only (or of punctuation, or empty) tokenises to all padding: it is no
+  text, and counting it as a caption would give the losses an empty positive.
+  """
+  return tf.where(tf.reduce_any(tf.not_equal(tokens, PAD_ID), axis=1))[:, 0]
+
+
 def choose_captions(num_available, k, *, train, seed):
   """Indices of K captions and their mask [K], for captions without timestamps.
 

@@ -67,17 +67,18 @@ class BottleneckBlock(_Block):
 
 
 class BasicBlock(_Block):
-  """3x3 (stride) → BN-ReLU → 3x3, plus shortcut.
+  """1x1 → BN-ReLU → 3x3 (stride), both `channels` wide, plus shortcut.
 
-  The standard ResNet-18 block. DeepMind's public code has a 1x1 first convolution here; no
-  released checkpoint uses ResNet-18, so this follows the ResNet paper instead.
+  DeepMind's reference (mmv/models/resnet.py, BasicBlock, which its AudioModule builds for
+  `resnet18`) has this 1x1 first convolution, not the ResNet paper's 3x3 → 3x3; the audio
+  ResNet-18 follows the reference, as ResNet-50 does.
   """
 
   @nn.compact
   def __call__(self, x, train):
     preact, shortcut = self.preactivation(x, train)
-    r = self.conv(self.channels, 3, self.stride, 'conv_0')(preact)
-    r = self.conv(self.channels, 3, 1, 'conv_1')(self.bn_relu(r, train, 'bn_1'))
+    r = self.conv(self.channels, 1, 1, 'conv_0')(preact)
+    r = self.conv(self.channels, 3, self.stride, 'conv_1')(self.bn_relu(r, train, 'bn_1'))
     return shortcut + r
 
 
