@@ -57,11 +57,14 @@ def convert(params, state, abstract_variables, model_config):
   that differ and the release arrays nothing uses.
   """
   source = {'params': _flat(params), 'state': _flat(state)}
-  bn = names.batch_norm_name([m for m, _ in source['params']])
+  try:
+    layout = names.release_layout([*params, *state])
+  except names.UnknownLayoutError as e:
+    raise IncompatibleReleaseError(f'not a released MMV checkpoint: {e}') from e
   used, missing, mismatched = set(), [], []
 
   def take(collection, path, leaf):
-    hk_collection, module, name = names.haiku_variable(collection, path, model_config, bn)
+    hk_collection, module, name = names.haiku_variable(collection, path, model_config, layout)
     used.add((hk_collection, module, name))
     if (module, name) not in source[hk_collection]:
       missing.append(f'{module}:{name} (for {collection}/{"/".join(path)})')
@@ -81,7 +84,7 @@ def convert(params, state, abstract_variables, model_config):
           abstract_variables[collection])
       for collection in ('params', 'batch_stats')}
   unused = sorted(f'{m}:{n}' for c, d in source.items() for m, n in d
-                  if not _consumed(c, m, n, used))
+                  if not _consumed(c, m, n, used, layout))
   if missing or mismatched or unused:
     lines = ['the released checkpoint does not fit the model of the config:']
     for title, items in (('missing', missing), ('other shape', mismatched),
@@ -98,13 +101,13 @@ def convert(params, state, abstract_variables, model_config):
   return converted
 
 
-def _consumed(collection, module, name, used):
+def _consumed(collection, module, name, used, layout):
   """Whether a release array is used, part of a used moving average, or a known-unused head."""
   if (collection, module, name) in used:
     return True
   if collection == 'state' and name in ('hidden', 'counter'):
     return (collection, module, 'average') in used
-  return any(module.startswith(names.PREFIX + u + '/') for u in names.UNUSED_MODULES)
+  return names.is_unused_head(module, layout)
 
 
 def import_release(path, config, out_dir):
