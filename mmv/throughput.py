@@ -46,7 +46,8 @@ class StepTimer:
   """Accumulates wall time and input waiting between reports.
 
   The train loop keeps at most one step in flight (it waits for step s−1 after dispatching
-  step s), so time blocked on the input iterator is time the device had nothing queued.
+  step s, and for step s itself at log and checkpoint steps), so time blocked on the input
+  iterator is time the device had nothing queued.
   """
 
   def __init__(self, *, examples_per_step, flops_per_step=None, peak_flops_total=None):

@@ -162,9 +162,10 @@ def cached_loss_and_grads(params, batch_stats, batch, *, model, loss_fn, microba
 def train_step(state, batch, *, model, tx, loss_fn, microbatches=1):
   """One optimiser step on a global batch; returns the new state and scalar metrics.
 
-  A step whose loss or gradients are not finite keeps the parameters, optimiser and BatchNorm
-  state as they were (the step counter still advances, keeping the data position) and reports
-  `nonfinite` = 1; the loop then stops or goes on as `train.nonfinite` says.
+  A step whose loss or gradients are not finite keeps the parameters, BatchNorm statistics and
+  Adam's moments as they were and reports `nonfinite` = 1; the step counter still advances,
+  keeping the data position, and so does the learning-rate schedule, which follows it. The loop
+  then stops or goes on as `train.nonfinite` says.
   """
   if microbatches == 1:
     loss, terms, grads, batch_stats = loss_and_grads(
@@ -178,10 +179,11 @@ def train_step(state, batch, *, model, tx, loss_fn, microbatches=1):
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   keep_if_bad = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  step = state.step + 1
   new_state = state.replace(
-      step=state.step + 1, params=keep_if_bad(params, state.params),
+      step=step, params=keep_if_bad(params, state.params),
       batch_stats=keep_if_bad(batch_stats, state.batch_stats),
-      opt_state=keep_if_bad(opt_state, state.opt_state))
+      opt_state=optim.with_schedule_count(keep_if_bad(opt_state, state.opt_state), step))
   metrics = {'loss': loss, **terms, 'grad_norm': grad_norm,
              'nonfinite': 1 - finite.astype(jnp.int32)}
   return new_state, metrics
@@ -297,17 +299,38 @@ def check_train_config(config, mesh):
                      'first ≥ 1, or () for none')
 
 
-class _StepResults:
-  """What happens once a step's metrics reach the host: the non-finite check and logging."""
+class _StepMetrics:
+  """The steps' metrics: kept on the devices, fetched to the host together at log steps.
+
+  The loop waits for step s − 1 once it has dispatched step s (`dispatched`): the devices always
+  have the next step queued, and the host never runs further ahead (the batches of queued steps
+  would pile up in device memory). Waiting moves no data: the metrics stay on the devices until
+  `log` (every `train.log_every` steps) or `check_finite` (before a checkpoint is saved) fetches
+  those of the steps since, in one transfer. A non-finite step is acted on there: with
+  `train.nonfinite='skip'` its update was already dropped on the devices and it is only
+  reported; with 'stop' the run stops at that log or checkpoint step, before saving.
+  """
 
   def __init__(self, config, writer, timer, checkpointer, data_state):
     self.config, self.writer, self.timer, self.checkpointer = config, writer, timer, checkpointer
     self.data_state = data_state  # step → the data state after it.
     self.history, self.skipped = [], []
+    self._in_flight = None  # The metrics of the step dispatched last, until it is done.
+    self._on_device = []  # [(step, metrics)] not fetched yet.
+    self._fetched = []  # [(step, metrics)] on the host, since the last record.
     self._first = True
 
-  def __call__(self, step, metrics):
-    metrics = jax.device_get(metrics)  # Waits for the step.
+  def dispatched(self, step, metrics):
+    self.wait()
+    self._in_flight = metrics
+    self._on_device.append((step, metrics))
+
+  def wait(self):
+    """Waits for the step in flight to finish, for the timer."""
+    if self._in_flight is None:
+      return
+    jax.block_until_ready(self._in_flight)
+    self._in_flight = None
     if self._first:
       # The first step also waits for the other processes to finish compiling and sets up
       # collectives: timing starts after it.
@@ -315,15 +338,32 @@ class _StepResults:
       self._first = False
     else:
       self.timer.step_done()
-    if metrics['nonfinite']:
-      self._nonfinite(step, metrics)
-    c = self.config.train
-    if step % c.log_every == 0 or step == c.steps:
-      skipped = sum(self.data_state(step)['skipped'])  # Records skipped so far, all processes.
-      self.history.append((step, self.writer.write(
-          step, {**metrics, **self.timer.report(), 'data_skipped': skipped})))
 
-  def _nonfinite(self, step, metrics):
+  def check_finite(self):
+    """Fetches the metrics not fetched yet; skips or stops at non-finite steps among them."""
+    self.wait()
+    if not self._on_device:
+      return
+    steps, metrics = zip(*self._on_device)
+    self._on_device = []
+    for step, m in zip(steps, jax.device_get(metrics)):
+      if m['nonfinite']:
+        self._nonfinite(step, m, now=steps[-1])
+      self._fetched.append((step, m))
+
+  def log(self):
+    """Writes the record of the step dispatched last: its metrics, with `nonfinite` the number
+    of non-finite steps since the previous record, throughput and `data_skipped`."""
+    self.check_finite()
+    step, metrics = self._fetched[-1]
+    nonfinite = sum(int(m['nonfinite']) for _, m in self._fetched)
+    self._fetched = []
+    skipped = sum(self.data_state(step)['skipped'])  # Records skipped so far, all processes.
+    self.history.append((step, self.writer.write(
+        step, {**metrics, 'nonfinite': nonfinite, **self.timer.report(),
+               'data_skipped': skipped})))
+
+  def _nonfinite(self, step, metrics, now):
     what = f'step {step}: loss {metrics["loss"]}, gradient norm {metrics["grad_norm"]}'
     if self.config.train.nonfinite == 'skip':
       self.skipped.append(step)
@@ -332,9 +372,36 @@ class _StepResults:
       return
     self.checkpointer.wait_until_finished()
     raise NonFiniteLossError(
-        f'{what}: not finite; training stopped. The update was not applied, and the latest '
-        f'checkpoint (step {self.checkpointer.latest_step()}) is intact. Restarting resumes '
-        'from it; set --config.train.nonfinite=skip to skip such steps instead.')
+        f'{what}: not finite; training stopped at step {now}. That update was not applied, '
+        f'and the latest checkpoint (step {self.checkpointer.latest_step()}) is intact. '
+        'Restarting resumes from it; set --config.train.nonfinite=skip to skip such steps '
+        'instead.')
+
+
+class _Profile:
+  """The profiler trace of `profile_steps` = (first, last), of the steps this run takes: a run
+  resumed inside the window traces from its first step."""
+
+  def __init__(self, profile_steps, start_step, workdir, timer):
+    first, self.last = profile_steps or (0, -1)
+    self.first = max(first, start_step + 1)
+    self.directory, self.timer = os.path.join(workdir, 'profile'), timer
+    self.tracing = False
+
+  def before(self, step):
+    if step == self.first and step <= self.last:
+      with self.timer.paused():
+        jax.profiler.start_trace(self.directory)
+      self.tracing = True
+
+  def is_last(self, step):
+    return self.tracing and step == self.last
+
+  def stop(self):
+    if self.tracing:
+      with self.timer.paused():  # Writing the trace takes a while.
+        jax.profiler.stop_trace()
+      self.tracing = False
 
 
 def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signature, writer,
@@ -344,7 +411,7 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
   c = config.train
   step = start_step = int(state.step)
   batches, state_after = inputs
-  data_state = lambda step: state_after(step - start_step)
+  data_state = functools.lru_cache(maxsize=1)(lambda step: state_after(step - start_step))
   results, preempted = None, False
   if start_step >= c.steps:
     return state, step, preempted, results
@@ -353,36 +420,35 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
   peak = throughput.peak_flops(jax.devices()[0].device_kind)
   timer = throughput.StepTimer(examples_per_step=c.batch_size, flops_per_step=flops,
                                peak_flops_total=peak and peak * jax.device_count())
-  results = _StepResults(config, writer, timer, checkpointer, data_state)
+  results = _StepMetrics(config, writer, timer, checkpointer, data_state)
   batches = itertools.chain([first_batch], batches)
-  profile = config.profile_steps if jax.process_index() == 0 else ()
-  pending = None  # The step in flight: (step, metrics on device).
-  for step in range(start_step + 1, c.steps + 1):
-    with timer.waiting_for_input():
-      batch = next(batches)
-    if profile and step == profile[0]:
-      with timer.paused():
-        jax.profiler.start_trace(os.path.join(workdir, 'profile'))
-    state, metrics = step_fn(state, batch)
-    if pending:
-      results(*pending)  # Keeps one step in flight: the host never runs further ahead.
-    pending = (step, metrics)
-    preempted = watcher.should_stop(step)
-    save = preempted or step % c.checkpoint_every == 0 or step == c.steps
-    if save or (profile and step == profile[1]):
-      results(*pending)  # Saves only states whose metrics were checked.
-      pending = None
-    if profile and step == profile[1]:
-      with timer.paused():  # Writing the trace takes a while.
-        jax.profiler.stop_trace()
-    if save:
-      with timer.paused():
-        checkpointer.save(step, state, signature=signature,
-                          extra={'data': data_state(step)})
-    if preempted:
-      break
-  if pending:
-    results(*pending)
+  profile = _Profile(config.profile_steps if jax.process_index() == 0 else (), start_step,
+                     workdir, timer)
+  try:
+    for step in range(start_step + 1, c.steps + 1):
+      with timer.waiting_for_input():
+        batch = next(batches)
+      profile.before(step)
+      state, metrics = step_fn(state, batch)
+      results.dispatched(step, metrics)
+      preempted = watcher.should_stop(step)
+      save = preempted or step % c.checkpoint_every == 0 or step == c.steps
+      if step % c.log_every == 0 or step == c.steps:
+        results.log()
+      elif save and c.nonfinite == 'stop':
+        results.check_finite()  # A checkpoint never holds the state after a non-finite step.
+      if profile.is_last(step):
+        results.wait()  # The trace ends with the step.
+        profile.stop()
+      if save:
+        with timer.paused():
+          checkpointer.save(step, state, signature=signature,
+                            extra={'data': data_state(step)})
+      if preempted:
+        break
+    results.check_finite()  # The skipped steps after the last record (preempted).
+  finally:
+    profile.stop()  # Also when stopped inside the window (an error, a preemption).
   return state, step, preempted, results
 
 

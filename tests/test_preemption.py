@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from mmv import checkpoint as ckpt_lib
@@ -86,13 +87,23 @@ def _poisoned(step_to_poison):
   return input_fn
 
 
-def test_nan_loss_stops_and_keeps_the_last_checkpoint(config, tmp_path):
-  workdir = str(tmp_path)
+@pytest.mark.parametrize('log_every, stopped_at', [(1, 3), (100, 4)])
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(config, tmp_path, log_every, stopped_at):
+  """Metrics are fetched at log steps and before checkpoints: with sparse logging the run
+  stops at the next checkpoint step (4), before saving it."""
+  workdir = str(tmp_path / 'run')
+  config.train.steps = 6
+  config.train.log_every = log_every
+  config.profile_steps = (2, 5)  # The run stops inside the window.
   with pytest.raises(train.NonFiniteLossError,
-                     match=r'step 3: .*not finite.*latest checkpoint \(step 2\) is intact'):
+                     match=rf'step 3: .*not finite; training stopped at step {stopped_at}\b.*'
+                     r'latest checkpoint \(step 2\) is intact'):
     train.train(config, workdir, input_fn=_poisoned(3))
   assert ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints')).all_steps() == [2]
   chex.assert_tree_all_finite(_final_params(config, workdir, 2))
+  # The trace was stopped with the run: another can start.
+  jax.profiler.start_trace(str(tmp_path / 'another_trace'))
+  jax.profiler.stop_trace()
 
 
 def test_nan_loss_skipped_when_configured_and_throughput_logged(config, tmp_path):
@@ -111,3 +122,70 @@ def test_nan_loss_skipped_when_configured_and_throughput_logged(config, tmp_path
   assert logged[4]['examples_per_sec'] == pytest.approx(16 / logged[4]['step_time_sec'])
   traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
   assert any(f.endswith('.xplane.pb') for f in traces), traces
+
+
+def _restore(config, workdir, step):
+  mesh = sharding.make_mesh()
+  model = train.create_model(config)
+  abstract = train.abstract_train_state(config, model, train.create_optimizer(config), mesh)
+  signature = ckpt_lib.variable_signature(
+      {'params': abstract.params, 'batch_stats': abstract.batch_stats})
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  state, _ = checkpointer.restore(abstract, signature=signature, step=step)
+  checkpointer.close()
+  return jax.device_get(state)
+
+
+def _only(tree, kind):
+  found = [x for x in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, kind))
+           if isinstance(x, kind)]
+  assert len(found) == 1, found
+  return found[0]
+
+
+def _learning_rate_used(before, after):
+  """The learning rate of the Adam update from state `before` to `after`, solved from the
+  parameters' change and Adam's formula (Kingma & Ba, with optax's defaults b1=0.9, b2=0.999,
+  eps=1e-8) applied to the moments and count of `after`."""
+  adam = _only(after.opt_state, optax.ScaleByAdamState)
+  t = int(adam.count)
+  rates = []
+  for p0, p1, mu, nu in zip(*map(jax.tree.leaves, (before.params, after.params, adam.mu, adam.nu))):
+    direction = (mu / (1 - 0.9**t)) / (np.sqrt(nu / (1 - 0.999**t)) + 1e-8)
+    large = np.abs(direction) > 0.5  # Changes large enough for float32 parameters to resolve.
+    rates.append((np.asarray(p0, np.float64) - p1)[large] / direction[large])
+  rates = np.concatenate(rates)
+  assert rates.size > 100
+  return float(np.median(rates)), rates
+
+
+def test_skipped_step_keeps_the_learning_rate_schedule_on_the_train_step(config, tmp_path):
+  """Step 2 is skipped: the updates of steps 3 and 4 use the schedule at 2 and 3 (the update
+  from step s uses schedule(s), optax's convention), not at 1 and 2 as when optax's count
+  lagged behind the skipped step."""
+  config.train.nonfinite = 'skip'
+  config.train.checkpoint_every = 1
+  config.train.max_to_keep = 4
+  config.train.log_every = 2
+  workdir = str(tmp_path)
+  summary = train.train(config, workdir, input_fn=_poisoned(2))
+  assert summary['skipped_steps'] == [2]
+  assert [(s, m['nonfinite']) for s, m in summary['history']] == [(2, 1), (4, 0)]
+  states = {s: _restore(config, workdir, s) for s in range(1, 5)}
+
+  for s, state in states.items():  # One clock.
+    assert int(_only(state.opt_state, optax.ScaleByScheduleState).count) == s == state.step
+  # The skipped step changed no parameter, BatchNorm statistic, nor Adam's moments or count.
+  keep = lambda state: (state.params, state.batch_stats,
+                        _only(state.opt_state, optax.ScaleByAdamState))
+  chex.assert_trees_all_equal(keep(states[2]), keep(states[1]))
+  assert int(_only(states[4].opt_state, optax.ScaleByAdamState).count) == 3
+
+  # warmup_cosine_decay_schedule(0 → peak over 2 steps, cosine to 0 at step 4), at 2 and 3.
+  peak, warmup, total = config.optim.learning_rate, config.optim.warmup_steps, config.train.steps
+  assert (warmup, total) == (2, 4)
+  schedule = lambda s: peak * 0.5 * (1 + np.cos(np.pi * (s - warmup) / (total - warmup)))
+  for step in (3, 4):
+    median, rates = _learning_rate_used(states[step - 1], states[step])
+    assert median == pytest.approx(schedule(step - 1), rel=1e-3), step
+    np.testing.assert_allclose(rates, median, rtol=2e-2)

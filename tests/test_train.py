@@ -9,6 +9,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import optim
@@ -70,6 +71,63 @@ def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
   assert ckpt_lib.Checkpointer(str(tmp_path / 'resumed' / 'checkpoints')).all_steps() == [2, 4]
   assert os.path.isdir(tmp_path / 'full' / 'tensorboard')
   assert any(f.startswith('events') for f in os.listdir(tmp_path / 'full' / 'tensorboard'))
+
+
+def test_metrics_stay_on_the_devices_between_log_steps(config, tmp_path, monkeypatch):
+  """8 steps logged every 4: metrics reach the host twice (at steps 4 and 8, the latter also
+  the checkpoint step), not at every step; each record holds its own step's metrics, in
+  metrics.jsonl and TensorBoard alike."""
+  config.train.steps, config.train.log_every, config.train.checkpoint_every = 8, 4, 8
+  computed = []  # Each step's metrics as the step returned them, fetched after the run.
+
+  def recording_compile(*args):
+    step_fn, flops = compile_train_step(*args)
+
+    def step(state, batch):
+      state, metrics = step_fn(state, batch)
+      computed.append(metrics)
+      return state, metrics
+
+    return step, flops
+
+  compile_train_step = train.compile_train_step
+  monkeypatch.setattr(train, 'compile_train_step', recording_compile)
+  fetches = []
+  device_get = jax.device_get
+  monkeypatch.setattr(jax, 'device_get', lambda x: fetches.append(x) or device_get(x))
+  summary = train.train(config, str(tmp_path))
+  monkeypatch.undo()
+  assert summary['step'] == 8 and len(computed) == 8
+  assert len(fetches) == 2, [jax.tree.structure(f) for f in fetches]
+
+  computed = {s: jax.device_get(m) for s, m in enumerate(computed, 1)}
+  logged = dict(summary['history'])
+  assert sorted(logged) == [4, 8]
+  with open(tmp_path / 'metrics.jsonl') as f:
+    records = {r.pop('step'): r for r in map(json.loads, f)}
+  assert records == logged
+  tensorboard = {}
+  for name in os.listdir(tmp_path / 'tensorboard'):
+    for event in tf.compat.v1.train.summary_iterator(str(tmp_path / 'tensorboard' / name)):
+      for value in event.summary.value:
+        tensorboard[event.step, value.tag] = value.simple_value
+  for step in (4, 8):
+    for key in ('loss', 'loss_va', 'loss_vt', 'grad_norm'):
+      assert logged[step][key] == float(computed[step][key]), (step, key)
+      assert tensorboard[step, key] == np.float32(logged[step][key]), (step, key)
+    assert logged[step]['nonfinite'] == 0 and tensorboard[step, 'nonfinite'] == 0
+    assert logged[step]['examples_per_sec'] > 0
+
+
+def test_run_resumed_inside_the_profile_window_traces_the_rest(config, tmp_path):
+  config.train.steps = 2
+  train.train(config, str(tmp_path))
+  config.train.steps = 4
+  config.profile_steps = (2, 4)  # Resumes at step 2: traces steps 3 and 4.
+  summary = train.train(config, str(tmp_path))
+  assert summary['step'] == 4 and [s for s, _ in summary['history']] == [3, 4]
+  traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
+  assert any(f.endswith('.xplane.pb') for f in traces), traces
 
 
 def test_training_rejects_a_batch_that_does_not_split_over_devices(config, tmp_path):
