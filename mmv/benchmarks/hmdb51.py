@@ -17,6 +17,7 @@ import os
 import re
 
 from mmv.benchmarks import benchmark as bm
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLITS = ('1', '2', '3')
@@ -69,5 +70,5 @@ def read_layout(data_dir):
 
 BENCHMARK = bm.Benchmark(
     name='hmdb51', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
-    splits=SPLITS, fps=10.0, layout=LAYOUT,
+    splits=SPLITS, fps=protocols.DEFAULTS['hmdb51']['fps'], layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

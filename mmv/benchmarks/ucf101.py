@@ -23,6 +23,7 @@ import functools
 import os
 
 from mmv.benchmarks import benchmark as bm
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLITS = ('1', '2', '3')
@@ -107,6 +108,6 @@ def tfds_configs(split):
 
 BENCHMARK = bm.Benchmark(
     name='ucf101', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
-    splits=SPLITS, fps=10.0, layout=LAYOUT,
+    splits=SPLITS, fps=protocols.DEFAULTS['ucf101']['fps'], layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout,
                                  tfds_configs=tfds_configs, tfds_fps=FPS_TFDS))
