@@ -1,4 +1,4 @@
-"""The evaluation binary: a training run's checkpoints on the downstream benchmarks (DESIGN.md §4).
+"""The evaluation binary: a training run's checkpoints on the downstream benchmarks.
 
     python -m mmv.evaluate --benchmark NAME --data_dir DIR --workdir WORKDIR \
         [--step N | --watch] [--output FILE] [--split S] [--cache_dir PATH]
@@ -158,8 +158,7 @@ def check_eval_config(config, bench):
 def model_config(config):
   """`config` with the model computing in `eval.dtype`: what evaluation runs."""
   c = copy.deepcopy(config)
-  with c.unlocked():
-    c.model.dtype = config.eval.dtype
+  c.model.dtype = config.eval.dtype
   return c
 
 

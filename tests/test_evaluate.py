@@ -268,7 +268,8 @@ def test_real_layouts_through_the_evaluation(run, tmp_path):
       progress=False)
   assert record['protocol']['splits'] == ['1', '2', '3', '4', '5']
   assert record['protocol']['modality'] == 'audio'
-  assert record['protocol']['linear']['features'] == f'pooled output of {config.model.audio_backbone}'
+  assert record['protocol']['linear']['features'] == (
+      f'pooled output of {config.model.audio_backbone}')
   assert record['protocol']['linear']['C'] == 1e-3
   for fold, result in record['splits'].items():
     assert result['linear_num_train_videos'] == 8 and result['linear_num_test_videos'] == 2

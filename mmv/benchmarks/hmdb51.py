@@ -9,7 +9,8 @@ In a split file 1 = training, 2 = test, 0 = not used by that split. Label ids ar
 positions of the class directories in sorted order. Videos on the same side of every split
 form a part, converted once (a video no split uses is not converted); a split links its parts.
 A class directory without its 3 split files, or split files of a class with no directory, is
-an error; a listed video missing from its directory is counted as skipped.
+an error; a listed video missing from its directory is counted as skipped. Frames are stored at
+25 fps (`protocols.DEFAULTS`), or at the `fps` option `prepare` is given.
 """
 
 import functools

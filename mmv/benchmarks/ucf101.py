@@ -15,8 +15,10 @@ the 3 parts of its training set and the one of its test set. A listed video is l
 its class directory ignoring case (archives differ on `HandStandPushups` vs
 `HandstandPushups`); one that is not there is counted as skipped.
 
-A TFDS build (`DIR/ucf101/ucf101_{k}/...`, or `ucf101_1_256` for split 1) is read instead
-when there is one: see `tfds_source`.
+Frames are stored at 25 fps (the videos' own rate, at which DeepMind's released evaluation
+script reads them; `protocols.DEFAULTS`), or at the `fps` option `prepare` is given. A TFDS
+build (`DIR/ucf101/ucf101_{k}/...`, or `ucf101_1_256` for split 1) is read instead when there
+is one (25 fps too): see `tfds_source`.
 """
 
 import functools
