@@ -64,11 +64,8 @@ class Checkpointer:
     return self._manager.save(int(step), args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
-  def restore(self, abstract_state, *, signature, step=None):
-    """Restores `step` (default: latest) onto the shardings of `abstract_state`.
-
-    `abstract_state` is a pytree of jax.ShapeDtypeStruct with `.sharding` set.
-    """
+  def _checked_meta(self, step, signature):
+    """(step, meta) of checkpoint `step` (default: latest), its signature checked."""
     step = self.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {self.directory}')
@@ -77,9 +74,35 @@ class Checkpointer:
                               f'steps there: {self.all_steps()}')
     meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     check_signature(meta.meta['signature'], signature, f'{self.directory}/{step}')
+    return step, meta.meta
+
+  def restore(self, abstract_state, *, signature, step=None):
+    """Restores `step` (default: latest) onto the shardings of `abstract_state`.
+
+    `abstract_state` is a pytree of jax.ShapeDtypeStruct with `.sharding` set.
+    """
+    step, meta = self._checked_meta(step, signature)
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
-    return restored.state, meta.meta
+    return restored.state, meta
+
+  def restore_variables(self, abstract_variables, *, signature, step=None):
+    """{'params', 'batch_stats'} of the state of `step` (default: latest), onto the shardings
+    of `abstract_variables` (ShapeDtypeStructs); (variables, meta).
+
+    A partial restore: the optimiser state is not read, so an evaluation holds the model
+    alone (no Adam moments) and may place it on any mesh, whatever the training run's.
+    """
+    step, meta = self._checked_meta(step, signature)
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item=abstract_variables, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_variables))))
+    return restored.state, meta
+
+  def step_directory(self, step):
+    """Where checkpoint `step` is stored."""
+    return os.path.join(self.directory, str(int(step)))
 
   def wait_until_finished(self):
     self._manager.wait_until_finished()

@@ -1,4 +1,4 @@
-"""The evaluation binary: a training run's checkpoints on the downstream benchmarks (DESIGN.md §4).
+"""The evaluation binary: a training run's checkpoints on the downstream benchmarks.
 
     python -m mmv.evaluate --benchmark NAME --data_dir DIR --workdir WORKDIR \
         [--step N | --watch] [--output FILE] [--split S] [--cache_dir PATH]
@@ -9,17 +9,23 @@ lay out DIR for each). The model is the one in WORKDIR/config.json (written by t
 evaluated; --watch evaluates every checkpoint that appears, once, in order, until the run's final
 one (`train.steps`).
 
-Per benchmark, what `mmv.benchmarks` says it measures (`config.eval` sets the parameters):
-- linear: frozen backbone features of `linear_train_passes` augmented passes over the training
-  videos, and of `linear_test_clips` evenly spaced, centrally cropped clips per test video;
-  StandardScaler + linear SVM, C chosen by cross-validation on the training videos, decision
-  scores averaged over clips. `linear_top1` / `linear_top5` in percent.
+Each benchmark is measured by its protocol block `config.eval.NAME`, the published protocol by
+default (mmv/benchmarks/protocols.py holds the fields and their sources); the model computes in
+`eval.dtype` (float32 by default, whatever it trained in). Videos are converted at the block's
+frame rate. What `mmv.benchmarks` says a benchmark measures:
+- linear: frozen pooled backbone features of `train_passes` augmented passes over the training
+  videos (random offset and crop, and the block's flip / scale jitter), and of `test_clips`
+  evenly spaced, centrally cropped clips per test video; StandardScaler + linear SVM with the
+  block's C (or C chosen by cross-validation among several), decision scores averaged over
+  clips. `linear_top1` / `linear_top5` in percent.
 - retrieval: each test video's `retrieval_clips` clip embeddings in S_vat averaged (normalised,
   averaged, normalised), against its first caption. `t2v_*`: captions query videos; `v2t_*`:
   videos query captions. R@k in percent, MedR / MeanR the median / mean rank (1 = first).
 - zero_shot: each class name as a caption (`zero_shot_template`), the nearest per test video.
   `zero_shot_top1` / `zero_shot_top5` in percent.
-Metrics are means over the benchmark's official splits (each split's are in the record).
+Metrics are means over the block's splits (each split's are in the record). The record's
+`protocol` lists every setting used and whether it is the published protocol; the report shows
+the paper's numbers only when it is.
 
 Outputs: WORKDIR/eval/NAME/step_N.{json,md} (the record and a short report beside the paper's
 numbers), TensorBoard scalars `eval/NAME/*` at the checkpoint's step in WORKDIR/tensorboard/eval,
@@ -45,6 +51,7 @@ import tensorboardX
 import tensorflow as tf
 
 from mmv import benchmarks
+from mmv.benchmarks import protocols
 from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
 from mmv import train as train_lib
@@ -57,9 +64,7 @@ from mmv.evaluators import report
 from mmv.evaluators import retrieval
 from mmv.evaluators import zero_shot
 
-SOLVER_NAMES = {'svm': 'scikit-learn LinearSVC', 'jax_lbfgs': 'JAX L-BFGS',
-                'jax_adam': 'JAX Adam'}
-SOLVERS = tuple(SOLVER_NAMES)
+DTYPES = ('float32', 'bfloat16')
 
 _BENCHMARK = flags.DEFINE_enum('benchmark', None, sorted(benchmarks.BENCHMARKS),
                                'Benchmark to evaluate on.')
@@ -68,14 +73,15 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir holding checkp
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when left out.')
 _WATCH = flags.DEFINE_bool('watch', False, 'Evaluate each new checkpoint until the final one.')
 _OUTPUT = flags.DEFINE_string('output', None, 'JSON file for the list of records.')
-_SPLIT = flags.DEFINE_string('split', None, 'One official split (e.g. 1); all when left out.')
+_SPLIT = flags.DEFINE_string('split', None,
+                             'One official split (e.g. 2); default: eval.NAME.splits.')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', None,
                                  'Where converted shards go (default DATA_DIR/.mmv_cache).')
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file; default: the training run\'s WORKDIR/config.json.',
     lock_config=True)
 _LINEAR_C = flags.DEFINE_list('linear_c', None, 'C values for the linear probe (overrides '
-                              'config.eval.linear_c; one value skips cross-validation).')
+                              'config.eval.NAME.c; several are chosen by cross-validation).')
 _CACHE_FEATURES = flags.DEFINE_bool('cache_features', True,
                                     'Keep features per checkpoint under WORKDIR/eval.')
 _POLL_SECONDS = flags.DEFINE_float('poll_seconds', 30.0, '--watch: seconds between looks.')
@@ -107,33 +113,108 @@ def read_run_config(workdir):
   return config
 
 
-def check_eval_config(config):
-  """Clear errors for `config.eval` settings that cannot work."""
-  ev = config.eval
-  if ev.linear_solver not in SOLVERS:
-    raise ValueError(f'eval.linear_solver must be one of {SOLVERS}, got {ev.linear_solver!r}')
-  for name in ('linear_train_passes', 'linear_test_clips', 'retrieval_clips', 'batch_size'):
-    if ev[name] < 1:
-      raise ValueError(f'eval.{name} must be at least 1, got {ev[name]}')
-  if not ev.linear_c or min(ev.linear_c) <= 0:
-    raise ValueError(f'eval.linear_c must be positive C values, got {ev.linear_c}')
+def protocol(config, bench):
+  """The protocol block `config.eval.NAME` of `bench`."""
+  if bench.name not in config.eval:
+    raise ValueError(f'the config has no protocol block eval.{bench.name} (a config written '
+                     'before evaluation protocols were per benchmark?); pass --config with a '
+                     'config file of this version')
+  return config.eval[bench.name]
+
+
+def check_eval_config(config, bench):
+  """Clear errors for `config.eval` settings of `bench` that cannot work."""
+  ev, block = config.eval, protocol(config, bench)
+  expected = protocols.fields(bench.protocols, bench.modality)
+  if set(block) != set(expected):
+    raise ValueError(f'eval.{bench.name} must have the fields {sorted(expected)}; it has '
+                     f'{sorted(block)}')
+  if ev.dtype not in DTYPES:
+    raise ValueError(f'eval.dtype must be one of {DTYPES}, got {ev.dtype!r}')
+  if ev.batch_size < 1:
+    raise ValueError(f'eval.batch_size must be at least 1, got {ev.batch_size}')
+  unknown = [s for s in block.splits if s not in bench.splits]
+  if not block.splits or unknown:
+    raise ValueError(f'eval.{bench.name}.splits must be among {bench.splits}, got '
+                     f'{block.splits}')
+  for name in ('frame_stride', 'num_frames', 'crop_size', 'train_passes', 'test_clips',
+               'retrieval_clips', 'cv_folds'):
+    if name in block and block[name] < 1:
+      raise ValueError(f'eval.{bench.name}.{name} must be at least 1, got {block[name]}')
+  if block.fps <= 0 or block.get('min_resize', 0) < 0:
+    raise ValueError(f'eval.{bench.name}: fps must be positive and min_resize at least 0')
+  if 'linear' in bench.protocols:
+    if block.classifier not in protocols.CLASSIFIERS:
+      raise ValueError(f'eval.{bench.name}.classifier must be one of '
+                       f'{tuple(protocols.CLASSIFIERS)}, got {block.classifier!r}')
+    if not block.c or min(block.c) <= 0:
+      raise ValueError(f'eval.{bench.name}.c must be positive C values, got {block.c}')
+    jitter = block.get('train_scale_jitter', protocols.NO_AUGMENTATION)
+    if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
+      raise ValueError(f'eval.{bench.name}.train_scale_jitter must be (min, max) with '
+                       f'0 < min <= max, got {jitter}')
+
+
+def model_config(config):
+  """`config` with the model computing in `eval.dtype`: what evaluation runs."""
+  c = copy.deepcopy(config)
+  c.model.dtype = config.eval.dtype
+  return c
+
+
+def abstract_variables(config, model, mesh):
+  """ShapeDtypeStructs of {'params', 'batch_stats'} on `mesh`: parameters placed by
+  `config.mesh.param_rules`, BatchNorm statistics replicated. No optimiser is built."""
+  init = lambda rng: model.init(rng, *train_lib.dummy_inputs(config.data), train=False)
+  shapes = jax.eval_shape(init, jax.random.key(0))
+  shardings = {'params': shard_lib.param_shardings(shapes['params'], mesh,
+                                                   config.mesh.param_rules),
+               'batch_stats': jax.tree.map(lambda _: shard_lib.replicated(mesh),
+                                           shapes.get('batch_stats', {}))}
+  variables = {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      variables, shardings)
 
 
 def restore(config, workdir, step=None):
   """(model, variables, mesh) of checkpoint `step` (latest by default) in `workdir`, and the
-  step, the variables on the shardings of `config.mesh`."""
+  step. Only the model's variables are read (no optimiser state), onto the shardings of
+  `config.mesh` (which need not be the training run's); the model computes in `eval.dtype`."""
+  config = model_config(config)
   mesh = shard_lib.make_mesh(config.mesh)
   model = train_lib.create_model(config)
-  tx = train_lib.create_optimizer(config)
-  abstract = train_lib.abstract_train_state(config, model, tx, mesh)
-  signature = ckpt_lib.variable_signature(
-      {'params': abstract.params, 'batch_stats': abstract.batch_stats})
+  abstract = abstract_variables(config, model, mesh)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
   try:
-    state, meta = checkpointer.restore(abstract, signature=signature, step=step)
+    variables, meta = checkpointer.restore_variables(
+        abstract, signature=ckpt_lib.variable_signature(abstract), step=step)
   finally:
     checkpointer.close()
-  return (model, state.variables(), mesh), int(meta['step'])
+  return (model, variables, mesh), int(meta['step'])
+
+
+def checkpoint_identity(workdir, step):
+  """What tells checkpoint `step` of `workdir` from another written there (an import over a
+  removed run): its directory and modification time."""
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  try:
+    path = checkpointer.step_directory(step)
+  finally:
+    checkpointer.close()
+  return {'path': path, 'mtime_ns': os.stat(path).st_mtime_ns}
+
+
+# Protocol fields that do not change the features: another C is fitted on cached features.
+_PROBE_FIELDS = ('splits', 'classifier', 'c', 'cv_folds', 'zero_shot_template')
+
+
+def feature_key(config, bench, workdir, step):
+  """Everything besides the data that the features of `bench` depend on (a cache entry is
+  valid for these): the model as evaluated, the checkpoint, the protocol and the dtype."""
+  block = {k: v for k, v in protocol(config, bench).items() if k not in _PROBE_FIELDS}
+  return json.loads(json.dumps({
+      'model': model_config(config).model.to_dict(), 'dtype': config.eval.dtype,
+      'checkpoint': checkpoint_identity(workdir, step), 'protocol': block}))
 
 
 def latest_step(workdir):
@@ -155,58 +236,90 @@ def _replace(data_config, **changes):
 
 
 def benchmark_data_config(config, bench, prepared):
-  """The training run's data config reading `prepared`: the model's clip length, crop and
-  input format, at the stored frame rate, with the training vocabulary."""
+  """The data config reading `prepared` by the protocol `config.eval.NAME`: its clips, resize,
+  crop and training augmentation, nothing of the training run's augmentation; the training
+  run's input format (normalisation, audio features) and vocabulary."""
+  block = protocol(config, bench)
   vocab = pipeline.vocab_path(config.data)
   if not os.path.exists(vocab):
     raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
                             'the run) is needed to encode text; run from the directory '
                             'training ran in, or pass --config with its absolute path')
+  if float(prepared.fps) != float(block.fps):
+    raise ValueError(f'{bench.name} split {prepared.split} is stored at {prepared.fps} fps '
+                     f'({prepared.data_dir}), but eval.{bench.name}.fps is {block.fps}: '
+                     f'prepare it at {block.fps} fps (the evaluation binary does for raw '
+                     f'layouts) or set eval.{bench.name}.fps')
+  video = bench.modality == 'video'
+  augment = video and 'linear' in bench.protocols
   c = _replace(config.data, data_dir=prepared.data_dir, vocab=os.path.abspath(vocab),
                mixture=(), train_split='train', test_split='test', with_names=False,
                label_format='index', num_classes=0,
-               modalities=('audio',) if bench.modality == 'audio' else ('video',),
-               fps=float(prepared.fps))
-  # The training clip's frame step at the stored rate: 32 frames at stride 1 from 10 fps, at
-  # stride 2 from 25 fps (the retrieval protocol).
-  c.frame_stride = max(1, round(config.data.frame_stride * prepared.fps / config.data.fps))
+               modalities=('video',) if video else ('audio',),
+               fps=float(block.fps), frame_stride=block.frame_stride,
+               num_frames=block.num_frames, num_test_clips=1, color_augment=False,
+               random_flip=bool(augment and block.train_flip),
+               scale_jitter=(tuple(block.train_scale_jitter) if augment
+                             else protocols.NO_AUGMENTATION))
+  if video:
+    c.min_resize, c.crop_size = block.min_resize, block.crop_size
   return c
 
 
-def protocol_settings(config, bench, data_config):
-  """How each protocol of `bench` measures, for the record."""
-  ev, d = config.eval, data_config
-  out = {'protocols': list(bench.protocols), 'modality': bench.modality,
-         'features': (config.model.video_backbone if bench.modality == 'video'
-                      else config.model.audio_backbone),
-         'frames': d.num_frames, 'frame_stride': d.frame_stride, 'fps': d.fps}
+def protocol_settings(config, bench, splits):
+  """Every setting `bench` is measured with on `splits`, and whether that is the published
+  protocol, for the record."""
+  block = protocol(config, bench).to_dict()
+  block['splits'] = list(splits)
+  video = bench.modality == 'video'
+  differs = protocols.differences(bench.name, block, config.eval.dtype)
+  out = {'protocols': list(bench.protocols), 'source': protocols.SOURCES[bench.name],
+         'published': differs == [], 'modality': bench.modality, 'dtype': config.eval.dtype,
+         'fps': block['fps'], 'frame_stride': block['frame_stride'],
+         'frames': block['num_frames'],
+         'clip_seconds': block['num_frames'] * block['frame_stride'] / block['fps']}
+  if differs:
+    out['differs_from_published'] = differs
+  if bench.name in protocols.NOT_IN_PAPER:
+    out['not_in_paper'] = list(protocols.NOT_IN_PAPER[bench.name])
+  if video:
+    out.update(resize_short_side=block['min_resize'] or 'kept', crop=block['crop_size'])
   if 'linear' in bench.protocols:
-    augment = [f'random offset, random crop {d.crop_size} (scale {list(d.scale_jitter)})']
-    augment += ['flip'] * d.random_flip + ['colour'] * d.color_augment
+    train_clip = ['random offset']
+    if video:
+      train_clip.append(f'random crop {block["crop_size"]}')
+      if tuple(block['train_scale_jitter']) != protocols.NO_AUGMENTATION:
+        train_clip.append(f'scale jitter {list(block["train_scale_jitter"])}')
+      if block['train_flip']:
+        train_clip.append('left-right flip')
+    c = block['c']
     out['linear'] = {
-        'train_passes': ev.linear_train_passes, 'train_clip': ', '.join(augment),
-        'test_clips': ev.linear_test_clips, 'test_crop': f'central {d.crop_size}',
-        'classifier': 'StandardScaler + linear SVM, ' + SOLVER_NAMES[ev.linear_solver],
-        'c_grid': list(ev.linear_c), 'cv_folds': ev.linear_folds,
+        'features': 'pooled output of ' + (config.model.video_backbone if video
+                                            else config.model.audio_backbone),
+        'train_passes': block['train_passes'], 'train_clip': ', '.join(train_clip),
+        'test_clips': block['test_clips'],
+        'test_clip': 'evenly spaced' + (f', central crop {block["crop_size"]}' if video else ''),
+        'classifier': protocols.CLASSIFIERS[block['classifier']],
+        **({'C': c[0]} if len(c) == 1 else {'c_grid': list(c), 'cv_folds': block['cv_folds']}),
         'scores': 'decision scores averaged over the test clips'}
   if 'retrieval' in bench.protocols:
     out['retrieval'] = {
-        'clips': ev.retrieval_clips, 'crop': f'central {ev.retrieval_crop_size}',
+        'clips': block['retrieval_clips'], 'crop': f'central {block["crop_size"]}',
         'space': 'S_vat', 'caption': "each video's first", 'clip_average':
         'normalise, average, normalise'}
   if 'zero_shot' in bench.protocols:
-    out['zero_shot'] = {'template': ev.zero_shot_template, 'clips': ev.linear_test_clips,
-                        'crop': f'central {d.crop_size}', 'space': 'S_vat'}
+    out['zero_shot'] = {'template': block['zero_shot_template'], 'clips': block['test_clips'],
+                        'space': 'S_vat'}
   return out
 
 
-def _probe(ev, train, test, seed):
-  if ev.linear_solver == 'svm':
-    return linear_probe.linear_probe(*train, *test, c_grid=tuple(ev.linear_c),
-                                     folds=ev.linear_folds, seed=seed)
-  return jax_linear.linear_probe(*train, *test, c_grid=tuple(ev.linear_c),
-                                 folds=ev.linear_folds, seed=seed,
-                                 solver=ev.linear_solver.removeprefix('jax_'))
+def _probe(block, train, test, seed):
+  c_grid = tuple(block.c)
+  if block.classifier == 'svm':
+    return linear_probe.linear_probe(*train, *test, c_grid=c_grid, folds=block.cv_folds,
+                                     seed=seed)
+  return jax_linear.linear_probe(*train, *test, c_grid=c_grid, folds=block.cv_folds, seed=seed,
+                                 solver=block.classifier.removeprefix('jax_'))
 
 
 class Checkpoint:
@@ -240,9 +353,11 @@ def _prefixed(prefix, result):
 class SplitEvaluation:
   """The protocols of one benchmark split on one checkpoint, features through the cache."""
 
-  def __init__(self, config, bench, prepared, step, checkpoint, cache_dir, progress):
+  def __init__(self, config, bench, prepared, step, checkpoint, cache_dir, progress, key):
     self.config, self.bench, self.prepared, self.step = config, bench, prepared, step
+    self.block = protocol(config, bench)
     self.data = benchmark_data_config(config, bench, prepared)
+    self.key = key  # `feature_key`: the cache entries' settings besides the data.
     self.checkpoint = checkpoint
     self.cache_dir = cache_dir
     self.progress = progress
@@ -260,7 +375,8 @@ class SplitEvaluation:
     directory = self.cache_dir and os.path.join(self.cache_dir, self.prepared.split, role)
     arrays, skipped, cached = features_lib.cached_extract(
         directory, data, split, functools.partial(self._embed_fn, with_text), step=self.step,
-        modality=self.bench.modality, with_text=with_text, augment_seed=augment_seed,
+        key=self.key, modality=self.bench.modality, with_text=with_text,
+        augment_seed=augment_seed,
         batch_size=self.config.eval.batch_size,
         progress=f'{self.bench.name} {self.prepared.split} {role}' if self.progress else None)
     self.counts[role] = {'read': int(len(arrays['label'])), 'skipped': skipped}
@@ -272,9 +388,8 @@ class SplitEvaluation:
     return arrays
 
   def linear(self):
-    ev = self.config.eval
     passes = [self.features(f'train_pass{p}', self.prepared.train.split, augment_seed=p)
-              for p in range(ev.linear_train_passes)]
+              for p in range(self.block.train_passes)]
     labels = np.asarray(passes[0]['label'])
     if any(not np.array_equal(p['label'], labels) for p in passes[1:]):
       raise ValueError('the augmented passes over the training videos read different videos '
@@ -285,13 +400,13 @@ class SplitEvaluation:
       if (np.asarray(y) < 0).any():
         raise ValueError(f'{self.bench.name} split {self.prepared.split}: '
                          f'{int((np.asarray(y) < 0).sum())} {role} videos have no label')
-    return _prefixed('linear_', _probe(ev, (train, labels),
+    return _prefixed('linear_', _probe(self.block, (train, labels),
                                        (test['features'], test['label']), self.config.seed))
 
   def linear_test(self):
     if self._linear_test is None:  # Shared by the linear probe and zero-shot classification.
       self._linear_test = self.features('linear_test', self.prepared.test.split,
-                                        num_test_clips=self.config.eval.linear_test_clips)
+                                        num_test_clips=self.block.test_clips)
     return self._linear_test
 
   def _say(self, role, what):
@@ -299,9 +414,8 @@ class SplitEvaluation:
           flush=True)
 
   def retrieval(self):
-    ev = self.config.eval
     test = self.features('retrieval_test', self.prepared.test.split, with_text=True,
-                         num_test_clips=ev.retrieval_clips, crop_size=ev.retrieval_crop_size)
+                         num_test_clips=self.block.retrieval_clips)
     queries = np.flatnonzero(test['has_text'])
     if not len(queries):
       raise ValueError(f'{self.bench.name} split {self.prepared.split}: no test video has a '
@@ -313,7 +427,7 @@ class SplitEvaluation:
   def zero_shot(self):
     test = self.linear_test()
     captions = zero_shot.class_captions(self.prepared.class_names,
-                                        self.config.eval.zero_shot_template)
+                                        self.block.zero_shot_template)
     result = zero_shot.zero_shot_classification(test['video'], self.encode_captions(captions),
                                                 test['label'])
     return _prefixed('zero_shot_', result)
@@ -322,7 +436,9 @@ class SplitEvaluation:
     """S_vat embeddings [len(captions), vat] of `captions`, through the cache."""
     d = self.data
     wanted = json.loads(json.dumps({'step': self.step, 'captions': captions, 'vocab': d.vocab,
-                                    'stop_words': d.stop_words, 'max_words': d.max_words}))
+                                    'stop_words': d.stop_words, 'max_words': d.max_words,
+                                    'model': self.key['model'],
+                                    'checkpoint': self.key['checkpoint']}))
     directory = self.cache_dir and os.path.join(self.cache_dir, 'class_captions')
     hit = directory and features_lib.load(directory, wanted)
     if hit:
@@ -345,26 +461,36 @@ class SplitEvaluation:
 
 def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_features=True,
                   progress=True):
-  """The record (see `report.make_record`) of checkpoint `step` on every prepared split."""
+  """The record (see `report.make_record`) of checkpoint `step` on every prepared split, by
+  the protocol `config.eval.NAME` (its `splits` are what `prepared_splits` should hold)."""
+  check_eval_config(config, bench)
   checkpoint = Checkpoint(config, workdir, step)
   cache_dir = (os.path.join(workdir, 'eval', bench.name, 'features', f'step_{step}')
                if cache_features else None)
-  per_split, read, skipped, sampling, data = {}, {}, {}, {}, None
+  key = feature_key(config, bench, workdir, step)
+  per_split, read, skipped = {}, {}, {}
   for split, prepared in prepared_splits.items():
-    evaluation = SplitEvaluation(config, bench, prepared, step, checkpoint, cache_dir, progress)
+    evaluation = SplitEvaluation(config, bench, prepared, step, checkpoint, cache_dir, progress,
+                                 key)
     per_split[split] = evaluation.run()
     read[split] = {k: v['read'] for k, v in evaluation.counts.items()}
     skipped[split] = {k: v['skipped'] for k, v in evaluation.counts.items()}
-    data = evaluation.data
-    # Splits may be stored at other rates (UCF101 from a TFDS build: 25 fps).
-    sampling[split] = {'fps': data.fps, 'frame_stride': data.frame_stride}
-  protocol = protocol_settings(config, bench, data)
-  if len(set(map(json.dumps, sampling.values()))) > 1:
-    del protocol['fps'], protocol['frame_stride']
-    protocol['sampling'] = sampling
-  protocol.update(videos_read=read, videos_skipped=skipped,
+  settings = protocol_settings(config, bench, list(prepared_splits))
+  settings.update(videos_read=read, videos_skipped=skipped,
                   prepared={s: p.summary() for s, p in prepared_splits.items()})
-  return report.make_record(bench.name, step, config.model.video_backbone, protocol, per_split)
+  return report.make_record(bench.name, step, config.model.video_backbone, settings, per_split)
+
+
+def prepare_splits(bench, config, data_dir, *, split=None, cache_dir=None, **options):
+  """{split: Prepared} of `split` (default: the protocol's splits), videos converted at the
+  protocol's frame rate; `options`: the other fields of `benchmarks.Options`."""
+  block = protocol(config, bench)
+  splits = (str(split),) if split is not None else tuple(block.splits)
+  prepared = {}
+  for s in splits:
+    prepared.update(bench.prepare(data_dir, cache_dir=cache_dir, split=s, fps=block.fps,
+                                  **options))
+  return prepared
 
 
 def record_name(step, split=None):
@@ -440,12 +566,6 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   workdir = _WORKDIR.value
   bench = benchmarks.get(_BENCHMARK.value)
-  # Conversion runs now, while the training run may still be writing its first checkpoint.
-  prepared = bench.prepare(_DATA_DIR.value, cache_dir=_CACHE_DIR.value, split=_SPLIT.value,
-                           progress=_PROGRESS.value)
-  for p in prepared.values():
-    print(f'{bench.name} split {p.split}: {json.dumps(p.summary())}', flush=True)
-
   config = _CONFIG.value
   while config is None:
     try:
@@ -456,9 +576,14 @@ def main(argv):
       time.sleep(_POLL_SECONDS.value)
   if _LINEAR_C.value:
     config = copy.deepcopy(config)
-    config.unlock()
-    config.eval.linear_c = tuple(float(c) for c in _LINEAR_C.value)
-  check_eval_config(config)
+    protocol(config, bench).c = tuple(float(c) for c in _LINEAR_C.value)
+  check_eval_config(config, bench)
+  # Conversion (at the protocol's frame rate) runs now, while the training run may still be
+  # writing its first checkpoint.
+  prepared = prepare_splits(bench, config, _DATA_DIR.value, split=_SPLIT.value,
+                            cache_dir=_CACHE_DIR.value, progress=_PROGRESS.value)
+  for p in prepared.values():
+    print(f'{bench.name} split {p.split}: {json.dumps(p.summary())}', flush=True)
 
   out_dir = os.path.join(workdir, 'eval', bench.name)
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard', 'eval'))

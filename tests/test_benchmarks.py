@@ -123,7 +123,7 @@ def test_ucf101_splits_labels_and_cache(media, tmp_path, count_conversions):
       'train1_train2_train3.json']
   for k in ('1', '2', '3'):
     p = prepared[k]
-    assert p.class_names == UCF_CLASSES and p.source == 'raw' and p.fps == 10.0
+    assert p.class_names == UCF_CLASSES and p.source == 'raw' and p.fps == 25.0
     assert p.data_dir == os.path.join(root, '.mmv_cache', 'ucf101', k)
     with open(os.path.join(p.data_dir, 'labels.txt')) as f:
       assert f.read().split() == list(UCF_CLASSES)
@@ -361,7 +361,7 @@ def test_kinetics_lists_cut_and_whole_videos(media, tmp_path, count_conversions)
   assert [n for n, _ in p.train.skipped] == ['gone1_000000_000001']
   assert [n for n, _ in p.test.skipped] == ['gone2_000000_000001']
   rope = _records(p.train)['rope1_000001_000002'][0]
-  assert rope[2:5] == (1000000, 1600000, 6)  # Cut from 1 s to the end of the 1.6 s file.
+  assert rope[2:5] == (1000000, 1600000, 15)  # From 1 s to the end of the 1.6 s file, 25 fps.
   with pytest.raises(ValueError, match="no split test in"):
     benchmarks.prepare('kinetics', root, split='test', **OPTIONS)
 

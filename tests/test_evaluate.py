@@ -1,31 +1,45 @@
 """The evaluation binary's parts: sharded feature extraction and its cache, the per-benchmark
-data config, watching a run's checkpoints, and whole evaluations of real benchmark layouts."""
+protocols and data config, restoring the model alone, watching a run's checkpoints, and whole
+evaluations of real benchmark layouts."""
 
+import copy
 import csv
 import json
 import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 
+from configs import common as configs_common
 from mmv import benchmarks
+from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
 from mmv import sharding
 from mmv import train
 from mmv.data import format as fmt
 from mmv.data import records
 from mmv.evaluators import features as features_lib
+from mmv.evaluators import report
 from tests import conftest
 from tests import media_files
+
+
+def small_eval(config):
+  """`config` with the synthetic protocol shrunk for tests (its C fixed: no cross-validation)."""
+  block = config.eval.synthetic
+  block.c, block.train_passes, block.test_clips, block.retrieval_clips = (1.0,), 2, 2, 2
+  return config
 
 
 @pytest.fixture(scope='module')
 def run(data_dir, tmp_path_factory):
   """(config, workdir) of a tiny run trained for 2 steps, its checkpoint at step 2."""
-  config = conftest.small_config(data_dir)
+  config = small_eval(conftest.small_config(data_dir))
   config.train.steps = 2
   workdir = str(tmp_path_factory.mktemp('run'))
   train.train(config, workdir)
@@ -85,16 +99,19 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
     return embed, state.variables(), mesh
 
   directory = str(tmp_path / 'cache')
-  kw = dict(step=7, modality='video', with_text=True, batch_size=24)
+  kw = dict(step=7, key={'model': 'a'}, modality='video', with_text=True, batch_size=24)
   first, _, cached = features_lib.cached_extract(directory, data, 'test', embed_fn, **kw)
   assert not cached and len(calls) == 1
   again, skipped, cached = features_lib.cached_extract(directory, data, 'test', embed_fn, **kw)
   assert cached and len(calls) == 1 and skipped == 0
   for k in features_lib.ARRAYS:
     np.testing.assert_array_equal(first[k], again[k])
+  _, _, cached = features_lib.cached_extract(directory, data, 'test', embed_fn,
+                                             **{**kw, 'key': {'model': 'b'}})
+  assert not cached and len(calls) == 2  # Another key (model, checkpoint, protocol, dtype).
   data.num_test_clips = 1
   other, _, cached = features_lib.cached_extract(directory, data, 'test', embed_fn, **kw)
-  assert not cached and len(calls) == 2 and other['features'].shape[1] == 1
+  assert not cached and len(calls) == 3 and other['features'].shape[1] == 1
 
 
 def test_augmented_passes_differ_and_read_every_video(config):
@@ -113,18 +130,30 @@ def test_augmented_passes_differ_and_read_every_video(config):
   np.testing.assert_allclose(passes[0]['features'], passes[2]['features'], rtol=1e-6)
 
 
-def test_benchmark_data_config(config):
+def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(config):
   config.data.data_dir = os.path.relpath(config.data.data_dir)
+  config.data.color_augment = config.data.random_flip = True  # Training augmentation.
+  config.data.scale_jitter, config.data.min_resize = (0.5, 2.0), 300
   prepared = benchmarks.Prepared(benchmark='msrvtt', split='1k-A', data_dir='/b', train=None,
                                  test=None, class_names=(), source='raw', fps=25.0)
   data = evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
-  assert data.data_dir == '/b' and data.fps == 25.0 and data.modalities == ('video',)
+  assert data.data_dir == '/b' and data.modalities == ('video',)
   assert data.vocab == os.path.abspath(os.path.join(config.data.data_dir, 'vocab.txt'))
-  # Tiny trains on 8 frames at stride 2 from 10 fps (1.6 s): stride 5 from 25 fps.
-  assert data.frame_stride == 5 and data.num_frames == config.data.num_frames
+  # The paper's retrieval clips: 32 frames at stride 2 from 25 fps, 224 central crop.
+  assert (data.fps, data.frame_stride, data.num_frames) == (25.0, 2, 32)
+  assert (data.min_resize, data.crop_size) == (224, 224)
+  assert not data.color_augment and not data.random_flip and data.scale_jitter == (1.0, 1.0)
+  ucf = evaluate.benchmark_data_config(
+      config, benchmarks.get('ucf101'),
+      prepared.__class__(**{**prepared.__dict__, 'benchmark': 'ucf101', 'split': '1'}))
+  assert ucf.random_flip and not ucf.color_augment and ucf.scale_jitter == (1.0, 1.0)
   esc = evaluate.benchmark_data_config(config, benchmarks.get('esc50'),
                                        prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
-  assert esc.modalities == ('audio',) and esc.frame_stride == 2
+  assert esc.modalities == ('audio',) and (esc.fps, esc.frame_stride, esc.num_frames) == (
+      10.0, 1, 32)
+  with pytest.raises(ValueError, match='stored at 10.0 fps.*eval.msrvtt.fps is 25.0'):
+    evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'),
+                                   prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
   config.data.data_dir = '/nowhere'
   with pytest.raises(FileNotFoundError, match='training vocabulary'):
     evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
@@ -133,26 +162,39 @@ def test_benchmark_data_config(config):
 def test_eval_config_errors_and_the_run_config(run):
   config, workdir = run
   saved = evaluate.read_run_config(workdir)
-  assert saved.eval.linear_c == config.eval.linear_c == (1.0,)  # Tuples again, not lists.
+  assert saved.eval.synthetic.c == config.eval.synthetic.c == (1.0,)  # Tuples, not lists.
   assert saved.to_dict() == config.to_dict()
   with pytest.raises(AttributeError):
-    saved.eval.linear_cc = 1.0  # Locked: a typo is an error.
+    saved.eval.ucf101.train_pases = 1  # Locked: a typo is an error.
   with pytest.raises(FileNotFoundError, match='config.json'):
     evaluate.read_run_config(os.path.dirname(workdir))
-  for field, value, match in (('linear_solver', 'sgd', 'linear_solver'),
-                              ('linear_train_passes', 0, 'linear_train_passes'),
-                              ('linear_c', (0.0,), 'linear_c')):
+  ucf = benchmarks.get('ucf101')
+  for field, value, match in (('classifier', 'sgd', 'classifier'),
+                              ('train_passes', 0, 'train_passes'),
+                              ('c', (0.0,), r'eval.ucf101.c'),
+                              ('splits', ('4',), 'splits'),
+                              ('train_scale_jitter', (1.2, 0.8), 'train_scale_jitter')):
     bad = conftest.small_config(config.data.data_dir)
-    bad.eval[field] = value
+    bad.eval.ucf101[field] = value
     with pytest.raises(ValueError, match=match):
-      evaluate.check_eval_config(bad)
+      evaluate.check_eval_config(bad, ucf)
+  bad = conftest.small_config(config.data.data_dir)
+  bad.eval.dtype = 'float16'
+  with pytest.raises(ValueError, match='eval.dtype'):
+    evaluate.check_eval_config(bad, ucf)
+  bad.eval.msrvtt.c = (1.0,)  # A field retrieval does not have.
+  with pytest.raises(ValueError, match='eval.msrvtt must have the fields'):
+    evaluate.check_eval_config(bad, benchmarks.get('msrvtt'))
+  del bad.eval['esc50']  # A config of an older version.
+  with pytest.raises(ValueError, match='no protocol block eval.esc50'):
+    evaluate.check_eval_config(bad, benchmarks.get('esc50'))
 
 
 def test_watch_evaluates_each_checkpoint_once_in_order_until_the_final_one(run, tmp_path):
   config, source = run
   workdir = str(tmp_path / 'run')
   shutil.copytree(source, workdir)  # Checkpoint 2 of 4 is there; 4 is written while watching.
-  longer = conftest.small_config(config.data.data_dir)
+  longer = small_eval(conftest.small_config(config.data.data_dir))
   longer.train.steps = 4
   bench = benchmarks.get('synthetic')
   prepared = bench.prepare(config.data.data_dir)
@@ -214,12 +256,21 @@ def test_real_layouts_through_the_evaluation(run, tmp_path):
   _esc50_tree(esc_root)
   _msrvtt_tree(msrvtt_root)
 
+  config = copy.deepcopy(config)
+  config.eval.esc50.train_passes = config.eval.esc50.test_clips = 2
+  # Short clips for the CPU (test_ucf101_... feeds the published clips).
+  msrvtt_block = config.eval.msrvtt
+  msrvtt_block.retrieval_clips, msrvtt_block.num_frames = 2, 8
+  msrvtt_block.min_resize, msrvtt_block.crop_size = 0, 32
   esc = benchmarks.get('esc50')
-  record = evaluate.evaluate_step(config, esc, esc.prepare(esc_root, **options), workdir, 2,
-                                  progress=False)
+  record = evaluate.evaluate_step(
+      config, esc, evaluate.prepare_splits(esc, config, esc_root, **options), workdir, 2,
+      progress=False)
   assert record['protocol']['splits'] == ['1', '2', '3', '4', '5']
   assert record['protocol']['modality'] == 'audio'
-  assert record['protocol']['features'] == config.model.audio_backbone
+  assert record['protocol']['linear']['features'] == (
+      f'pooled output of {config.model.audio_backbone}')
+  assert record['protocol']['linear']['C'] == 1e-3
   for fold, result in record['splits'].items():
     assert result['linear_num_train_videos'] == 8 and result['linear_num_test_videos'] == 2
     assert record['protocol']['videos_read'][fold]['train_pass1'] == 8
@@ -228,12 +279,15 @@ def test_real_layouts_through_the_evaluation(run, tmp_path):
   assert set(record['metrics']) == {'linear_top1', 'linear_top5'}
 
   msrvtt = benchmarks.get('msrvtt')
-  prepared = msrvtt.prepare(msrvtt_root, **options)
+  prepared = evaluate.prepare_splits(msrvtt, config, msrvtt_root, **options)
   record = evaluate.evaluate_step(config, msrvtt, prepared, workdir, 2, progress=False)
   result = record['splits']['1k-A']
   assert result['retrieval_num_queries'] == 3 and result['retrieval_num_videos'] == 3
   assert record['protocol']['prepared']['1k-A']['test_skipped'] == 1
-  assert record['protocol']['frame_stride'] == 5 and record['protocol']['fps'] == 25.0
+  assert record['protocol']['frame_stride'] == 2 and record['protocol']['fps'] == 25.0
+  assert record['protocol']['retrieval']['clips'] == 2 and record['protocol']['crop'] == 32
+  assert record['protocol']['differs_from_published'] == [
+      'crop_size', 'min_resize', 'num_frames', 'retrieval_clips']
   assert 1 <= record['metrics']['t2v_MedR'] <= 3 and 1 <= record['metrics']['v2t_MedR'] <= 3
   assert os.path.exists(os.path.join(workdir, 'eval', 'msrvtt', 'features', 'step_2', '1k-A',
                                      'retrieval_test', 'meta.json'))
@@ -259,3 +313,201 @@ def test_watch_passes_over_a_checkpoint_removed_before_its_turn(monkeypatch):
 
   with pytest.raises(FileNotFoundError, match='vocab'):  # Not a removed checkpoint: an error.
     evaluate.watch(missing_vocabulary, 4, 'w', done=(), poll_seconds=1)
+
+
+def _ucf101_tree(root):
+  """A UCF101 layout of 2 classes x 3 groups (split k tests on group k), one small AVI copied
+  under every name: 1.6 s at 25 fps, frame k a flat grey of level media_files.grey(k)."""
+  classes = ('ApplyEyeMakeup', 'Archery')
+  lists = os.path.join(root, 'ucfTrainTestlist')
+  os.makedirs(lists)
+  with open(os.path.join(lists, 'classInd.txt'), 'w') as f:
+    f.write(''.join(f'{i} {c}\n' for i, c in enumerate(classes, 1)))
+  source = os.path.join(root, 'source.avi')
+  media_files.write_video(source, video_codec='mjpeg')
+  for k in (1, 2, 3):
+    with open(os.path.join(lists, f'trainlist0{k}.txt'), 'w') as f:
+      f.write(''.join(f'{c}/v_{c}_g{g:02d}_c01.avi {i}\n' for i, c in enumerate(classes, 1)
+                      for g in (1, 2, 3) if g != k))
+    with open(os.path.join(lists, f'testlist0{k}.txt'), 'w') as f:
+      f.write(''.join(f'{c}/v_{c}_g{k:02d}_c01.avi\n' for c in classes))
+  for c in classes:
+    os.makedirs(os.path.join(root, 'UCF-101', c))
+    for g in (1, 2, 3):
+      shutil.copy(source, os.path.join(root, 'UCF-101', c, f'v_{c}_g{g:02d}_c01.avi'))
+
+
+@pytest.fixture
+def model_inputs(monkeypatch):
+  """The video batches the evaluation feeds the model: (shape, [rows, frames] grey levels of
+  pixel (0, 0) in 0-255) per call."""
+  seen = []
+  make = features_lib.make_embed_fn
+
+  def spying(model, modality, with_text):
+    embed = make(model, modality, with_text)
+
+    def spy(variables, batch):
+      video = np.asarray(batch['video'])
+      seen.append((video.shape, video[:, :, 0, 0, 0] * 255.0))
+      return embed(variables, batch)
+
+    return spy
+
+  monkeypatch.setattr(features_lib, 'make_embed_fn', spying)
+  return seen
+
+
+def test_ucf101_is_measured_by_the_released_script_protocol(run, tmp_path, model_inputs):
+  """The default UCF101 protocol: 32 frames at stride 2 from videos stored at 25 fps, resized
+  and cropped to 224, C = 0.001, split 1; passes and test clips shrunk to 2 for the CPU."""
+  config, workdir = run
+  bench = benchmarks.get('ucf101')
+  defaults = evaluate.protocol_settings(config, bench, ['1'])
+  assert defaults['published'] and 'differs_from_published' not in defaults
+  assert defaults['linear']['train_passes'] == 10 and defaults['linear']['test_clips'] == 10
+  assert defaults['linear']['C'] == 0.001 and defaults['dtype'] == 'float32'
+  assert defaults['linear']['classifier'] == 'StandardScaler + scikit-learn LinearSVC'
+  assert defaults['linear']['train_clip'] == 'random offset, random crop 224, left-right flip'
+
+  root = str(tmp_path / 'ucf')
+  _ucf101_tree(root)
+  config = copy.deepcopy(config)
+  config.eval.ucf101.train_passes = config.eval.ucf101.test_clips = 2
+  prepared = evaluate.prepare_splits(bench, config, root, short_side=0, num_workers=1,
+                                     progress=False)
+  assert list(prepared) == ['1'] and prepared['1'].fps == 25.0  # Split 1 only, at 25 fps.
+  record = evaluate.evaluate_step(config, bench, prepared, workdir, 2, progress=False)
+
+  p = record['protocol']
+  assert p['splits'] == ['1'] and not p['published']
+  assert p['differs_from_published'] == ['test_clips', 'train_passes']
+  assert (p['fps'], p['frame_stride'], p['frames'], p['resize_short_side'], p['crop']) == (
+      25.0, 2, 32, 224, 224)
+  assert p['linear']['C'] == 0.001 and p['dtype'] == 'float32'
+  assert record['splits']['1']['linear_num_train_videos'] == 4
+  assert record['splits']['1']['linear_num_test_videos'] == 2
+  assert record['splits']['1']['linear_C'] == 0.001
+  # What the model saw: 32 frames of 224 x 224, stored frames 2 apart (grey levels 12 apart;
+  # one step wraps from the end of the 40-frame video to its start).
+  assert model_inputs and all(shape[1:] == (32, 224, 224, 3) for shape, _ in model_inputs)
+  for _, grey in model_inputs:
+    steps = np.diff(grey[np.abs(grey).sum(axis=1) > 0], axis=1)  # Padding rows are zeros.
+    assert np.median(steps) == pytest.approx(2 * 6, abs=1.5)
+  # The paper's S3D-G number is not shown beside a record of another protocol.
+  md = report.render_markdown({**record, 'backbone': 's3d_g'})
+  assert 'Not the published protocol (differs in: test_clips, train_passes)' in md
+  assert '89.6' not in md
+
+
+def _features_computed(monkeypatch):
+  calls = []
+  extract = features_lib.extract
+
+  def counting(*args, **kwargs):
+    calls.append(1)
+    return extract(*args, **kwargs)
+
+  monkeypatch.setattr(features_lib, 'extract', counting)
+  return calls
+
+
+def test_feature_cache_key_holds_model_checkpoint_protocol_and_dtype(run, tmp_path,
+                                                                     monkeypatch):
+  config, source = run
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(source, workdir)
+  bench = benchmarks.get('synthetic')
+  prepared = bench.prepare(config.data.data_dir)
+  key = evaluate.feature_key(config, bench, workdir, 2)
+  assert key['dtype'] == 'float32' and key['model']['dtype'] == 'float32'
+
+  def changed(change):
+    other = copy.deepcopy(config)
+    change(other)
+    return evaluate.feature_key(other, bench, workdir, 2)
+
+  assert changed(lambda c: setattr(c.eval, 'dtype', 'bfloat16')) != key
+  assert changed(lambda c: setattr(c.model, 'video_backbone', 's3d_g')) != key
+  assert changed(lambda c: setattr(c.eval.synthetic, 'crop_size', 24)) != key
+  # Fitting another C reuses the features.
+  assert changed(lambda c: setattr(c.eval.synthetic, 'c', (0.1,))) == key
+  assert changed(lambda c: setattr(c.model, 'dtype', 'bfloat16')) == key  # eval.dtype rules.
+  assert evaluate.feature_key(config, bench, source, 2) != key  # Another checkpoint.
+
+  calls = _features_computed(monkeypatch)
+  evaluate_step = lambda c: evaluate.evaluate_step(c, bench, prepared, workdir, 2,
+                                                   progress=False)
+  first = evaluate_step(config)
+  computed = len(calls)  # 2 passes, the test clips and the retrieval clips.
+  assert computed == 4
+  other_c = copy.deepcopy(config)
+  other_c.eval.synthetic.c = (0.1,)
+  evaluate_step(other_c)
+  assert len(calls) == computed  # From the cache.
+  bf16 = copy.deepcopy(config)
+  bf16.eval.dtype = 'bfloat16'
+  record = evaluate_step(bf16)
+  assert len(calls) == 2 * computed  # Computed again, in bfloat16.
+  assert record['protocol']['dtype'] == 'bfloat16' and first['protocol']['dtype'] == 'float32'
+
+
+@pytest.fixture(scope='module')
+def fsdp_run(data_dir, tmp_path_factory):
+  """(config, workdir) of a run trained 1 step with its kernels split over mesh.fsdp = 2."""
+  config = small_eval(conftest.small_config(data_dir))
+  config.train.steps = config.train.checkpoint_every = 1
+  config.mesh.fsdp = 2
+  config.mesh.param_rules = ((r'.*kernel', 'fsdp'), ('.*', 'replicate'))
+  workdir = str(tmp_path_factory.mktemp('fsdp_run'))
+  train.train(config, workdir)
+  return config, workdir
+
+
+def test_restore_reads_the_model_alone_onto_another_mesh(fsdp_run, monkeypatch):
+  config, workdir = fsdp_run
+  # The reference: the whole train state, restored as training does, on the training mesh.
+  model = train.create_model(config)
+  tx = train.create_optimizer(config)
+  train_mesh = sharding.make_mesh(config.mesh)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  abstract = train.abstract_train_state(config, model, tx, train_mesh)
+  state, _ = checkpointer.restore(abstract, signature=ckpt_lib.variable_signature(
+      {'params': abstract.params, 'batch_stats': abstract.batch_stats}))
+  checkpointer.close()
+  assert jax.tree.leaves(state.opt_state)  # The checkpoint holds Adam's moments.
+
+  restored_trees = []
+  manager_restore = ocp.CheckpointManager.restore
+
+  def spying(self, step, args=None):
+    out = manager_restore(self, step, args=args)
+    if 'state' in out:
+      restored_trees.append(out.state)
+    return out
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'restore', spying)
+  monkeypatch.setattr(train, 'create_optimizer', None)  # No optimiser is built.
+  for fsdp in (1, 4):
+    other = copy.deepcopy(config)
+    other.mesh.fsdp = fsdp
+    (_, variables, mesh), step = evaluate.restore(other, workdir)
+    assert step == 1 and dict(mesh.shape) == {'data': 8 // fsdp, 'fsdp': fsdp}
+    assert set(variables) == {'params', 'batch_stats'}
+    for got, want in zip(jax.tree.leaves(variables), jax.tree.leaves(state.variables())):
+      assert got.sharding.mesh.shape == mesh.shape
+      np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  # What orbax read: the variables, no optimiser state.
+  assert restored_trees and all(set(t) == {'params', 'batch_stats'} for t in restored_trees)
+
+
+def test_evaluation_computes_in_float32_whatever_the_training_dtype(run):
+  config, workdir = run
+  config = copy.deepcopy(config)
+  config.model.dtype = 'bfloat16'  # As the paper configs train.
+  assert configs_common.paper().eval.dtype == 'float32'
+  (model, _, _), _ = evaluate.restore(config, workdir)
+  assert model.heads.dtype == jnp.float32 and model.text_backbone.dtype == jnp.float32
+  config.eval.dtype = 'bfloat16'
+  (model, _, _), _ = evaluate.restore(config, workdir)
+  assert model.heads.dtype == jnp.bfloat16

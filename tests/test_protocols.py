@@ -222,11 +222,11 @@ def test_zero_shot_takes_the_nearest_caption():
   assert m['captions'] == encoded
 
 
-def _linear_record(backbone, benchmark):
+def _linear_record(backbone, benchmark, published=True):
   per_split = {f'split{i}': {'linear_top1': 80.0 + i, 'linear_top5': 95.0, 'linear_C': 1e-3, 'cv_top1': [1.0],
                              'linear_num_test_videos': np.int64(100)} for i in (1, 2, 3)}
-  protocol = {'protocols': ['linear'], 'train_clips': 10, 'test_clips': 10,
-              'test_crop': 'central', 'videos_read': {'train': 9537}, 'videos_skipped': 0}
+  protocol = {'protocols': ['linear'], 'published': published, 'train_clips': 10,
+              'test_clips': 10, 'test_crop': 'central', 'videos_read': {'train': 9537}, 'videos_skipped': 0}
   return report.make_record(benchmark, 1000, backbone, protocol, per_split)
 
 
@@ -246,12 +246,18 @@ def test_report_puts_paper_numbers_beside_ours(tmp_path):
   assert 'checkpoint step 1000' in md and '"train_clips"' not in md and 'train_clips: 10' in md
   assert '| linear_top1 | 81.00 | 82.00 | 83.00 | 82.00 |' in md
   retrieval_md = report.render_markdown(report.make_record(
-      'msrvtt', 5, 'tsm_resnet50x2', {'clips': 4},
+      'msrvtt', 5, 'tsm_resnet50x2', {'clips': 4, 'published': True},
       {'test': retrieval.metrics_from_similarity(np.eye(3))}))
   assert '| t2v_R@10 | 100.00 | 31.1 |' in retrieval_md and '| t2v_MedR | 1.00 | 38 |' in retrieval_md
   assert '| v2t_R@1 | 100.00 | — |' in retrieval_md
   other = report.render_markdown(_linear_record('tiny_video', 'ucf101'))
   assert '89.6' not in other and 'reports no number' in other
+  # Another protocol: the paper's numbers are not comparable, so they are not shown.
+  record = _linear_record('s3d_g', 'ucf101', published=False)
+  record['protocol']['differs_from_published'] = ['c', 'dtype']
+  differs = report.render_markdown(record)
+  assert '89.6' not in differs and '| linear_top1 | 82.00 | — |' in differs
+  assert 'Not the published protocol (differs in: c, dtype)' in differs
   json_path, md_path = report.write(_linear_record('s3d_g', 'hmdb51'), str(tmp_path))
   assert json.load(open(json_path))['benchmark'] == 'hmdb51'
   assert '62.6' in open(md_path).read()

@@ -14,6 +14,7 @@ import functools
 import os
 
 from mmv.benchmarks import benchmark as bm
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 FOLDS = ('1', '2', '3', '4', '5')
@@ -63,5 +64,6 @@ def read_layout(data_dir):
 
 
 BENCHMARK = bm.Benchmark(
-    name='esc50', kind='linear', modality='audio', splits=FOLDS, fps=10.0, layout=LAYOUT,
+    name='esc50', kind='linear', modality='audio', splits=FOLDS,
+    fps=protocols.DEFAULTS['esc50']['fps'], layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

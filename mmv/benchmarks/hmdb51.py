@@ -9,7 +9,8 @@ In a split file 1 = training, 2 = test, 0 = not used by that split. Label ids ar
 positions of the class directories in sorted order. Videos on the same side of every split
 form a part, converted once (a video no split uses is not converted); a split links its parts.
 A class directory without its 3 split files, or split files of a class with no directory, is
-an error; a listed video missing from its directory is counted as skipped.
+an error; a listed video missing from its directory is counted as skipped. Frames are stored at
+25 fps (`protocols.DEFAULTS`), or at the `fps` option `prepare` is given.
 """
 
 import functools
@@ -17,6 +18,7 @@ import os
 import re
 
 from mmv.benchmarks import benchmark as bm
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLITS = ('1', '2', '3')
@@ -69,5 +71,5 @@ def read_layout(data_dir):
 
 BENCHMARK = bm.Benchmark(
     name='hmdb51', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
-    splits=SPLITS, fps=10.0, layout=LAYOUT,
+    splits=SPLITS, fps=protocols.DEFAULTS['hmdb51']['fps'], layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

@@ -21,6 +21,7 @@ import os
 
 from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import media_index
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLITS = ('val', 'test')
@@ -77,5 +78,5 @@ def read_layout(data_dir):
 
 BENCHMARK = bm.Benchmark(
     name='kinetics', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
-    splits=SPLITS, fps=10.0, layout=LAYOUT,
+    splits=SPLITS, fps=protocols.DEFAULTS['kinetics']['fps'], layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

@@ -15,6 +15,7 @@ import functools
 
 from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import media_index
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLIT = '1k-A'
@@ -37,5 +38,6 @@ def read_layout(data_dir):
 
 
 BENCHMARK = bm.Benchmark(
-    name='msrvtt', kind='retrieval', modality='video', splits=(SPLIT,), fps=25.0,
+    name='msrvtt', kind='retrieval', modality='video', splits=(SPLIT,),
+    fps=protocols.DEFAULTS['msrvtt']['fps'],
     layout=LAYOUT, prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

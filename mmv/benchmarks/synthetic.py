@@ -12,6 +12,7 @@ import json
 import os
 
 from mmv.benchmarks import benchmark as bm
+from mmv.benchmarks import protocols
 
 SPLIT = 'test'
 LAYOUT = 'DIR/{train,test}-*-of-*, DIR/info.json (python -m mmv.data.synthetic --output_dir DIR)'
@@ -40,5 +41,6 @@ def prepare(benchmark, data_dir, cache_dir, splits, options):
 
 
 BENCHMARK = bm.Benchmark(
-    name='synthetic', kind='linear', modality='video', splits=(SPLIT,), fps=10.0,
+    name='synthetic', kind='linear', modality='video', splits=(SPLIT,),
+    fps=protocols.DEFAULTS['synthetic']['fps'],
     layout=LAYOUT, prepare_fn=prepare, protocols=('retrieval', 'linear', 'zero_shot'))

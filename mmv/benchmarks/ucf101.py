@@ -15,14 +15,17 @@ the 3 parts of its training set and the one of its test set. A listed video is l
 its class directory ignoring case (archives differ on `HandStandPushups` vs
 `HandstandPushups`); one that is not there is counted as skipped.
 
-A TFDS build (`DIR/ucf101/ucf101_{k}/...`, or `ucf101_1_256` for split 1) is read instead
-when there is one: see `tfds_source`.
+Frames are stored at 25 fps (the videos' own rate, at which DeepMind's released evaluation
+script reads them; `protocols.DEFAULTS`), or at the `fps` option `prepare` is given. A TFDS
+build (`DIR/ucf101/ucf101_{k}/...`, or `ucf101_1_256` for split 1) is read instead when there
+is one (25 fps too): see `tfds_source`.
 """
 
 import functools
 import os
 
 from mmv.benchmarks import benchmark as bm
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLITS = ('1', '2', '3')
@@ -107,6 +110,6 @@ def tfds_configs(split):
 
 BENCHMARK = bm.Benchmark(
     name='ucf101', kind='linear', modality='video', protocols=('linear', 'zero_shot'),
-    splits=SPLITS, fps=10.0, layout=LAYOUT,
+    splits=SPLITS, fps=protocols.DEFAULTS['ucf101']['fps'], layout=LAYOUT,
     prepare_fn=functools.partial(sources.prepare, read_layout=read_layout,
                                  tfds_configs=tfds_configs, tfds_fps=FPS_TFDS))

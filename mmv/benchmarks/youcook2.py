@@ -18,6 +18,7 @@ import json
 
 from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import media_index
+from mmv.benchmarks import protocols
 from mmv.benchmarks import sources
 
 SPLIT = 'validation'
@@ -47,5 +48,6 @@ def read_layout(data_dir):
 
 
 BENCHMARK = bm.Benchmark(
-    name='youcook2', kind='retrieval', modality='video', splits=(SPLIT,), fps=25.0,
+    name='youcook2', kind='retrieval', modality='video', splits=(SPLIT,),
+    fps=protocols.DEFAULTS['youcook2']['fps'],
     layout=LAYOUT, prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))

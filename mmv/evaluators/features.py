@@ -12,8 +12,9 @@ Padding rows are dropped by their mask, so no video is lost or counted twice. Re
 cannot be read are skipped and counted (or an error with `data.strict`).
 
 `cached_extract` keeps the arrays under a directory with the settings they were computed with
-(the checkpoint step, the data config, the shard files); a later call with the same settings
-loads them (memory-mapped) instead of running the model, e.g. to fit the probe with other C.
+(the checkpoint step, the data config, the shard files, and the caller's `key`: the model as
+evaluated, its dtype, the checkpoint, the protocol); a later call with the same settings loads
+them (memory-mapped) instead of running the model, e.g. to fit the probe with other C.
 """
 
 import json
@@ -82,11 +83,13 @@ def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_s
   return arrays, int(stream.skipped)
 
 
-def settings(data_config, split, *, step, modality, with_text, augment_seed=None):
-  """What the features of `split` depend on, JSON-ready: a cache entry is valid for these."""
+def settings(data_config, split, *, step, key, modality, with_text, augment_seed=None):
+  """What the features of `split` depend on, JSON-ready: a cache entry is valid for these.
+  `key`: the rest they depend on (model, checkpoint, protocol, dtype), JSON-serialisable."""
   files = records.split_files(data_config.data_dir, split)
   return json.loads(json.dumps({
-      'step': int(step), 'split': split, 'modality': modality, 'with_text': bool(with_text),
+      'step': int(step), 'key': key, 'split': split, 'modality': modality,
+      'with_text': bool(with_text),
       'augment_seed': augment_seed, 'data': data_config.to_dict(),
       'files': [[os.path.basename(f), os.path.getsize(f)] for f in files]}))
 
@@ -118,13 +121,13 @@ def save(directory, expected_settings, arrays, skipped=0):
     json.dump(meta, f, indent=1)
 
 
-def cached_extract(directory, data_config, split, embed_fn, *, step, modality, with_text,
+def cached_extract(directory, data_config, split, embed_fn, *, step, key, modality, with_text,
                    augment_seed=None, **extract_kwargs):
   """`extract` through the cache entry `directory` (None: no cache); returns
   (arrays, skipped, loaded from cache). `embed_fn()` gives (embed, variables, mesh), called
   only when the features must be computed."""
-  wanted = settings(data_config, split, step=step, modality=modality, with_text=with_text,
-                    augment_seed=augment_seed)
+  wanted = settings(data_config, split, step=step, key=key, modality=modality,
+                    with_text=with_text, augment_seed=augment_seed)
   if directory is not None:
     hit = load(directory, wanted)
     if hit is not None:

@@ -1,4 +1,4 @@
-"""Linear probe on frozen features (DESIGN.md §4): StandardScaler + linear SVM in scikit-learn.
+"""Linear probe on frozen features: StandardScaler + linear SVM in scikit-learn.
 
 Features come as [num_videos, num_clips, D]. On the training split the clips are the N augmented
 passes (10 in the paper) and every clip is a training sample carrying its video's label; on the

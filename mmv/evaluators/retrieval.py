@@ -1,4 +1,4 @@
-"""Zero-shot text–video retrieval metrics in S_vat (DESIGN.md §4).
+"""Zero-shot text–video retrieval metrics in S_vat (the MMV paper).
 
 Video embeddings may come per clip, [num_videos, num_clips, D] (the paper uses 4 clips): each
 clip embedding is L2-normalised, the clips are averaged, and the mean is L2-normalised again.

@@ -1,0 +1,117 @@
+"""How each benchmark is measured by default: the published protocols, field by field.
+
+`DEFAULTS[name]` is the protocol block `config.eval.NAME` starts from (configs/common.py). Its
+fields, by what the benchmark measures (`fields`):
+  every benchmark  splits        official splits evaluated (the metric is their mean)
+                   fps           frame rate the frames are stored and read at (`prepare`
+                                 converts the videos at this rate)
+                   frame_stride  stored frames between the frames of a clip
+                   num_frames    frames per clip (for audio: the window is as long as them)
+  video            min_resize    short side the frames are resized to (0: kept)
+                   crop_size     square crop fed to the model (central, or random in training)
+  linear           train_passes  augmented passes over the training videos, one clip each
+                   train_flip    random left-right flip of the training clips
+                   train_scale_jitter  (min, max) scale of the random training crop; (1, 1): none
+                   test_clips    evenly spaced test clips, decision scores averaged
+                   classifier    'svm' (StandardScaler + LinearSVC) | 'jax_lbfgs' | 'jax_adam'
+                   c             one C, or several chosen by cross-validation (`cv_folds` folds)
+  retrieval        retrieval_clips  evenly spaced clips whose S_vat embeddings are averaged
+  zero_shot        zero_shot_template  the caption made of a class name
+Training clips are a random offset and a random crop (plus the flip and scale named here); test
+clips are centrally cropped. Nothing else of the training augmentation (colour) is applied.
+
+Sources:
+- UCF101 and HMDB51: DeepMind's released UCF101 linear-evaluation script for MMV, which its
+  authors state reproduces Table 2 of the paper (S3D-G 89.6, TSM-50 91.5, TSM-50x2 91.8):
+  frames at 25 fps, 32 frames at stride 2, short side resized to 224 and cropped to 224
+  (random crop and left-right flip for the 10 training passes, central crop for the 10 test
+  windows), StandardScaler + LinearSVC(C=0.001) on the video backbone's pooled features, in
+  float32, split 1. HMDB51 uses the same script settings (the paper states no other).
+- ESC-50: the paper (appendix) says a linear SVM on the audio backbone's features over the 5
+  official folds; it does not state the window, the passes, the test clips or C. Those follow
+  the UCF101 script (10 passes, 10 clips, C = 0.001) and the training window (3.2 s).
+- Kinetics-600: the paper states no protocol for a linear probe on Kinetics; these settings
+  follow the UCF101 script on the validation list.
+- MSRVTT (1k-A test) and YouCook2 (validation), zero-shot text-to-video retrieval: 32 frames
+  at stride 2 from 25 fps, 224 central crop, the mean of 4 clip embeddings in S_vat.
+- synthetic: the demo's dataset, CPU-sized; no published protocol.
+`NOT_IN_PAPER[name]` lists the fields of a published protocol that no source states.
+"""
+
+FOLDS = ('1', '2', '3', '4', '5')
+CLASSIFIERS = {'svm': 'StandardScaler + scikit-learn LinearSVC',
+               'jax_lbfgs': 'standardised features + linear SVM objective, JAX L-BFGS',
+               'jax_adam': 'standardised features + linear SVM objective, JAX Adam'}
+NO_AUGMENTATION = (1.0, 1.0)
+
+_CLIP = ('splits', 'fps', 'frame_stride', 'num_frames')
+_VIDEO = ('min_resize', 'crop_size')
+_LINEAR = ('train_passes', 'test_clips', 'classifier', 'c', 'cv_folds')
+_LINEAR_VIDEO = ('train_flip', 'train_scale_jitter')
+
+# DeepMind's released UCF101 script (see the module doc).
+_RELEASED_SCRIPT = dict(fps=25.0, frame_stride=2, num_frames=32, min_resize=224, crop_size=224,
+                        train_passes=10, train_flip=True, train_scale_jitter=NO_AUGMENTATION,
+                        test_clips=10, classifier='svm', c=(1e-3,), cv_folds=3,
+                        zero_shot_template='{}')
+_RETRIEVAL = dict(fps=25.0, frame_stride=2, num_frames=32, min_resize=224, crop_size=224,
+                  retrieval_clips=4)
+
+DEFAULTS = {
+    'ucf101': dict(splits=('1',), **_RELEASED_SCRIPT),
+    'hmdb51': dict(splits=('1',), **_RELEASED_SCRIPT),
+    'kinetics': dict(splits=('val',), **_RELEASED_SCRIPT),
+    'esc50': dict(splits=FOLDS, fps=10.0, frame_stride=1, num_frames=32, train_passes=10,
+                  test_clips=10, classifier='svm', c=(1e-3,), cv_folds=3),
+    'msrvtt': dict(splits=('1k-A',), **_RETRIEVAL),
+    'youcook2': dict(splits=('validation',), **_RETRIEVAL),
+    # The synthetic dataset's clips (10 fps, 40 px), as tiny.py trains on them; C by CV.
+    'synthetic': dict(splits=('test',), fps=10.0, frame_stride=2, num_frames=8, min_resize=0,
+                      crop_size=32, train_passes=10, train_flip=False,
+                      train_scale_jitter=(0.9, 1.1), test_clips=10, classifier='svm',
+                      c=(0.01, 0.1, 1.0, 10.0), cv_folds=3, retrieval_clips=4,
+                      zero_shot_template='{}'),
+}
+PUBLISHED = ('ucf101', 'hmdb51', 'esc50', 'msrvtt', 'youcook2')
+# Fields that neither the paper nor the released script states for the benchmark: the
+# script's UCF101 settings are assumed for HMDB51, its passes, clips and C for ESC-50.
+NOT_IN_PAPER = {
+    'hmdb51': tuple(k for k in _RELEASED_SCRIPT if k != 'zero_shot_template'),
+    'esc50': ('fps', 'frame_stride', 'num_frames', 'train_passes', 'test_clips', 'c'),
+}
+SOURCES = {
+    'ucf101': "DeepMind's released UCF101 linear-evaluation script (reproduces the paper's "
+              'Table 2)',
+    'hmdb51': "DeepMind's released UCF101 linear-evaluation script, on HMDB51",
+    'esc50': 'MMV paper appendix (linear SVM on audio features, 5 folds); the rest as UCF101',
+    'kinetics': 'no published linear protocol on Kinetics; the UCF101 script\'s settings',
+    'msrvtt': 'MMV paper (zero-shot retrieval, 1k-A test split)',
+    'youcook2': 'MMV paper (zero-shot retrieval, validation set)',
+    'synthetic': 'the demo\'s CPU-sized protocol (not published)',
+}
+
+
+def fields(protocols, modality):
+  """The fields a protocol block of a benchmark measuring `protocols` on `modality` has."""
+  out = list(_CLIP) + (list(_VIDEO) if modality == 'video' else [])
+  if 'linear' in protocols:
+    out += list(_LINEAR) + (list(_LINEAR_VIDEO) if modality == 'video' else [])
+  if 'retrieval' in protocols:
+    out.append('retrieval_clips')
+  if 'zero_shot' in protocols:
+    out.append('zero_shot_template')
+  return tuple(out)
+
+
+def differences(name, block, dtype):
+  """Fields of `block` (a dict) and `dtype` that differ from the published protocol of `name`,
+  or None when there is none."""
+  if name not in PUBLISHED:
+    return None
+  published = DEFAULTS[name]
+  out = [k for k in sorted(block) if _plain(block[k]) != _plain(published.get(k))]
+  return out + ([] if dtype == 'float32' else ['dtype'])
+
+
+def _plain(value):
+  return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
