@@ -120,13 +120,7 @@ def paper():
 
   # The evaluation binary (python -m mmv.evaluate). One protocol block per benchmark, at the
   # published protocol by default (fields and sources: mmv/benchmarks/protocols.py).
-  c.eval = ml_collections.ConfigDict()
-  c.eval.batch_size = 64  # Videos per batch (each gives its clips' rows); divides the devices.
-  # The model's compute dtype when evaluating, whatever `model.dtype` trained with: the
-  # published numbers are float32 (bfloat16 moved video features by 8 % on a test model).
-  c.eval.dtype = 'float32'
-  for name, block in protocols.DEFAULTS.items():
-    c.eval[name] = ml_collections.ConfigDict(block)
+  c.eval = protocols.eval_config()
   return c
 
 

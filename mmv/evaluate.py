@@ -108,7 +108,14 @@ def read_run_config(workdir):
     raise FileNotFoundError(f'no {path}: the training run writes it when it starts; pass '
                             '--config to evaluate without it')
   with open(path) as f:
-    config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    stored = _tuples(json.load(f))
+  if not any(isinstance(v, dict) for v in stored.get('eval', {}).values()):
+    # Written before the protocols were per benchmark: its flat `eval` section held the
+    # settings of one protocol for all; evaluate it with today's per-benchmark defaults.
+    print(f'{path} predates the per-benchmark evaluation protocols; using their defaults '
+          '(config.eval.NAME)', flush=True)
+    stored['eval'] = protocols.eval_config().to_dict()
+  config = ml_collections.ConfigDict(stored)
   config.lock()
   return config
 
@@ -350,6 +357,20 @@ def _prefixed(prefix, result):
   return {f'{prefix}{k}': v for k, v in result.items()}
 
 
+def caption_tokens(data_config, captions):
+  """Token ids [N, max_words] of zero-shot `captions`; a caption left without a word once the
+  stop words are dropped would embed as padding alone, so it is an error naming it."""
+  d = data_config
+  tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
+  tokens = tokenizer(tf.constant(captions)).numpy()
+  empty = [c for c, row in zip(captions, tokens) if not (row != text_ops.PAD_ID).any()]
+  if empty:
+    raise ValueError(f'{len(empty)} zero-shot class captions have no word left once the stop '
+                     f'words are dropped: {empty[:5]}; change the protocol\'s '
+                     'zero_shot_template or data.stop_words')
+  return tokens
+
+
 class SplitEvaluation:
   """The protocols of one benchmark split on one checkpoint, features through the cache."""
 
@@ -444,8 +465,7 @@ class SplitEvaluation:
     if hit:
       self._say('class_captions', f'features from the cache ({len(captions)} captions)')
       return np.asarray(hit[0]['text'])
-    tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
-    tokens = tokenizer(tf.constant(captions)).numpy()
+    tokens = caption_tokens(d, captions)
     text = np.asarray(self.checkpoint.encode_text(self.checkpoint.restored[1], tokens))
     if directory:
       features_lib.save(directory, wanted, {'text': text})

@@ -60,10 +60,10 @@ def small_config(data_dir):
   c.train.checkpoint_every = 2
   c.optim.warmup_steps = 2
   c.eval.batch_size = 16
-  c.eval.linear_c = (1.0,)
-  c.eval.linear_train_passes = 2
-  c.eval.linear_test_clips = 2
-  c.eval.retrieval_clips = 2
+  c.eval.synthetic.c = (1.0,)
+  c.eval.synthetic.train_passes = 2
+  c.eval.synthetic.test_clips = 2
+  c.eval.synthetic.retrieval_clips = 2
   return c
 
 

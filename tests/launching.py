@@ -12,8 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ['--config.model.width=8', '--config.model.word_embedding_dim=16',
          '--config.model.text_hidden=32', '--config.model.va_dim=32', '--config.model.vat_dim=16',
          '--config.train.batch_size=16', '--config.eval.batch_size=16',
-         '--config.eval.linear_c=(1.0,)', '--config.eval.linear_train_passes=2',
-         '--config.eval.linear_test_clips=2', '--config.eval.retrieval_clips=2',
+         '--config.eval.synthetic.c=(1.0,)', '--config.eval.synthetic.train_passes=2',
+         '--config.eval.synthetic.test_clips=2', '--config.eval.synthetic.retrieval_clips=2',
          '--config.optim.warmup_steps=2']
 
 

@@ -29,17 +29,10 @@ from tests import conftest
 from tests import media_files
 
 
-def small_eval(config):
-  """`config` with the synthetic protocol shrunk for tests (its C fixed: no cross-validation)."""
-  block = config.eval.synthetic
-  block.c, block.train_passes, block.test_clips, block.retrieval_clips = (1.0,), 2, 2, 2
-  return config
-
-
 @pytest.fixture(scope='module')
 def run(data_dir, tmp_path_factory):
   """(config, workdir) of a tiny run trained for 2 steps, its checkpoint at step 2."""
-  config = small_eval(conftest.small_config(data_dir))
+  config = conftest.small_config(data_dir)
   config.train.steps = 2
   workdir = str(tmp_path_factory.mktemp('run'))
   train.train(config, workdir)
@@ -130,6 +123,16 @@ def test_augmented_passes_differ_and_read_every_video(config):
   np.testing.assert_allclose(passes[0]['features'], passes[2]['features'], rtol=1e-6)
 
 
+def test_a_class_caption_of_stop_words_only_is_an_error(config):
+  bench = benchmarks.get('synthetic')
+  data = evaluate.benchmark_data_config(config, bench, bench.prepare(config.data.data_dir)['test'])
+  assert 'the' in data.stop_words
+  tokens = evaluate.caption_tokens(data, ['red square', 'the square'])
+  assert (tokens != 0).any(axis=1).all()
+  with pytest.raises(ValueError, match=r"no word left .*\['the'\]"):
+    evaluate.caption_tokens(data, ['red square', 'the'])
+
+
 def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(config):
   config.data.data_dir = os.path.relpath(config.data.data_dir)
   config.data.color_augment = config.data.random_flip = True  # Training augmentation.
@@ -159,7 +162,7 @@ def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(con
     evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
 
 
-def test_eval_config_errors_and_the_run_config(run):
+def test_eval_config_errors_and_the_run_config(run, tmp_path):
   config, workdir = run
   saved = evaluate.read_run_config(workdir)
   assert saved.eval.synthetic.c == config.eval.synthetic.c == (1.0,)  # Tuples, not lists.
@@ -168,6 +171,19 @@ def test_eval_config_errors_and_the_run_config(run):
     saved.eval.ucf101.train_pases = 1  # Locked: a typo is an error.
   with pytest.raises(FileNotFoundError, match='config.json'):
     evaluate.read_run_config(os.path.dirname(workdir))
+  # A run of an earlier version stored one flat `eval` section: it is evaluated with today's
+  # per-benchmark defaults, the rest of its config as it was.
+  older = tmp_path / 'older'
+  older.mkdir()
+  stored = json.loads(json.dumps(config.to_dict()))
+  stored['eval'] = {'batch_size': 16, 'linear_c': [1.0], 'linear_solver': 'svm',
+                    'retrieval_clips': 4, 'zero_shot_template': '{}'}
+  (older / 'config.json').write_text(json.dumps(stored))
+  old = evaluate.read_run_config(str(older))
+  assert old.eval.ucf101.c == (1e-3,) and old.eval.ucf101.fps == 25.0
+  assert old.eval.dtype == 'float32' and 'linear_c' not in old.eval
+  assert old.model.to_dict() == config.model.to_dict()
+  evaluate.check_eval_config(old, benchmarks.get('synthetic'))
   ucf = benchmarks.get('ucf101')
   for field, value, match in (('classifier', 'sgd', 'classifier'),
                               ('train_passes', 0, 'train_passes'),
@@ -194,7 +210,7 @@ def test_watch_evaluates_each_checkpoint_once_in_order_until_the_final_one(run, 
   config, source = run
   workdir = str(tmp_path / 'run')
   shutil.copytree(source, workdir)  # Checkpoint 2 of 4 is there; 4 is written while watching.
-  longer = small_eval(conftest.small_config(config.data.data_dir))
+  longer = conftest.small_config(config.data.data_dir)
   longer.train.steps = 4
   bench = benchmarks.get('synthetic')
   prepared = bench.prepare(config.data.data_dir)
@@ -455,7 +471,7 @@ def test_feature_cache_key_holds_model_checkpoint_protocol_and_dtype(run, tmp_pa
 @pytest.fixture(scope='module')
 def fsdp_run(data_dir, tmp_path_factory):
   """(config, workdir) of a run trained 1 step with its kernels split over mesh.fsdp = 2."""
-  config = small_eval(conftest.small_config(data_dir))
+  config = conftest.small_config(data_dir)
   config.train.steps = config.train.checkpoint_every = 1
   config.mesh.fsdp = 2
   config.mesh.param_rules = ((r'.*kernel', 'fsdp'), ('.*', 'replicate'))

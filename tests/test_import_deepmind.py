@@ -301,9 +301,9 @@ def test_import_round_trip_then_evaluate(data_dir, tmp_path):
         restored[variable], release[collection][module][name].reshape(restored[variable].shape))
 
   config.eval.batch_size = 16
-  config.eval.linear_c = (1.0,)
-  config.eval.linear_train_passes = config.eval.linear_test_clips = 1
-  config.eval.retrieval_clips = 1
+  config.eval.synthetic.c = (1.0,)
+  config.eval.synthetic.train_passes = config.eval.synthetic.test_clips = 1
+  config.eval.synthetic.retrieval_clips = 1
   record = evaluate.evaluate_step(
       config, benchmarks.get('synthetic'), benchmarks.prepare('synthetic', data_dir), workdir,
       0, cache_features=False, progress=False)
