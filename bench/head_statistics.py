@@ -11,10 +11,9 @@ models are (audio never passes through this head in training), the moving mean i
 video's; an audio pass in training pulls it towards the video–audio average.
 """
 
+import argparse
 import json
 
-from absl import app
-from absl import flags
 import jax
 import numpy as np
 
@@ -23,8 +22,6 @@ from mmv import sharding as shard_lib
 from mmv.data import pipeline
 from mmv.data import stream as data_stream
 
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/demo', 'Training workdir (FAC head graph).')
-_BATCHES = flags.DEFINE_integer('batches', 8, 'Evaluation batches of 64 clips.')
 
 
 def head_inputs(config, model, variables, mesh, batches):
@@ -44,18 +41,22 @@ def head_inputs(config, model, variables, mesh, batches):
   return np.concatenate(video), np.concatenate(audio)
 
 
-def main(argv):
-  del argv
-  config = evaluate.read_run_config(_WORKDIR.value)
+def main():
+  # argparse, not absl flags: mmv.evaluate defines absl flags of the same names.
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--workdir', default='runs/demo', help='Training workdir (FAC graph).')
+  parser.add_argument('--batches', type=int, default=8, help='Evaluation batches of 64 clips.')
+  args = parser.parse_args()
+  config = evaluate.read_run_config(args.workdir)
   if not config.model.head.startswith('fac'):
-    raise app.UsageError(f'model.head={config.model.head!r}: only the FAC graphs have the head')
-  (model, variables, mesh), step = evaluate.restore(config, _WORKDIR.value)
-  video, audio = head_inputs(config, model, variables, mesh, _BATCHES.value)
+    parser.error(f'model.head={config.model.head!r}: only the FAC graphs have this head')
+  (model, variables, mesh), step = evaluate.restore(config, args.workdir)
+  video, audio = head_inputs(config, model, variables, mesh, args.batches)
   stats = variables['batch_stats']['heads']['va_to_vat']['BatchNorm_0']
   mean, var, video_var = np.asarray(stats['mean']), np.asarray(stats['var']), video.var(0)
   distance = lambda m: round(float(np.sqrt(np.mean((m - mean) ** 2 / video_var))), 3)
   print(json.dumps({
-      'workdir': _WORKDIR.value, 'step': step, 'clips': len(video),
+      'workdir': args.workdir, 'step': step, 'clips': len(video),
       'moving_mean_to_video_mean': distance(video.mean(0)),
       'moving_mean_to_audio_mean': distance(audio.mean(0)),
       'moving_mean_to_average_of_both': distance((video.mean(0) + audio.mean(0)) / 2),
@@ -63,4 +64,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()
