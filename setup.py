@@ -2,7 +2,7 @@
 
 import setuptools
 
-# Pinned: the versions DESIGN.md §3 chooses and CI tests. For GPUs install the matching CUDA
+# Pinned: the versions the project is built on and CI tests. For GPUs install the matching CUDA
 # build of jaxlib on top (see the README); TPU VMs: `pip install "jax[tpu]==0.10.2"`.
 INSTALL_REQUIRES = [
     'absl-py==2.5.1',

@@ -6,7 +6,7 @@ The dataset is made by the converter from generated H.264 videos (426x320 at 25 
 48 kHz soundtrack and a caption every 1.5 s): 5 s clips around each caption, stored at 10 fps
 with the short side at 256 (256x340 JPEGs) and the audio at 48 kHz.
 
-The pipeline is the paper's training input (DESIGN.md §4): 32 frames, 200x200 crops with scale
+The pipeline is the paper's training input: 32 frames, 200x200 crops with scale
 jitter 0.8-1.2, flip and colour draws, log-mel audio (48 kHz, window 2048, hop 1024, 80 mels),
 the 5 captions nearest the clip tokenised to 16 words, batches of 8 per process. It is
 measured as host batches per second (what a training host produces; the crop resize, flip and

@@ -1,4 +1,4 @@
-"""The fields every config has, at the MMV paper's values (DESIGN.md §4), and the CPU-sized
+"""The fields every config has, at the MMV paper's values, and the CPU-sized
 settings for the synthetic dataset that tiny.py and every paper config's `runlocal` share.
 
 Every config starts from `paper()`, so all configs have the same fields: an override that works
@@ -107,7 +107,7 @@ def paper():
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 4096  # Global, over all devices of all processes.
-  c.train.steps = 500_000  # Not fixed by DESIGN.md: size it to the compute budget.
+  c.train.steps = 500_000  # The paper does not state it: size it to the compute budget.
   c.train.log_every = 100
   c.train.checkpoint_every = 5000
   c.train.max_to_keep = 3

@@ -1,4 +1,5 @@
-"""Feature keys of the DMVR-compatible `tf.train.SequenceExample` format (DESIGN.md §5).
+"""Feature keys of the DMVR-compatible `tf.train.SequenceExample` format: DMVR's keys, plus our
+frame-rate and sample-rate context features.
 
 `image/encoded` and `WAVEFORM/feature/floats` are feature lists (one JPEG per frame, one
 Feature holding the whole mono waveform); the rest are context features. DMVR stores no frame

@@ -12,7 +12,7 @@ import math
 
 import tensorflow as tf
 
-# Colour augmentation of MMV (DESIGN.md §4): brightness ±32/255, saturation and contrast
+# Colour augmentation of MMV (the paper's training input): brightness ±32/255, saturation and contrast
 # ×[0.6, 1.4], hue ±0.2, applied to a clip with probability 0.8.
 COLOUR_PROBABILITY = 0.8
 MAX_BRIGHTNESS_DELTA = 32.0 / 255.0

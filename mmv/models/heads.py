@@ -1,6 +1,6 @@
 """Projection heads into the shared spaces S_va (video–audio) and S_vat (video–audio–text).
 
-Graphs (MMV paper, DESIGN.md §4), with the head settings of the released checkpoints:
+Graphs of the MMV paper, with the head settings of the released checkpoints:
   shared     one linear head per modality into a single space of `vat_dim`;
   disjoint   separate heads per pair, all from the backbones: video→S_va (MLP + BN),
              video→S_vt (linear + BN), audio→S_va (linear), text→S_vt (linear);

@@ -1,4 +1,4 @@
-"""S3D-G, the video backbone of MMV (Xie et al. 2018; DESIGN.md §4): [B, T, H, W, 3] → [B, 1024].
+"""S3D-G, the video backbone of MMV (Xie et al. 2018, as MMV uses it): [B, T, H, W, 3] → [B, 1024].
 
 Layer names follow the reference (Conv2d_1a_7x7, Mixed_3b, Branch_1_Conv2d_0b_3x3, ...) so that
 `mmv.tools.import_deepmind` can map the released Haiku checkpoint by name.
