@@ -251,6 +251,7 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
     raise ConversionError(f'{output_dir} already holds {name} shards ({existing[0]}, ...); '
                           'pass --overwrite to replace them, or choose another --name')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  created = not os.path.isdir(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   shards = [os.path.join(output_dir, fmt.shard_name(name, i, num_shards))
             for i in range(num_shards)]
@@ -279,10 +280,13 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
         f.write(''.join(f'{line}\n' for line in lines))
     for tmp, path in staged.items():
       os.replace(tmp, path)
-  finally:
+  except BaseException:
     for tmp in staged:
       if os.path.exists(tmp):
         os.remove(tmp)
+    if created and not os.listdir(output_dir):
+      os.rmdir(output_dir)  # A failure leaves no trace, not even the directory.
+    raise
   for path in sorted(set(existing) - set(shards)):  # An old set of another shard count.
     os.remove(path)
   return {'written': written, 'shards': shards, 'skipped': skipped}
