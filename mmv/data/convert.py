@@ -17,9 +17,12 @@ frames (`clip/has_video` 0), videos without an audio track records without a wav
 (`clip/has_audio` 0). Labels get ids from the sorted label names, written to
 OUTPUT_DIR/labels.txt; a later split converted into the same directory reuses that map (and
 refuses labels it lacks), so ids agree across splits. Caption words make OUTPUT_DIR/vocab.txt
-(most frequent first) unless one is there. A file that cannot be read is skipped and reported;
-shards are written under temporary names and renamed only when the conversion succeeded.
-The output directory is local.
+(most frequent first) unless one is there. A file that cannot be read, or a CSV row whose
+times are not a clip (not numbers, a negative start, an end not after the start), is skipped
+and reported. Shards, and a new labels.txt or vocab.txt, are written under temporary names and
+renamed only when all are complete; a conversion that writes no clip is an error that changes
+nothing, and existing shards of NAME are replaced only with --overwrite. The progress bar goes
+to a terminal only. The output directory is local.
 
 TensorFlow is imported inside the two functions that make records: the decoding workers are
 spawned and import this module (their __main__), and need only PyAV.
@@ -42,27 +45,54 @@ import tqdm
 from mmv.data import format as fmt
 from mmv.data import media
 
-def _seconds(value, default):
-  return default if value.strip() == '' else float(value)
+
+class ConversionError(ValueError):
+  """A conversion refused before it changed anything in the output directory."""
+
+
+def _seconds(value, default, what):
+  value = value.strip()
+  if not value:
+    return default
+  try:
+    return float(value)
+  except ValueError:
+    raise ValueError(f'{what} {value!r} is not a number of seconds') from None
+
+
+def _csv_spec(row, video_root):
+  """The ClipSpec of one CSV row; ValueError saying why the row cannot be one."""
+  if not 3 <= len(row) <= 5:
+    raise ValueError(f'expected video_path,start,end[,label][,caption], got {len(row)} fields')
+  row = row + [''] * (5 - len(row))
+  start, end = _seconds(row[1], 0.0, 'start'), _seconds(row[2], None, 'end')
+  reason = media.time_error(start, end)
+  if reason:
+    raise ValueError(reason)
+  labels = tuple(l.strip() for l in row[3].split(';') if l.strip())
+  return media.ClipSpec(name=row[0], path=os.path.join(video_root, row[0]), start=start,
+                        end=end, labels=labels,
+                        captions=(row[4].strip(),) if row[4].strip() else ())
 
 
 def read_csv(path, video_root=''):
-  """ClipSpecs of a clip CSV."""
+  """(ClipSpecs of a clip CSV, its rows that are not clips as [(where, reason)]), `where`
+  naming the file, the row (its line) and the row's video path."""
+  specs, rejected, first = [], [], True
   with open(path, newline='') as f:
-    rows = [r for r in csv.reader(f) if r and any(v.strip() for v in r)]
-  if rows and [v.strip() for v in rows[0][:3]] == ['video_path', 'start', 'end']:
-    rows = rows[1:]
-  specs = []
-  for row in rows:
-    if not 3 <= len(row) <= 5:
-      raise ValueError(f'{path}: expected video_path,start,end[,label][,caption], got {row}')
-    row = row + [''] * (5 - len(row))
-    labels = tuple(l.strip() for l in row[3].split(';') if l.strip())
-    specs.append(media.ClipSpec(
-        name=row[0], path=os.path.join(video_root, row[0]), start=_seconds(row[1], 0.0),
-        end=_seconds(row[2], None), labels=labels,
-        captions=(row[4].strip(),) if row[4].strip() else ()))
-  return specs
+    reader = csv.reader(f)
+    for row in reader:
+      if not any(v.strip() for v in row):
+        continue
+      header = first and [v.strip() for v in row[:3]] == ['video_path', 'start', 'end']
+      first = False
+      if header:
+        continue
+      try:
+        specs.append(_csv_spec(row, video_root))
+      except ValueError as e:
+        rejected.append((f'{path} row {reader.line_num} ({row[0]})', str(e)))
+  return specs, rejected
 
 
 def read_narration(path, video_root, *, min_clip_seconds, num_captions):
@@ -87,18 +117,17 @@ def read_narration(path, video_root, *, min_clip_seconds, num_captions):
 
 
 def label_map(specs, path):
-  """Label names in id order: those of `path` if it exists, else the sorted names (written)."""
+  """Label names in id order: those of `path` if it exists, else the sorted names (for the
+  caller to write once the shards are complete)."""
   names = sorted({label for spec in specs for label in spec.labels})
   if os.path.exists(path):
     with open(path) as f:
       existing = [line.rstrip('\n') for line in f if line.strip()]
     unknown = sorted(set(names) - set(existing))
     if unknown:
-      raise ValueError(f'labels {unknown} are not in the label map {path}; convert every '
-                       'split with one map (delete it to build a new one)')
+      raise ConversionError(f'labels {unknown} are not in the label map {path}; convert every '
+                            'split with one map (delete it to build a new one)')
     return existing
-  if names:
-    _write_lines(path, names)
   return names
 
 
@@ -110,10 +139,20 @@ def vocabulary(specs, max_words=65536):
   return sorted(counts, key=lambda w: (-counts[w], w))[:max_words]
 
 
-def _write_lines(path, lines):
-  with open(path + '.tmp', 'w') as f:
-    f.write(''.join(f'{line}\n' for line in lines))
-  os.replace(path + '.tmp', path)
+def _temporary(path):
+  """Where `path` is written before it is complete: the same directory, so that the rename is
+  atomic, and a hidden name, so that no reader's NAME-*-of-* pattern takes it."""
+  directory, base = os.path.split(path)
+  return os.path.join(directory, f'.{base}.tmp')
+
+
+def _shards_of(output_dir, name):
+  """The shard files of `name` in `output_dir`, of any shard count."""
+  if not os.path.isdir(output_dir):
+    return []
+  pattern = re.compile(re.escape(name) + r'-\d{5,}-of-\d{5,}')
+  return sorted(os.path.join(output_dir, f) for f in os.listdir(output_dir)
+                if pattern.fullmatch(f))
 
 
 def make_example(spec, clip, label_ids, *, fps, sample_rate):
@@ -159,46 +198,72 @@ def _clips(specs, num_workers, read):
 
 def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_side=256,
             sample_rate=int(fmt.DEFAULT_SAMPLE_RATE), num_workers=1, jpeg_qscale=3,
-            label_map_path=None, audio=True, progress=True):
+            label_map_path=None, audio=True, progress=True, skipped=(), overwrite=False,
+            allow_empty=True):
   """Writes the clips of `specs` as `output_dir/name-*-of-{num_shards}`; returns a report
   {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'labels': names}.
 
-  audio=False stores no soundtrack for files with frames (see `media.read_clip`).
+  `skipped`: inputs left out before reading (e.g. bad CSV rows), reported first. The label map
+  and vocab.txt, when new, are written with the shards: all or, on any failure, none. See
+  `write_shards` for `overwrite` and `allow_empty`. audio=False stores no soundtrack for files
+  with frames (see `media.read_clip`).
   """
-  os.makedirs(output_dir, exist_ok=True)
-  labels = label_map(specs, label_map_path or os.path.join(output_dir, fmt.LABEL_MAP))
+  if not specs and not allow_empty:  # Before anything, the output directory included.
+    raise _nothing_written(list(skipped))
+  label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
+  labels = label_map(specs, label_map_path)
+  text_files = {}
+  if labels and not os.path.exists(label_map_path):
+    text_files[label_map_path] = labels
   vocab_file = os.path.join(output_dir, 'vocab.txt')
   if any(spec.captions for spec in specs) and not os.path.exists(vocab_file):
-    _write_lines(vocab_file, vocabulary(specs))
+    text_files[vocab_file] = vocabulary(specs)
   read = functools.partial(media.read_clip_or_reason, fps=fps, short_side=short_side,
                            sample_rate=sample_rate, qscale=jpeg_qscale, audio=audio)
   clips = zip(specs, _clips(specs, num_workers, read))
   report = write_shards(clips, output_dir, name=name, num_shards=num_shards, labels=labels,
-                        fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress)
+                        fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress,
+                        skipped=skipped, overwrite=overwrite, allow_empty=allow_empty,
+                        text_files=text_files)
   return {**report, 'labels': labels}
 
 
+def _nothing_written(skipped):
+  reasons = '; '.join(f'{clip}: {reason}' for clip, reason in skipped[:3])
+  more = ', ...' if len(skipped) > 3 else ''
+  found = f'all {len(skipped)} skipped ({reasons}{more})' if skipped else 'none listed'
+  return ConversionError(f'no clip to write: {found}; nothing was changed')
+
+
 def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rate, total=None,
-                 progress=True):
+                 progress=True, skipped=(), overwrite=False, allow_empty=True, text_files=None):
   """Writes `clips`, pairs (ClipSpec, Clip or the reason it could not be read), round-robin
   as `output_dir/name-*-of-{num_shards}`, label ids the positions in `labels`; returns
-  {'written': clips, 'shards': paths, 'skipped': [(name, reason)]}."""
+  {'written': clips, 'shards': paths, 'skipped': [(name, reason)]}.
+
+  Everything, shards and `text_files` ({path: lines}), is written under temporary names and
+  renamed only when all is complete, so a failure leaves the directory as it was. Existing
+  shards of `name` are an error unless `overwrite` (then they are replaced, after the new ones
+  are complete); writing no clip is an error (nothing changed) unless `allow_empty`.
+  """
+  existing = _shards_of(output_dir, name)
+  if existing and not overwrite:
+    raise ConversionError(f'{output_dir} already holds {name} shards ({existing[0]}, ...); '
+                          'pass --overwrite to replace them, or choose another --name')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  created = not os.path.isdir(output_dir)
   os.makedirs(output_dir, exist_ok=True)
   shards = [os.path.join(output_dir, fmt.shard_name(name, i, num_shards))
             for i in range(num_shards)]
-  pattern = os.path.join(glob.escape(output_dir), f'{glob.escape(name)}-*-of-*')
-  stale = sorted(set(glob.glob(pattern)) - set(shards) - {s + '.tmp' for s in shards})
-  if stale:
-    raise FileExistsError(f'{output_dir} holds other {name} shards ({stale[0]}, ...); remove '
-                          'them or choose another --name')
+  text_files = text_files or {}
   label_ids = {label: i for i, label in enumerate(labels)}
-  tmp = [f'{path}.tmp' for path in shards]
-  writers = [tf.io.TFRecordWriter(path) for path in tmp]
-  written, skipped = 0, []
+  written, skipped = 0, list(skipped)
+  staged = {_temporary(path): path for path in shards + list(text_files)}
   try:
-    for spec, clip in tqdm.tqdm(clips, total=total, unit='clip', disable=not progress,
-                                file=sys.stderr):
+    writers = [tf.io.TFRecordWriter(_temporary(path)) for path in shards]
+    # disable=None: a bar on a terminal only, never in a log file.
+    for spec, clip in tqdm.tqdm(clips, total=total, unit='clip',
+                                disable=None if progress else True, file=sys.stderr):
       if isinstance(clip, str):
         skipped.append((spec.name, clip))
         continue
@@ -208,12 +273,22 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
       written += 1
     for writer in writers:
       writer.close()
-    for src, dst in zip(tmp, shards):
-      os.replace(src, dst)
-  finally:
-    for path in tmp:
-      if os.path.exists(path):
-        os.remove(path)
+    if not written and not allow_empty:
+      raise _nothing_written(skipped)
+    for path, lines in text_files.items():
+      with open(_temporary(path), 'w') as f:
+        f.write(''.join(f'{line}\n' for line in lines))
+    for tmp, path in staged.items():
+      os.replace(tmp, path)
+  except BaseException:
+    for tmp in staged:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+    if created and not os.listdir(output_dir):
+      os.rmdir(output_dir)  # A failure leaves no trace, not even the directory.
+    raise
+  for path in sorted(set(existing) - set(shards)):  # An old set of another shard count.
+    os.remove(path)
   return {'written': written, 'shards': shards, 'skipped': skipped}
 
 
@@ -246,6 +321,8 @@ def define_flags():
   flags.DEFINE_float('min_clip_seconds', 4.0, 'Narration: shortest clip around a caption.')
   flags.DEFINE_integer('narration_captions', 8, 'Narration: captions stored per clip (its own '
                        'first).')
+  flags.DEFINE_bool('overwrite', False, 'Replace existing NAME shards (once the new ones are '
+                    'complete); without it they are an error.')
 
 
 def main(argv):
@@ -257,14 +334,19 @@ def main(argv):
   if not f.output_dir:
     raise app.UsageError('--output_dir is required')
   if f.input_csv:
-    specs = read_csv(f.input_csv, f.video_root)
+    specs, rejected = read_csv(f.input_csv, f.video_root)
   else:
-    specs = read_narration(f.narration_json, f.video_root, min_clip_seconds=f.min_clip_seconds,
-                           num_captions=f.narration_captions)
-  report = convert(specs, f.output_dir, name=f.name, num_shards=f.num_shards, fps=f.fps,
-                   short_side=f.short_side, sample_rate=f.sample_rate,
-                   num_workers=f.num_workers, jpeg_qscale=f.jpeg_qscale,
-                   label_map_path=f.label_map)
+    specs, rejected = read_narration(f.narration_json, f.video_root,
+                                     min_clip_seconds=f.min_clip_seconds,
+                                     num_captions=f.narration_captions), []
+  try:
+    report = convert(specs, f.output_dir, name=f.name, num_shards=f.num_shards, fps=f.fps,
+                     short_side=f.short_side, sample_rate=f.sample_rate,
+                     num_workers=f.num_workers, jpeg_qscale=f.jpeg_qscale,
+                     label_map_path=f.label_map, skipped=rejected, overwrite=f.overwrite,
+                     allow_empty=False)
+  except ConversionError as e:
+    sys.exit(f'mmv.data.convert: {e}')  # Status 1, the message without a traceback.
   print(format_report(report, f.output_dir, f.name), flush=True)
 
 

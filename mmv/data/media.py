@@ -41,6 +41,21 @@ class Clip:
   end: float
 
 
+def time_error(start, end):
+  """Why [start, end] seconds (end None: the end of the file) cannot be a clip, or None.
+
+  Checked before decoding: a negative start would be padded with the first frame and silence,
+  a NaN cannot be a frame index, and an inverted range is not "outside the file".
+  """
+  if not math.isfinite(start) or start < 0:
+    return f'start {start} s is not a time in the file (0 s or later)'
+  if end is not None and not math.isfinite(end):
+    return f'end {end} s is not a time in the file'
+  if end is not None and end <= start:
+    return f'end {end} s is not after start {start} s'
+  return None
+
+
 def _video_stream(container):
   """The first video stream that is not a still (an MP3's cover art is a 'video' stream)."""
   for stream in container.streams.video:
@@ -148,6 +163,9 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True):
   audio=False leaves out the soundtrack of files that have frames (a video benchmark needs no
   waveform, which would take more room than the JPEGs); audio-only files keep theirs.
   """
+  reason = time_error(spec.start, spec.end)
+  if reason:
+    raise MediaError(reason)
   if spec.path is None:
     raise MediaError('no such file')
   with av.open(spec.path) as container:

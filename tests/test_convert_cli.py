@@ -1,0 +1,169 @@
+"""The converter's command line with bad input: a conversion that writes nothing, existing
+shards, bad CSV times, a failure half-way; where the progress bar goes."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from mmv.data import convert
+from mmv.data import format as fmt
+from mmv.data import media
+from tests import media_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000)
+FLAGS = ['--fps=10', '--short_side=32', '--sample_rate=16000', '--num_workers=1']
+
+
+@pytest.fixture(scope='module')
+def media_dir(tmp_path_factory):
+  d = tmp_path_factory.mktemp('media')
+  media_files.write_video(str(d / 'talk.mp4'), video_codec='mpeg4', audio_codec='aac')
+  media_files.write_video(str(d / 'street.mp4'), video_codec='mpeg4')
+  return d
+
+
+@pytest.fixture
+def dataset(media_dir, tmp_path):
+  """A good two-clip dataset in two shards, with its labels.txt and vocab.txt."""
+  out = tmp_path / 'out'
+  specs = [_spec(media_dir, 'talk.mp4', 0.0, 1.0, 'dog', 'a dog'),
+           _spec(media_dir, 'street.mp4', 0.5, None, 'cat', 'a cat')]
+  report = convert.convert(specs, str(out), name='train', num_shards=2, progress=False,
+                           **OPTIONS)
+  assert report['written'] == 2
+  return out
+
+
+def _spec(media_dir, name, start, end, label, caption):
+  return media.ClipSpec(name=name, path=str(media_dir / name), start=start, end=end,
+                        labels=(label,), captions=(caption,))
+
+
+def _files(directory):
+  """{name: bytes} of every file, hidden ones (temporary names) included."""
+  return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+
+
+def _run(csv_path, media_dir, out, *extra):
+  return subprocess.run(
+      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={csv_path}',
+       f'--video_root={media_dir}', f'--output_dir={out}', '--name=train', '--num_shards=2',
+       *FLAGS, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _names(out, name):
+  return [tf.train.SequenceExample.FromString(r).context.feature[fmt.FILENAME].bytes_list.value[0]
+          for path in sorted(tf.io.gfile.glob(os.path.join(str(out), f'{name}-*-of-*')))
+          for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+
+
+@pytest.mark.parametrize('content', ['', 'video_path,start,end,label\n', 'gone.mp4,0,1,dog\n'
+                                     'lost.mp4,0,1,cat,a lost cat\n'],
+                         ids=['empty', 'header_only', 'all_missing'])
+def test_a_conversion_that_writes_no_clip_fails_and_changes_nothing(
+    content, dataset, media_dir, tmp_path):
+  before = _files(dataset)
+  (tmp_path / 'new.csv').write_text(content)
+  # Even with --overwrite: nothing written, nothing replaced.
+  result = _run(tmp_path / 'new.csv', media_dir, dataset, '--overwrite')
+  assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+  assert 'no clip to write' in result.stderr and 'nothing was changed' in result.stderr
+  assert 'Traceback' not in result.stderr
+  if 'gone' in content:
+    assert 'gone.mp4: FileNotFoundError' in result.stderr
+  assert _files(dataset) == before
+  # Into a new directory: no shards, no labels.txt, no vocab.txt.
+  fresh = tmp_path / 'fresh'
+  assert _run(tmp_path / 'new.csv', media_dir, fresh).returncode == 1
+  assert not fresh.exists()
+
+
+def test_existing_shards_are_replaced_only_with_overwrite(dataset, media_dir, tmp_path):
+  before = _files(dataset)
+  # Half the files missing: without --overwrite, refused before reading anything.
+  (tmp_path / 'half.csv').write_text('talk.mp4,0,1,dog\ngone.mp4,0,1,cat\n')
+  result = _run(tmp_path / 'half.csv', media_dir, dataset)
+  assert result.returncode == 1 and 'already holds train shards' in result.stderr
+  assert '--overwrite' in result.stderr and 'Traceback' not in result.stderr
+  assert _files(dataset) == before
+  # Another shard count is the same dataset: refused too.
+  specs, _ = convert.read_csv(str(tmp_path / 'half.csv'), str(media_dir))
+  with pytest.raises(convert.ConversionError, match='already holds train shards'):
+    convert.convert(specs, str(dataset), name='train', num_shards=3, progress=False, **OPTIONS)
+  assert _files(dataset) == before
+  # With overwrite: the new set, of another shard count, replaces the old one entirely.
+  report = convert.convert(specs, str(dataset), name='train', num_shards=3, progress=False,
+                           overwrite=True, **OPTIONS)
+  assert report['written'] == 1
+  assert sorted(os.listdir(dataset)) == ['labels.txt', 'train-00000-of-00003',
+                                         'train-00001-of-00003', 'train-00002-of-00003',
+                                         'vocab.txt']
+  assert _names(dataset, 'train') == [b'talk.mp4']
+
+
+def test_a_failure_half_way_leaves_the_old_dataset(dataset, media_dir, tmp_path, monkeypatch):
+  before = _files(dataset)
+  specs = [_spec(media_dir, 'talk.mp4', 0.0, 1.0, 'bird', 'a bird'),
+           _spec(media_dir, 'street.mp4', 0.0, 1.0, 'bird', 'a bird')]
+  calls = []
+  make_example = convert.make_example
+
+  def failing(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      raise OSError('disk full')
+    return make_example(*args, **kwargs)
+
+  monkeypatch.setattr(convert, 'make_example', failing)
+  os.remove(dataset / 'labels.txt')  # So that the conversion would write a new map.
+  del before['labels.txt']
+  with pytest.raises(OSError, match='disk full'):
+    convert.convert(specs, str(dataset), name='train', num_shards=2, progress=False,
+                    overwrite=True, **OPTIONS)
+  assert len(calls) == 2 and _files(dataset) == before  # No temporary file left either.
+
+
+def test_bad_times_are_skipped_and_reported_by_row(dataset, media_dir, tmp_path):
+  (tmp_path / 'times.csv').write_text(
+      'video_path,start,end,label,caption\n'
+      'talk.mp4,-2,1,dog,before the start\n'
+      'talk.mp4,0,nan,dog,not a time\n'
+      'talk.mp4,abc,1,dog,not a number\n'
+      'talk.mp4,1.2,0.4,dog,inverted\n'
+      'talk.mp4,0.2,1.0,cat,a good one\n'
+      'gone.mp4,0,1,cat,a missing one\n'
+      'talk.mp4,5,6,cat,after the end\n')
+  result = _run(tmp_path / 'times.csv', media_dir, dataset, '--overwrite')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'wrote 1 clips to 2 shards' in result.stdout and 'skipped 6:' in result.stdout
+  csv_path = tmp_path / 'times.csv'
+  for row, reason in [(2, 'start -2.0 s is not a time in the file (0 s or later)'),
+                      (3, 'end nan s is not a time in the file'),
+                      (4, "start 'abc' is not a number of seconds"),
+                      (5, 'end 0.4 s is not after start 1.2 s')]:
+    assert f'  {csv_path} row {row} (talk.mp4): {reason}\n' in result.stdout
+  assert 'gone.mp4: FileNotFoundError' in result.stdout
+  assert result.stdout.count('outside the file') == 1  # Only the clip after the file's end.
+  assert _names(dataset, 'train') == [b'talk.mp4']
+  # Written with the shards: labels.txt and vocab.txt of the first conversion are kept.
+  assert (dataset / 'labels.txt').read_text() == 'cat\ndog\n'
+  # stderr is a pipe here, as a log file would be: no progress bar in it.
+  assert 'clip/s' not in result.stderr and '100%' not in result.stderr
+
+
+def test_the_progress_bar_goes_to_a_terminal_only(media_dir, tmp_path, monkeypatch):
+  class Terminal(io.StringIO):
+
+    def isatty(self):
+      return True
+
+  specs = [_spec(media_dir, 'talk.mp4', 0.0, 0.5, 'dog', 'a dog')]
+  for stream, shows in ((Terminal(), True), (io.StringIO(), False)):
+    monkeypatch.setattr(sys, 'stderr', stream)
+    convert.convert(specs, str(tmp_path / str(shows)), name='train', num_shards=1, **OPTIONS)
+    assert ('1/1' in stream.getvalue()) == shows, stream.getvalue()
