@@ -62,15 +62,11 @@ def _reason(error):
 
 
 def existing_steps(directory):
-  """Steps of the complete checkpoints in `directory`; [] where it does not exist (nothing is
-  created)."""
+  """Steps of the complete (finalized) checkpoints in `directory`; [] where it does not exist.
+  Reads the directory listing only: nothing is created, no manager is started."""
   if not os.path.isdir(directory):
     return []
-  checkpointer = Checkpointer(directory, read_only=True)
-  try:
-    return sorted(int(s) for s in checkpointer.all_steps())
-  finally:
-    checkpointer.close()
+  return sorted(ocp.path.step.checkpoint_steps(directory))
 
 
 def check_signature(saved, expected, where):
