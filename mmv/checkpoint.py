@@ -11,6 +11,7 @@ resumes from the newest checkpoint that restores, moving the damaged one to
 directories as steps, so it no longer counts and the step can be saved again).
 """
 
+import glob
 import os
 import time
 
@@ -18,6 +19,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 
 
 def variable_signature(variables):
@@ -57,8 +59,9 @@ def _reason(error):
   """The innermost message of `error`'s chain, without tensorstore's spec dump: one line."""
   while error.__cause__ is not None or error.__context__ is not None:
     error = error.__cause__ or error.__context__
-  text = ' '.join(str(error).split()) or type(error).__name__
-  return text.split(' [tensorstore_spec')[0][:300]
+  text = (' '.join(str(error).split()) or type(error).__name__).split(' [tensorstore_spec')[0]
+  # Tensorstore nests contexts outside in: the status code leads, the cause comes last.
+  return text if len(text) <= 300 else f'{text[:60]} ... {text[-220:]}'
 
 
 def existing_steps(directory):
@@ -122,8 +125,21 @@ class Checkpointer:
     check_signature(meta.meta['signature'], signature, f'{self.directory}/{step}')
     return step, meta.meta
 
+  def _check_manifest(self, step):
+    """Reads the OCDBT manifest of the `state` item alone: a damaged one made orbax's restore
+    fail in every concurrent array read, each printing an 'Event loop is closed' traceback
+    after the first error. Missing (while data files exist) or undecodable is damage."""
+    state = os.path.join(self.step_directory(step), 'state')
+    if not glob.glob(os.path.join(state, 'ocdbt.process_*')):
+      return  # Not the OCDBT layout: orbax's restore checks it.
+    kvstore = ts.KvStore.open({'driver': 'ocdbt', 'base': f'file://{state}/'}).result()
+    if not kvstore.list().result():
+      raise FileNotFoundError(f'{state}/manifest.ocdbt lists no arrays (missing or empty)')
+
   def _read(self, step, args):
     try:
+      if 'state' in args:
+        self._check_manifest(step)
       return self._manager.restore(step, args=args)
     except Exception as e:  # pylint: disable=broad-except  (tensorstore raises bare Exception)
       if not _is_damage(e):
