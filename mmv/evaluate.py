@@ -186,7 +186,9 @@ def abstract_variables(config, model, mesh):
 def restore(config, workdir, step=None):
   """(model, variables, mesh) of checkpoint `step` (latest by default) in `workdir`, and the
   step. Only the model's variables are read (no optimiser state), onto the shardings of
-  `config.mesh` (which need not be the training run's); the model computes in `eval.dtype`."""
+  `config.mesh` (which need not be the training run's); the model computes in `eval.dtype`.
+  A damaged checkpoint raises `ckpt_lib.DamagedCheckpointError` naming it and the other steps;
+  nothing is moved (the evaluation only reads the run's directory)."""
   config = model_config(config)
   mesh = shard_lib.make_mesh(config.mesh)
   model = train_lib.create_model(config)
@@ -529,14 +531,7 @@ def publish(record, out_dir, writer, name):
 
 def checkpoint_steps(workdir):
   """Steps of the complete checkpoints in `workdir` (none while it has no checkpoints/)."""
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    return []
-  checkpointer = ckpt_lib.Checkpointer(directory, read_only=True)
-  try:
-    return sorted(int(s) for s in checkpointer.all_steps())
-  finally:
-    checkpointer.close()
+  return ckpt_lib.existing_steps(os.path.join(workdir, 'checkpoints'))
 
 
 def watch(evaluate, final_step, workdir, done, *, poll_seconds, timeout=0.0,
@@ -631,6 +626,8 @@ def main(argv):
             timeout=_WATCH_TIMEOUT.value)
     else:
       evaluate(latest_step(workdir) if _STEP.value is None else _STEP.value)
+  except ckpt_lib.DamagedCheckpointError as e:
+    raise SystemExit(f'error: {e}; pass --step to evaluate another') from None
   finally:
     writer.close()
   if _OUTPUT.value:

@@ -453,7 +453,8 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
 
 
 def train(config, workdir, *, input_fn=input_batches):
-  """Trains (resuming from the latest checkpoint in `workdir/checkpoints` if any).
+  """Trains (resuming from the newest intact checkpoint in `workdir/checkpoints` if any; a
+  damaged newer one is moved to `checkpoints/damaged/`).
 
   On SIGTERM it saves a checkpoint at the next step boundary (the same step on every process)
   and returns with `preempted` set. `input_fn(config, mesh, data_state)` gives the global
@@ -476,8 +477,9 @@ def _train(config, workdir, input_fn, watcher):
   abstract = abstract_train_state(config, model, tx, mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
-  if checkpointer.latest_step() is not None:
-    state, meta = checkpointer.restore(abstract, signature=signature)
+  restored = checkpointer.restore_newest_intact(abstract, signature=signature)
+  if restored is not None:
+    state, meta = restored
     data_state = meta.get('data')
     print(f'resumed from step {int(state.step)} in {checkpointer.directory}', flush=True)
   else:

@@ -18,6 +18,7 @@ from configs import mmv_s3d
 from configs import mmv_tsm_resnet50
 from configs import mmv_tsm_resnet50x2
 from mmv import benchmarks
+from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
 from mmv import train
 from mmv.data import synthetic
@@ -350,3 +351,72 @@ def test_numpy_data_in_plain_containers_loads(tmp_path):
     np.testing.assert_array_equal(loaded['params']['m']['w'], tree['params']['m']['w'])
     assert loaded['state']['m/~/mean_ema']['counter'] == 3
     assert loaded['extra'][:3] == [1, 2.5, 'text']
+
+
+def _not_pickles(tmp_path):
+  """Files a user might pass by mistake: random bytes, a text file, a zip archive (an .npz)."""
+  files = {'random.pkl': np.random.default_rng(0).bytes(4096),
+           'notes.txt': b'params: see the release page\n'}
+  for name, content in files.items():
+    (tmp_path / name).write_bytes(content)
+  np.savez(tmp_path / 'weights.npz', w=np.zeros(3))
+  return [tmp_path / n for n in (*files, 'weights.npz')]
+
+
+def test_a_file_that_is_not_a_pickle_is_named_in_one_line(tmp_path):
+  for path in _not_pickles(tmp_path):
+    with pytest.raises(safe_pickle.NotAPickleError) as raised:
+      safe_pickle.load(str(path))
+    message = str(raised.value)
+    assert message.startswith(f'{path} is not a pickle: ') and '\n' not in message, message
+  with pytest.raises(safe_pickle.NotAPickleError, match='a zip archive'):
+    safe_pickle.load(str(tmp_path / 'weights.npz'))
+  # Cut short, a real pickle is no pickle either; a pickle that would run code is still refused
+  # as such, not taken for garbage.
+  cut = tmp_path / 'cut.pkl'
+  cut.write_bytes(pickle.dumps({'params': np.zeros(100)})[:50])
+  with pytest.raises(safe_pickle.NotAPickleError, match='cut.pkl'):
+    safe_pickle.load(str(cut))
+  marker = tmp_path / 'ran'
+  evil = tmp_path / 'evil.pkl'
+  evil.write_bytes(pickle.dumps({'state': _RunsCode(marker)}))
+  with pytest.raises(safe_pickle.UnsafePickleError):
+    safe_pickle.load(str(evil))
+  assert not marker.exists()
+
+
+def _import_cli(path, out_dir):
+  return subprocess.run(
+      [sys.executable, '-m', 'mmv.tools.import_deepmind', str(path), str(out_dir),
+       '--config', 'configs/mmv_s3d.py:runlocal'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _error_lines(stderr):
+  return [l for l in stderr.splitlines() if l.strip() and not l.startswith(('WARNING', 'I0000',
+                                                                            'W0000'))]
+
+
+def test_the_cli_names_a_file_that_is_not_a_pickle_in_one_line(tmp_path):
+  path = _not_pickles(tmp_path)[-1]
+  result = _import_cli(path, tmp_path / 'out')
+  assert result.returncode == 1
+  assert _error_lines(result.stderr) == [f'error: {path} is not a pickle: a zip archive (an .npz '
+                                         'or a PyTorch file?)'], result.stderr[-3000:]
+  assert not (tmp_path / 'out').exists()  # Nothing written.
+
+
+def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(tmp_path):
+  out_dir = tmp_path / 'run'
+  checkpointer = ckpt_lib.Checkpointer(str(out_dir / 'checkpoints'))
+  checkpointer.save(4, {'x': np.zeros(2, np.float32)}, signature={})
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  before = sorted(p.relative_to(out_dir) for p in out_dir.rglob('*'))
+  # The input is not even a pickle: the output directory is checked first.
+  result = _import_cli(_not_pickles(tmp_path)[0], out_dir)
+  assert result.returncode == 1
+  assert _error_lines(result.stderr) == [
+      f'error: {out_dir / "checkpoints"} already holds checkpoints (steps [4]); give another '
+      'OUT_DIR'], result.stderr[-3000:]
+  assert sorted(p.relative_to(out_dir) for p in out_dir.rglob('*')) == before

@@ -112,6 +112,11 @@ def _consumed(collection, module, name, used, layout):
 
 def import_release(path, config, out_dir):
   """Converts the release at `path` for `config` into step 0 of `out_dir`/checkpoints."""
+  # Checked before the minute of loading and converting; nothing is created yet.
+  directory = os.path.join(out_dir, 'checkpoints')
+  if steps := ckpt_lib.existing_steps(directory):
+    raise FileExistsError(f'{os.path.abspath(directory)} already holds checkpoints (steps '
+                          f'{steps}); give another OUT_DIR')
   check_model_config(config.model)
   params, state = load_release(path)
   model = train_lib.create_model(config)
@@ -126,9 +131,7 @@ def import_release(path, config, out_dir):
       step=np.zeros((), np.int32), params=variables['params'],
       batch_stats=variables['batch_stats'],
       opt_state=jax.device_get(jax.jit(tx.init)(variables['params'])))
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(out_dir, 'checkpoints'))
-  if checkpointer.latest_step() is not None:
-    raise FileExistsError(f'{checkpointer.directory} already holds checkpoints')
+  checkpointer = ckpt_lib.Checkpointer(directory)
   checkpointer.save(0, train_state, signature=ckpt_lib.variable_signature(variables),
                     extra={'imported_from': os.path.abspath(path)})
   checkpointer.wait_until_finished()

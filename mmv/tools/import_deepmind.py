@@ -13,7 +13,9 @@ the error lists what differs. The text embedding matrix is copied row by row, so
 vocabulary must list the released vocabulary in its id order (`len(vocab) + 2` rows).
 
 The pickle is read by an allow-list unpickler: numpy arrays in plain containers only, anything
-else is refused before it can run. The result is step 0 of OUT_DIR/checkpoints.
+else is refused before it can run; a file that is not a pickle is named in one line. The result is
+step 0 of OUT_DIR/checkpoints; an OUT_DIR that already holds checkpoints is refused first,
+before the conversion.
 """
 
 import os
@@ -25,6 +27,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from mmv.tools import deepmind_checkpoint
+from mmv.tools import safe_pickle
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config of the target model.',
                                           lock_config=True)
@@ -37,7 +40,10 @@ def main(argv):
                          'CONFIG')
   tf.config.set_visible_devices([], 'GPU')
   logging.set_verbosity(logging.WARNING)
-  counts = deepmind_checkpoint.import_release(argv[1], _CONFIG.value, argv[2])
+  try:
+    counts = deepmind_checkpoint.import_release(argv[1], _CONFIG.value, argv[2])
+  except (FileExistsError, safe_pickle.NotAPickleError) as e:
+    raise SystemExit(f'error: {e}') from None
   print(f'imported {counts["params"]} parameters and {counts["batch_stats"]} BN statistics '
         f'into {os.path.join(argv[2], "checkpoints", "0")}')
 

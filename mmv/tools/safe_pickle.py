@@ -4,18 +4,33 @@ A pickle names the functions that rebuild its objects and `pickle.load` calls th
 can run anything (`os.system`, ...). This unpickler resolves only an allow-list: what numpy
 needs to rebuild arrays, dtypes and scalars, and `OrderedDict`; dicts, lists, tuples, strings and
 numbers need no lookup. Any other name is refused before anything is called, with an error
-naming it. Object arrays are refused too: their items would not be weights.
+naming it. Object arrays are refused too: their items would not be weights. A file that is not
+a pickle at all (a text file, a zip archive such as an .npz, random bytes) raises
+`NotAPickleError`, one line.
 """
 
 import collections
 import importlib
 import pickle
+import zipfile
 
 import numpy as np
 
 
 class UnsafePickleError(pickle.UnpicklingError):
   """The pickle refers to something outside the allow-list."""
+
+
+class NotAPickleError(pickle.UnpicklingError):
+  """The file is not a pickle (or is cut short)."""
+
+
+# What unpickling bytes that are not a pickle raises (besides UnpicklingError): a bad protocol
+# number or string (ValueError, UnicodeDecodeError), a length field read from garbage
+# (OverflowError, MemoryError), an opcode without its operands (EOFError, IndexError, KeyError,
+# TypeError, AttributeError).
+_NOT_A_PICKLE = (pickle.UnpicklingError, EOFError, ValueError, OverflowError, MemoryError,
+                 IndexError, KeyError, TypeError, AttributeError)
 
 
 def _numpy_private(module, name):
@@ -77,6 +92,13 @@ def _check_leaves(tree, where='checkpoint'):
 def load(path):
   """The unpickled contents of `path`, refusing anything but numpy data in plain containers."""
   with open(path, 'rb') as f:
-    tree = _AllowListUnpickler(f).load()
+    try:
+      tree = _AllowListUnpickler(f).load()
+    except UnsafePickleError:
+      raise
+    except _NOT_A_PICKLE as e:
+      what = ('a zip archive (an .npz or a PyTorch file?)' if zipfile.is_zipfile(path)
+              else ' '.join(str(e).split())[:200] or type(e).__name__)
+      raise NotAPickleError(f'{path} is not a pickle: {what}') from None
   _check_leaves(tree)
   return tree
