@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     'scikit-learn==1.9.1',
     'tensorboardX==2.6.5',
     'tensorflow-cpu==2.21.0',
+    'tensorstore==0.1.86',  # Orbax's storage; mmv.checkpoint reads its errors and manifests.
     'tqdm==4.70.1',
 ]
 
