@@ -53,9 +53,11 @@ def _first_batch(config):
   next(batches)
 
 
-@pytest.mark.parametrize('content', ['empty', 'garbage'])
+@pytest.mark.parametrize('content', ['empty', 'garbage', 'not_examples'])
 def test_training_input_without_an_example_is_an_error_not_a_hang(config, tmp_path, content):
-  paths = dmvr.write_shards(str(tmp_path), 'train', [], 2)
+  # 'not_examples': intact TFRecord files of 3 records each that are not SequenceExamples.
+  junk = [b'not a SequenceExample'] * 6 if content == 'not_examples' else []
+  paths = dmvr.write_shards(str(tmp_path), 'train', junk, 2)
   if content == 'garbage':
     for i, path in enumerate(paths):
       _garbage(path, 1000, seed=i)
@@ -65,7 +67,7 @@ def test_training_input_without_an_example_is_an_error_not_a_hang(config, tmp_pa
   assert isinstance(error, stream.NoExampleError), error
   message = str(error)
   assert all(p in message for p in paths)
-  assert '0 records read' in message
+  assert f'{len(junk)} records read' in message
   if content == 'garbage':  # Nothing of either shard could be read: both tails are named.
     for p in paths:
       assert f'{p}: unreadable from record 0 (byte 0 of 1000)' in message

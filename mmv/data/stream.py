@@ -194,9 +194,9 @@ def _require_an_example(c, name, files, *, seed, tokenizer):
   tails = '; '.join(contents.tails[:4]) + ('; ...' if len(contents.tails) > 4 else '')
   raise NoExampleError(
       f'training source {name!r}: no record of {shown} makes an example, so training would wait '
-      f'forever: {contents.records} records read, all skipped (failed to decode)'
-      + (f', and {len(contents.tails)} shards unreadable ({tails})' if contents.tails else '')
-      + '; set data.strict to see why a record fails')
+      f'forever: {contents.records} records read'
+      + (' (each failed to decode: set data.strict to see why)' if contents.records else '')
+      + (f', {len(contents.tails)} shards unreadable ({tails})' if contents.tails else ''))
 
 
 def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state=None):
