@@ -184,11 +184,15 @@ def _options(ds, prefetch):
 
 def _require_an_example(c, name, files, *, seed, tokenizer):
   """Raises `NoExampleError` unless a record of `files` makes an example: one pass in file order
-  up to the first example (at once on readable data), or to the end."""
-  ds = pipeline.source_dataset(c, files, batch_size=1, train=False, augment=True, seed=seed,
-                               tokenizer=tokenizer)
-  if next(iter(ds.take(1)), None) is not None:
-    return
+  up to the first example (at once on readable data), or to the end. Eagerly, record by
+  record: a tf.data pipeline would cost seconds of tracing for one example."""
+  make_example = pipeline.make_example_fn(c, tokenizer, train=True, seed=seed)
+  for element in records.record_stream(files, train=False):
+    try:
+      make_example(element)
+      return
+    except tf.errors.OpError:
+      continue
   contents = records.read_contents(files)
   shown = ', '.join(files[:4]) + (f', ... ({len(files)} shards)' if len(files) > 4 else '')
   tails = '; '.join(contents.tails[:4]) + ('; ...' if len(contents.tails) > 4 else '')
