@@ -56,6 +56,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
 from mmv import train as train_lib
 from mmv.data import pipeline
+from mmv.data import records
 from mmv.data import text as text_ops
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import jax_linear
@@ -384,7 +385,8 @@ class SplitEvaluation:
     self.checkpoint = checkpoint
     self.cache_dir = cache_dir
     self.progress = progress
-    self.counts = {}  # role → {'read', 'skipped'}.
+    self.counts = {}  # role → {'listed', 'read', 'skipped'}.
+    self.unreadable = {}  # 'train' | 'test' → the unreadable shard tails, where videos were lost.
     self._linear_test = None
 
   def _embed_fn(self, with_text):
@@ -402,9 +404,21 @@ class SplitEvaluation:
         augment_seed=augment_seed,
         batch_size=self.config.eval.batch_size,
         progress=f'{self.bench.name} {self.prepared.split} {role}' if self.progress else None)
-    self.counts[role] = {'read': int(len(arrays['label'])), 'skipped': skipped}
-    self._say(role, f'features from the cache ({len(arrays["label"])} videos)' if cached else
-              f'features computed ({len(arrays["label"])} videos, {skipped} skipped)')
+    # Listed: what the benchmark's split lists (converted or not); read: what reaches the
+    # metrics. The difference is every video lost, whether at conversion, as a record that
+    # fails to decode, or in an unreadable shard tail whose records cannot be counted.
+    listed = {s.split: s for s in (self.prepared.train, self.prepared.test) if s}[split].num_listed
+    read = int(len(arrays['label']))
+    if read > listed:
+      raise ValueError(f'{self.bench.name} split {self.prepared.split}: {read} videos read from '
+                       f'{data.data_dir}/{split}-* but the split lists {listed}: these are not '
+                       'the shards it was prepared into')
+    self.counts[role] = {'listed': listed, 'read': read, 'skipped': listed - read}
+    if read < listed and split not in self.unreadable:
+      self.unreadable[split] = list(records.read_contents(
+          records.split_files(data.data_dir, split)).tails)
+    self._say(role, f'features from the cache ({read} of {listed} videos)' if cached else
+              f'features computed ({read} of {listed} videos; {skipped} records failed)')
     if not len(arrays['label']):
       raise ValueError(f'{self.bench.name} split {self.prepared.split}: no video of '
                        f'{data.data_dir}/{split}-* could be read ({skipped} skipped)')
@@ -490,16 +504,20 @@ def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_featur
   cache_dir = (os.path.join(workdir, 'eval', bench.name, 'features', f'step_{step}')
                if cache_features else None)
   key = feature_key(config, bench, workdir, step)
-  per_split, read, skipped = {}, {}, {}
+  per_split, counts, unreadable = {}, {'listed': {}, 'read': {}, 'skipped': {}}, {}
   for split, prepared in prepared_splits.items():
     evaluation = SplitEvaluation(config, bench, prepared, step, checkpoint, cache_dir, progress,
                                  key)
     per_split[split] = evaluation.run()
-    read[split] = {k: v['read'] for k, v in evaluation.counts.items()}
-    skipped[split] = {k: v['skipped'] for k, v in evaluation.counts.items()}
+    for what, per_role in counts.items():
+      per_role[split] = {k: v[what] for k, v in evaluation.counts.items()}
+    if any(evaluation.unreadable.values()):
+      unreadable[split] = {k: v for k, v in evaluation.unreadable.items() if v}
   settings = protocol_settings(config, bench, list(prepared_splits))
-  settings.update(videos_read=read, videos_skipped=skipped,
-                  prepared={s: p.summary() for s, p in prepared_splits.items()})
+  settings.update({f'videos_{what}': v for what, v in counts.items()})
+  if unreadable:
+    settings['unreadable_shards'] = unreadable
+  settings['prepared'] = {s: p.summary() for s, p in prepared_splits.items()}
   return report.make_record(bench.name, step, config.model.video_backbone, settings, per_split)
 
 

@@ -110,19 +110,30 @@ def _bad_dataset(config, out_dir, split='test'):
   return paths
 
 
+def _tail_of_bad_dataset(config, paths):
+  """How `_bad_dataset`'s truncated shard is named: read intact up to its third record, whose
+  offset is the two records before it, each framed by TFRecord's 16 bytes."""
+  good = [e.SerializeToString() for e in _synthetic(config.data.data_dir, 'test', 5)]
+  offset = sum(len(r) + 16 for r in good[2:4])
+  return f'{paths[1]}: unreadable from record 2 (byte {offset} of {os.path.getsize(paths[1])})'
+
+
 def test_bad_records_are_skipped_and_counted(config, tmp_path):
-  _bad_dataset(config, str(tmp_path), 'train')
-  _bad_dataset(config, str(tmp_path))
+  train_tail = _tail_of_bad_dataset(config, _bad_dataset(config, str(tmp_path), 'train'))
+  tail = _tail_of_bad_dataset(config, _bad_dataset(config, str(tmp_path)))
   config.data.data_dir = str(tmp_path)
   s = stream.eval_stream(config.data, 'test', batch_size=8)
   batches = list(s)
   assert len(batches) == 1 and batches[0]['mask'].sum() == 4  # Nothing else was readable.
-  assert s.skipped == 4  # Three records, and the rest of the truncated shard.
-  # Training goes on through them too.
+  # Three records failed to decode; the truncated shard's tail, of unknown length, apart.
+  assert (s.skipped, s.unreadable) == (3, 1)
+  assert list(s.tails) == [tail]
+  # Training goes on through them too, and meets them again each pass (4 examples a pass).
   train = stream.train_stream(config.data, batch_size=4, seed=0)
   for _ in range(3):
     assert next(train)['frames'].shape[0] == 4
-  assert train.state()['skipped'] >= 4
+  assert train.state()['skipped'] >= 3 * 2 and train.state()['unreadable'] >= 2
+  assert list(train.tails) == [train_tail]
 
 
 def test_strict_reading_names_the_file_and_record(config, tmp_path):

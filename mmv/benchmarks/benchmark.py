@@ -73,8 +73,8 @@ class Shards:
   """One side (train or test) of a prepared split.
 
   `split` is the name the pipeline reads (`data_dir/split-*-of-*`); `num_clips` records were
-  written; `skipped` lists (clip name, reason) for clips that could not be read (a video
-  missing from disk, an unreadable file).
+  written; `skipped` lists (clip name, reason) for clips that could not be converted (a video
+  missing from disk, an unreadable file). The split lists both: `num_listed`.
   """
   split: str
   pattern: str
@@ -85,6 +85,10 @@ class Shards:
   @property
   def num_skipped(self):
     return len(self.skipped)
+
+  @property
+  def num_listed(self):
+    return self.num_clips + self.num_skipped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +109,13 @@ class Prepared:
   fps: float
 
   def summary(self):
-    """The counts an evaluation records, JSON-serialisable."""
+    """The counts of the conversion, JSON-serialisable: per side the clips the split lists,
+    those written and those not (what evaluation then reads is in its record's videos_*)."""
     out = {'benchmark': self.benchmark, 'split': self.split, 'source': self.source,
            'data_dir': self.data_dir, 'num_classes': len(self.class_names)}
     for side in (self.train, self.test):
       if side is not None:
+        out[f'{side.split}_listed'] = side.num_listed
         out[f'{side.split}_clips'] = side.num_clips
         out[f'{side.split}_skipped'] = side.num_skipped
     return out

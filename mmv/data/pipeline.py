@@ -43,7 +43,9 @@ from mmv.data import video as video_ops
 
 MODALITIES = ('video', 'audio', 'text')
 AUDIO_FORMATS = ('log_mel', 'waveform')
-BOOKKEEPING = ('_epoch', '_index', '_seq')  # Per example, removed by `mmv.data.stream`.
+# Per example, removed by `mmv.data.stream`: the record's position and its stream element number,
+# and the unreadable shard tails met so far (`mmv.data.records`).
+BOOKKEEPING = ('_epoch', '_index', '_seq', '_tails', '_last_tail')
 
 
 def vocab_path(c):
@@ -220,7 +222,8 @@ def make_example_fn(c, tokenizer, *, train, seed):
     if c.with_names:
       out['filename'] = tf.fill([clips], _first(raw[fmt.FILENAME]))
       out['label_name'] = tf.fill([clips], _first(raw[fmt.LABEL_TEXT]))
-    out.update(_epoch=element['epoch'], _index=element['index'], _seq=element['seq'])
+    out.update(_epoch=element['epoch'], _index=element['index'], _seq=element['seq'],
+               _tails=element['tails'], _last_tail=element['last_tail'])
     return out
 
   # No Python control flow depends on tensors here: tracing without AutoGraph is faster.

@@ -10,8 +10,14 @@ order.
 A shard that ends early (a truncated file, or a record failing its CRC, after which TFRecord
 cannot resynchronise) is read up to the damage; the stream then emits one element marked
 `damaged` that names the file, and goes on with the next file. The reader turns it into a
-skipped example, or an error when strict.
+skipped example, or an error when strict. How many records the unreadable tail held cannot be
+known (the lengths that would tell are in the damaged bytes), so a tail is not counted as
+records: it is `tail`, 'FILE: unreadable from record N (byte B of S)', and every element
+carries `tails`, the number of damaged markers met so far, with `last_tail`, the latest one's
+description, so that the reader tells a lost tail from a record that failed to decode.
 """
+
+import dataclasses
 
 import os
 
@@ -49,8 +55,12 @@ def _file_records(path, size):
     length = tf.strings.length(record, unit='BYTE')
     size_after = consumed + tf.where(is_end, tf.constant(0, tf.int64),
                                     tf.cast(length, tf.int64) + _RECORD_OVERHEAD)
-    out = {'file': path, 'record_number': count, 'record': record,
-           'damaged': tf.logical_and(is_end, tf.not_equal(consumed, size))}
+    damaged = tf.logical_and(is_end, tf.not_equal(consumed, size))
+    tail = tf.strings.join([path, ': unreadable from record ', tf.strings.as_string(count),
+                            ' (byte ', tf.strings.as_string(consumed), ' of ',
+                            tf.strings.as_string(size), ')'])
+    out = {'file': path, 'record_number': count, 'record': record, 'damaged': damaged,
+           'tail': tf.where(damaged, tail, '')}
     return (size_after, count + tf.cast(tf.logical_not(is_end), tf.int64)), (is_end, out)
 
   ds = ds.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), account)
@@ -60,10 +70,13 @@ def _file_records(path, size):
 
 
 def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
-  """Elements {file, record_number, record, damaged, epoch, index, seq} from `files`.
+  """Elements {file, record_number, record, damaged, tail, epoch, index, seq, tails,
+  last_tail} from `files`.
 
   `epoch` and `index` are the position; `seq` counts the elements of this stream from 0
-  (after `start`), so a gap in `seq` downstream means examples were dropped.
+  (after `start`), so a gap in `seq` downstream means examples were dropped; `tails` counts the
+  damaged markers among this stream's elements up to this one, and `last_tail` describes the
+  latest, so that the gap's unreadable tails are told from its failed records.
   """
   sizes = [tf.io.gfile.stat(f).length for f in files]
   files_t = tf.constant(files)
@@ -84,10 +97,36 @@ def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
 
   epochs = (tf.data.Dataset.counter(start[0]) if train else tf.data.Dataset.range(1))
   ds = epochs.flat_map(epoch).skip(start[1])
-  return ds.enumerate().map(lambda s, x: {**x, 'seq': s})
+
+  def number(state, x):
+    seq, tails, last_tail = state
+    tails += tf.cast(x['damaged'], tf.int64)
+    last_tail = tf.where(x['damaged'], x['tail'], last_tail)
+    return (seq + 1, tails, last_tail), {**x, 'seq': seq, 'tails': tails, 'last_tail': last_tail}
+
+  zero = tf.constant(0, tf.int64)
+  return ds.scan((zero, zero, tf.constant('')), number)
 
 
-def count_records(files):
-  """Elements the evaluation stream of `files` yields (records, plus damaged-file markers)."""
-  ds = record_stream(files, train=False)
-  return int(ds.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+@dataclasses.dataclass(frozen=True)
+class Contents:
+  """What one pass over some files reads: `elements` of the evaluation stream (records and
+  damaged markers), `records` read intact, and the unreadable `tails` ('FILE: unreadable from
+  record N (byte B of S)'), in file order."""
+  elements: int
+  records: int
+  tails: tuple
+
+
+def read_contents(files):
+  """The `Contents` of `files`: reads every byte once, parses nothing."""
+
+  def add(state, x):
+    records, tails = state
+    return (records + tf.cast(tf.logical_not(x['damaged']), tf.int64),
+            tf.where(x['damaged'], tf.strings.join([tails, x['tail'], '\n']), tails))
+
+  records, tails = record_stream(files, train=False).reduce(
+      (tf.constant(0, tf.int64), tf.constant('')), add)
+  tails = tuple(tails.numpy().decode().splitlines())
+  return Contents(elements=int(records) + len(tails), records=int(records), tails=tails)

@@ -5,9 +5,13 @@ position of every source's record stream; that position (with the count of skipp
 is what a checkpoint saves (`gather_state`) and what a resumed run starts from, so its batches
 are exactly those the uninterrupted run would have seen, and nothing consumed is decoded again.
 
-A record that fails (not a SequenceExample, an undecodable JPEG, no frames, a shard that ends
-early) is dropped by the pipeline and shows here as a gap in the stream's element numbers: it
-is counted, or, with `data.strict`, raises `DataError` naming the file and the record.
+A record that fails (not a SequenceExample, an undecodable JPEG, no frames) is dropped by the
+pipeline and shows here as a gap in the stream's element numbers: it is counted in `skipped`,
+or, with `data.strict`, raises `DataError` naming the file and the record. A shard that ends
+early (truncated, corrupt) loses an unknown number of records: its tail is counted apart, in
+`unreadable` (once per pass), and named ('FILE: unreadable from record N (byte B of S)').
+Training data in which no record makes an example is `NoExampleError` at once: repeated over
+epochs it would spin forever without a batch.
 
 `eval_stream` reads a split once. Every process reads a disjoint share of the files and yields
 the same number of batches: short ones are padded with rows of mask 0, so no example is dropped
@@ -33,6 +37,10 @@ class DataError(ValueError):
   """A record that cannot be read, while `data.strict` is set."""
 
 
+class NoExampleError(ValueError):
+  """Training files none of whose records makes an example."""
+
+
 def _zeros(element_spec, rows):
   """A batch of `rows` zero rows (mask 0) with the structure of the dataset's batches."""
   batch = {}
@@ -49,22 +57,29 @@ class Stream:
   """An iterator of host batches (numpy dicts) with the data state after each.
 
   sources: [(name, rows per batch or None for all, describe(position) → str)], in row order.
-  start: {name: (epoch, index)}; total: elements of the (finite) stream, for evaluation;
-  num_batches and pad_rows: pad the stream to that many batches of that many rows.
+  start: {name: (epoch, index)}; skipped, unreadable: the counts so far (a resumed run's);
+  contents: the `records.Contents` of the (finite) stream, for evaluation; num_batches and
+  pad_rows: pad the stream to that many batches of that many rows.
+
+  After each batch: `skipped` counts the records that failed to decode, `unreadable` the
+  unreadable shard tails met (a shard's once per pass), and `tails` names those met.
   """
 
-  def __init__(self, dataset, sources, *, start, skipped=0, strict=False, total=None,
-               num_batches=None, pad_rows=None):
+  def __init__(self, dataset, sources, *, start, skipped=0, unreadable=0, strict=False,
+               contents=None, num_batches=None, pad_rows=None):
     self._iterator = dataset.as_numpy_iterator()
     self._spec = dataset.element_spec
     self._sources = sources
     self._next = {name: tuple(start[name]) for name, _, _ in sources}
     self._expected_seq = {name: 0 for name, _, _ in sources}
+    self._tails_seen = {name: 0 for name, _, _ in sources}
     self._strict = strict
-    self._total = total
+    self._contents = contents
     self._num_batches = num_batches
     self._pad_rows = pad_rows
     self.skipped = skipped
+    self.unreadable = unreadable
+    self.tails = {}  # Descriptions of the unreadable tails met, in order (a dict as a set).
     self._count = 0
     self._history = {0: self.state()}
     self._exhausted = False
@@ -75,9 +90,10 @@ class Stream:
     return self._num_batches
 
   def state(self):
-    """{'positions': {source: [epoch, index of the next record]}, 'skipped': records}."""
+    """{'positions': {source: [epoch, index of the next record]}, 'skipped': records,
+    'unreadable': shard tails}."""
     return {'positions': {k: [int(v) for v in p] for k, p in self._next.items()},
-            'skipped': int(self.skipped)}
+            'skipped': int(self.skipped), 'unreadable': int(self.unreadable)}
 
   def state_after(self, num_batches):
     """The state once `num_batches` batches of this stream have been consumed."""
@@ -110,32 +126,50 @@ class Stream:
     begin = 0
     for name, rows, describe in self._sources:
       rows = len(book['_seq']) if rows is None else rows
-      seq, epoch, index = (book[k][begin:begin + rows] for k in ('_seq', '_epoch', '_index'))
+      seq, epoch, index, tails, last_tail = (
+          book[k][begin:begin + rows] for k in ('_seq', '_epoch', '_index', '_tails',
+                                                '_last_tail'))
       begin += rows
       gaps = np.diff(np.concatenate([[self._expected_seq[name] - 1], seq])) - 1
+      # A row's `_tails` went up by the tails among the elements dropped before it; a row names
+      # the latest of them only (two tails with no example between: one is counted, unnamed).
+      new_tails = np.diff(np.concatenate([[self._tails_seen[name]], tails]))
       if gaps.any():
         first = int(np.flatnonzero(gaps)[0])
         before = self._next[name] if first == 0 else (epoch[first - 1], index[first - 1] + 1)
-        self._skip(int(gaps.sum()), describe, before)
+        self._skip(int(gaps.sum()), int(new_tails.sum()), describe, before)
+      for tail in last_tail[new_tails > 0]:
+        self._name_tail(tail.decode())
       self._next[name] = (int(epoch[-1]), int(index[-1]) + 1)
       self._expected_seq[name] = int(seq[-1]) + 1
+      self._tails_seen[name] = int(tails[-1])
 
   def _finish(self):
     """At the end of a finite stream: count what was dropped after the last batch."""
     if self._exhausted:
       return
     self._exhausted = True
-    if self._total is not None:
+    if self._contents is not None:
       (name, _, describe), = self._sources
-      missing = self._total - self._expected_seq[name]
+      missing = self._contents.elements - self._expected_seq[name]
       if missing:
-        self._skip(missing, describe, self._next[name])
+        self._skip(missing, len(self._contents.tails) - self._tails_seen[name], describe,
+                   self._next[name])
+      for tail in self._contents.tails:
+        self._name_tail(tail)
 
-  def _skip(self, count, describe, position):
+  def _skip(self, count, tails, describe, position):
+    """`count` elements dropped from `position` on, `tails` of them unreadable shard tails."""
     if self._strict:
       raise DataError(f'cannot read {describe(position)} (data.strict is set; unset it to '
                       'skip and count such records)')
-    self.skipped += count
+    self.skipped += count - tails
+    self.unreadable += tails
+
+  def _name_tail(self, tail):
+    if tail not in self.tails:
+      self.tails[tail] = None
+      print(f'{tail}: the rest of this shard cannot be read and is skipped', flush=True)
 
 
 def _source_seed(seed, source_index, process_index):
@@ -148,12 +182,33 @@ def _options(ds, prefetch):
   return ds.with_options(options).prefetch(prefetch)
 
 
+def _require_an_example(c, name, files, *, seed, tokenizer):
+  """Raises `NoExampleError` unless a record of `files` makes an example: one pass in file order
+  up to the first example (at once on readable data), or to the end. Eagerly, record by
+  record: a tf.data pipeline would cost seconds of tracing for one example."""
+  make_example = pipeline.make_example_fn(c, tokenizer, train=True, seed=seed)
+  for element in records.record_stream(files, train=False):
+    try:
+      make_example(element)
+      return
+    except tf.errors.OpError:
+      continue
+  contents = records.read_contents(files)
+  shown = ', '.join(files[:4]) + (f', ... ({len(files)} shards)' if len(files) > 4 else '')
+  tails = '; '.join(contents.tails[:4]) + ('; ...' if len(contents.tails) > 4 else '')
+  raise NoExampleError(
+      f'training source {name!r}: no record of {shown} makes an example, so training would wait '
+      f'forever: {contents.records} records read'
+      + (' (each failed to decode: set data.strict to see why)' if contents.records else '')
+      + (f', {len(contents.tails)} shards unreadable ({tails})' if contents.tails else ''))
+
+
 def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state=None):
   """This process's training batches of `batch_size` examples, from `state` (see
-  `gather_state`) or from the start."""
+  `gather_state`) or from the start; `NoExampleError` if a source has no readable example."""
   sources = mixture.train_sources(c)
   counts = mixture.batch_counts([s.weight for s in sources], batch_size)
-  start, skipped = {s.name: (0, 0) for s in sources}, 0
+  start, skipped, unreadable = {s.name: (0, 0) for s in sources}, 0, 0
   if state is not None:
     if state['sources'] != [s.name for s in sources]:
       raise ValueError(f'the checkpoint read sources {state["sources"]}, the config reads '
@@ -163,19 +218,23 @@ def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state
                        f'resume with as many (now {process_count})')
     start = dict(zip(state['sources'], state['positions'][process_index]))
     skipped = state['skipped'][process_index]
+    # Checkpoints written before the tails were counted apart have none.
+    unreadable = state.get('unreadable', [0] * process_count)[process_index]
   tokenizer = pipeline.make_tokenizer(c)
   datasets, described = [], []
   for i, (source, rows) in enumerate(zip(sources, counts)):
     files = records.process_files(records.split_files(source.data_dir, source.split),
                                   process_index, process_count)
     kw = dict(train=True, seed=_source_seed(seed, i, process_index), tokenizer=tokenizer)
+    _require_an_example(c, source.name, files, seed=kw['seed'], tokenizer=tokenizer)
     datasets.append(pipeline.source_dataset(c, files, batch_size=rows, start=start[source.name],
                                             **kw))
     described.append((source.name, rows,
                       lambda position, files=files, kw=kw: pipeline.describe_record(
                           c, files, position, **kw)))
   ds = _options(mixture.combine(datasets), c.prefetch)
-  return Stream(ds, described, start=start, skipped=skipped, strict=c.strict)
+  return Stream(ds, described, start=start, skipped=skipped, unreadable=unreadable,
+                strict=c.strict)
 
 
 def eval_stream(c, split, *, batch_size, process_index=0, process_count=1, augment_seed=None):
@@ -188,7 +247,7 @@ def eval_stream(c, split, *, batch_size, process_index=0, process_count=1, augme
   shares = [records.process_files(records.split_files(c.data_dir, split), p, process_count)
             for p in range(process_count)]
   # Each process counts every share (reading, not decoding), so they agree without talking.
-  totals = [records.count_records(files) for files in shares]
+  contents = [records.read_contents(files) for files in shares]
   files = shares[process_index]
   augment = augment_seed is not None
   kw = dict(train=False, seed=int(augment_seed or 0), tokenizer=pipeline.make_tokenizer(c),
@@ -196,17 +255,18 @@ def eval_stream(c, split, *, batch_size, process_index=0, process_count=1, augme
   ds = _options(pipeline.source_dataset(c, files, batch_size=batch_size, **kw), c.prefetch)
   describe = lambda position: pipeline.describe_record(c, files, position, **kw)
   return Stream(ds, [(split, None, describe)], start={split: (0, 0)}, strict=c.strict,
-                total=totals[process_index],
-                num_batches=math.ceil(max(totals) / batch_size),
+                contents=contents[process_index],
+                num_batches=math.ceil(max(x.elements for x in contents) / batch_size),
                 pad_rows=batch_size * (1 if augment else c.num_test_clips))
 
 
 def gather_state(state):
   """Every process's `Stream.state()` → the JSON a checkpoint keeps (all processes must call
   it): {'sources': [names], 'positions': [per process: [[epoch, index] per source]],
-  'skipped': [per process]}."""
+  'skipped': [per process], 'unreadable': [per process]}."""
   names = list(state['positions'])
-  local = [v for name in names for v in state['positions'][name]] + [state['skipped']]
+  local = ([v for name in names for v in state['positions'][name]] +
+           [state['skipped'], state['unreadable']])
   local = np.asarray(local, np.int64)
   if np.any(local >= 2**31):
     raise OverflowError(f'data position {local} does not fit int32')
@@ -217,4 +277,4 @@ def gather_state(state):
   return {'sources': list(names),
           'positions': [[[int(r[2 * i]), int(r[2 * i + 1])] for i in range(len(names))]
                         for r in rows],
-          'skipped': [int(r[-1]) for r in rows]}
+          'skipped': [int(r[-2]) for r in rows], 'unreadable': [int(r[-1]) for r in rows]}

@@ -9,7 +9,9 @@ per video, for its C clips:
   has_text  bool    [V]         the video has a caption
   label     int32   [V]
 Padding rows are dropped by their mask, so no video is lost or counted twice. Records that
-cannot be read are skipped and counted (or an error with `data.strict`).
+fail to decode are skipped and counted (or an error with `data.strict`); a shard's unreadable
+tail holds an unknown number of them, so the true count of videos lost is what the split lists
+less what `extract` returns.
 
 `cached_extract` keeps the arrays under a directory with the settings they were computed with
 (the checkpoint step, the data config, the shard files, and the caller's `key`: the model as
@@ -53,7 +55,8 @@ def make_embed_fn(model, modality, with_text):
 
 def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_seed=None,
             progress=None):
-  """Per-video arrays (see the module doc) of `split` and the number of records skipped.
+  """Per-video arrays (see the module doc) of `split` and the number of records that failed
+  to decode (not counting the unknown number lost in unreadable shard tails).
 
   `data_config.num_test_clips` clips per video, or one augmented clip with `augment_seed`.
   """

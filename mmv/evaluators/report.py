@@ -1,8 +1,8 @@
 """An evaluation run's record (JSON), its scalars, and its markdown report beside the paper.
 
 The record is what makes a number traceable: the benchmark, checkpoint step and backbone, the
-protocol parameters the caller measured with (clips, crops, splits, videos read and skipped,
-...), every split's full result (metrics and, for a probe, the C used and its CV scores), and
+protocol parameters the caller measured with (clips, crops, splits, videos listed, read and
+skipped, ...), every split's full result (metrics and, for a probe, the C used and its CV scores), and
 the mean over splits of the metrics — the number the paper reports.
 """
 
@@ -68,7 +68,8 @@ def make_record(benchmark, step, backbone, protocol, per_split):
     backbone: video (or audio) backbone as named in configs: 's3d_g', 'tsm_resnet50', ...
     protocol: how it was measured, e.g. {'protocols': ['linear'], 'train_passes': 10,
       'test_clips': 10, 'train_crop': 'random 200', 'test_crop': 'central 200',
-      'videos_read': {...}, 'videos_skipped': {...}}; 'splits' is added when absent.
+      'videos_listed': {split: {role: n}}, 'videos_read': ..., 'videos_skipped': ...};
+      'splits' is added when absent.
     per_split: {split name: result dict of a protocol}, in split order.
 
   Returns:
@@ -114,13 +115,28 @@ def _setting(value):
   return value if isinstance(value, str) else json.dumps(value)
 
 
+def skipped_warning(protocol):
+  """'WARNING: ...' naming each split and role whose metrics miss videos its split lists
+  (`protocol['videos_skipped']`), or None when none were skipped."""
+  listed, skipped = protocol.get('videos_listed', {}), protocol.get('videos_skipped', {})
+  missing = [f'{split} {role}: {n} of {listed[split][role]}'
+             for split, roles in skipped.items() for role, n in roles.items() if n]
+  if not missing:
+    return None
+  return (f'WARNING: metrics computed without videos the benchmark lists (skipped, of listed: '
+          f'{"; ".join(missing)}); see the videos_* lines below.')
+
+
 def render_markdown(record):
   """A short markdown report: what was measured and how, and the metrics beside the paper's
-  when the record's protocol is the published one (`protocol['published']`)."""
+  when the record's protocol is the published one (`protocol['published']`). Its first line
+  is a warning when videos were skipped (`skipped_warning`)."""
   bench, backbone = record['benchmark'], record['backbone']
   published = record['protocol'].get('published', False)
   paper = lambda metric: paper_number(backbone, bench, metric) if published else None
-  lines = [f'# {bench} — {backbone}, checkpoint step {record["step"]}', '',
+  warning = skipped_warning(record['protocol'])
+  lines = [f'**{warning}**', ''] if warning else []
+  lines += [f'# {bench} — {backbone}, checkpoint step {record["step"]}', '',
            f'- benchmark: {bench}', f'- backbone: {backbone}',
            f'- checkpoint step: {record["step"]}']
   lines += [f'- {k}: {_setting(v)}' for k, v in record['protocol'].items()]
