@@ -432,6 +432,8 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
 
 def _run_steps(config, workdir, state, batches, data_state, compile_fn, checkpointer,
                signature, writer, watcher):
+  """`_train_loop` once the input is interruptible: raises `StopRequested` only while waiting
+  for the first batch; a signal while waiting for a later one ends the loop after saving."""
   c = config.train
   step = start_step = int(state.step)
   first_batch = next(batches)  # Compiling needs a batch; its wait is not a step's.
