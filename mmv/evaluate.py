@@ -49,6 +49,7 @@ from ml_collections import config_flags
 import numpy as np
 import tensorboardX
 import tensorflow as tf
+import tqdm
 
 from mmv import benchmarks
 from mmv.benchmarks import protocols
@@ -89,7 +90,8 @@ _POLL_SECONDS = flags.DEFINE_float('poll_seconds', 30.0, '--watch: seconds betwe
 _WATCH_TIMEOUT = flags.DEFINE_float(
     'watch_timeout', 0.0, '--watch: stop after this many seconds without a new checkpoint '
     '(0: wait for the final checkpoint however long).')
-_PROGRESS = flags.DEFINE_bool('progress', True, 'Progress bars on stderr.')
+_PROGRESS = flags.DEFINE_bool('progress', True,
+                              'A progress line per split on stderr (on a terminal).')
 flags.mark_flags_as_required(['benchmark', 'data_dir', 'workdir'])
 
 
@@ -378,6 +380,7 @@ class SplitEvaluation:
   """The protocols of one benchmark split on one checkpoint, features through the cache."""
 
   def __init__(self, config, bench, prepared, step, checkpoint, cache_dir, progress, key):
+    """`progress`: a tqdm bar over the split's feature sets (`feature_roles`), or None."""
     self.config, self.bench, self.prepared, self.step = config, bench, prepared, step
     self.block = protocol(config, bench)
     self.data = benchmark_data_config(config, bench, prepared)
@@ -403,7 +406,10 @@ class SplitEvaluation:
         key=self.key, modality=self.bench.modality, with_text=with_text,
         augment_seed=augment_seed,
         batch_size=self.config.eval.batch_size,
-        progress=f'{self.bench.name} {self.prepared.split} {role}' if self.progress else None)
+        progress=None)  # The split's one bar (`progress`) counts the roles instead.
+    if self.progress is not None:
+      self.progress.set_postfix_str(role)
+      self.progress.update()
     # Listed: what the benchmark's split lists (converted or not); read: what reaches the
     # metrics. The difference is every video lost, whether at conversion, as a record that
     # fails to decode, or in an unreadable shard tail whose records cannot be counted.
@@ -495,6 +501,18 @@ class SplitEvaluation:
     return result
 
 
+def feature_roles(bench, block):
+  """The feature sets `SplitEvaluation` extracts for `bench`'s protocols with `block`."""
+  roles = []
+  if 'linear' in bench.protocols:
+    roles += [f'train_pass{p}' for p in range(block.train_passes)]
+  if {'linear', 'zero_shot'} & set(bench.protocols):
+    roles.append('linear_test')
+  if 'retrieval' in bench.protocols:
+    roles.append('retrieval_test')
+  return roles
+
+
 def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_features=True,
                   progress=True):
   """The record (see `report.make_record`) of checkpoint `step` on every prepared split, by
@@ -506,9 +524,13 @@ def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_featur
   key = feature_key(config, bench, workdir, step)
   per_split, counts, unreadable = {}, {'listed': {}, 'read': {}, 'skipped': {}}, {}
   for split, prepared in prepared_splits.items():
-    evaluation = SplitEvaluation(config, bench, prepared, step, checkpoint, cache_dir, progress,
-                                 key)
-    per_split[split] = evaluation.run()
+    # One line per split, on a terminal only (disable=None), not a bar per feature set.
+    with tqdm.tqdm(total=len(feature_roles(bench, protocol(config, bench))),
+                   desc=f'{bench.name} split {prepared.split} step {step}', unit='set',
+                   disable=None if progress else True, leave=False) as bar:
+      evaluation = SplitEvaluation(config, bench, prepared, step, checkpoint, cache_dir,
+                                   bar if progress else None, key)
+      per_split[split] = evaluation.run()
     for what, per_role in counts.items():
       per_role[split] = {k: v[what] for k, v in evaluation.counts.items()}
     if any(evaluation.unreadable.values()):
@@ -597,6 +619,9 @@ def main(argv):
     raise app.UsageError('--step and --watch exclude each other')
   tf.config.set_visible_devices([], 'GPU')
   logging.set_verbosity(logging.WARNING)
+  # Orbax warns at every look for new checkpoints (`all_steps(read=True)` in mmv.checkpoint).
+  logging.get_absl_logger().addFilter(
+      lambda record: '`read` option is deprecated' not in record.getMessage())
   workdir = _WORKDIR.value
   bench = benchmarks.get(_BENCHMARK.value)
   config = _CONFIG.value

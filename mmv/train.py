@@ -16,6 +16,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
+import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import chunked_losses
@@ -24,8 +25,11 @@ from mmv import optim
 from mmv import preemption
 from mmv import sharding as shard_lib
 from mmv import throughput
+from mmv import workdir_lock
 from mmv import writers
+from mmv.data import mixture
 from mmv.data import pipeline
+from mmv.data import records
 from mmv.data import stream as data_stream
 from mmv.data import text as text_ops
 from mmv.models import mmv as mmv_model
@@ -353,15 +357,17 @@ class _StepMetrics:
 
   def log(self):
     """Writes the record of the step dispatched last: its metrics, with `nonfinite` the number
-    of non-finite steps since the previous record, throughput and `data_skipped`."""
+    of non-finite steps since the previous record, throughput, `data_skipped` (records that
+    failed to decode) and `data_unreadable` (unreadable shard tails), all processes, so far."""
     self.check_finite()
     step, metrics = self._fetched[-1]
     nonfinite = sum(int(m['nonfinite']) for _, m in self._fetched)
     self._fetched = []
-    skipped = sum(self.data_state(step)['skipped'])  # Records skipped so far, all processes.
+    data = self.data_state(step)
     self.history.append((step, self.writer.write(
         step, {**metrics, 'nonfinite': nonfinite, **self.timer.report(),
-               'data_skipped': skipped})))
+               'data_skipped': sum(data['skipped']),
+               'data_unreadable': sum(data.get('unreadable', ()))})))
 
   def _nonfinite(self, step, metrics, now):
     what = f'step {step}: loss {metrics["loss"]}, gradient norm {metrics["grad_norm"]}'
@@ -415,7 +421,27 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
   results, preempted = None, False
   if start_step >= c.steps:
     return state, step, preempted, results
+  batches = watcher.interruptible(batches)
+  try:
+    return _run_steps(config, workdir, state, batches, data_state, compile_fn, checkpointer,
+                      signature, writer, watcher)
+  except preemption.StopRequested:
+    # Before the first batch came: no step ran since the last checkpoint.
+    return state, step, True, results
+  finally:
+    batches.close()
+
+
+def _run_steps(config, workdir, state, batches, data_state, compile_fn, checkpointer,
+               signature, writer, watcher):
+  """`_train_loop` once the input is interruptible: raises `StopRequested` only while waiting
+  for the first batch; a signal while waiting for a later one ends the loop after saving."""
+  c = config.train
+  step = start_step = int(state.step)
   first_batch = next(batches)  # Compiling needs a batch; its wait is not a step's.
+  if jax.process_index() == 0:
+    # Minutes for the paper's models; nothing else shows meanwhile.
+    print('compiling the train step (first step)…', flush=True)
   step_fn, flops = compile_fn(first_batch)
   peak = throughput.peak_flops(jax.devices()[0].device_kind)
   timer = throughput.StepTimer(examples_per_step=c.batch_size, flops_per_step=flops,
@@ -424,26 +450,39 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
   batches = itertools.chain([first_batch], batches)
   profile = _Profile(config.profile_steps if jax.process_index() == 0 else (), start_step,
                      workdir, timer)
+  preempted, saved_step = False, start_step
+
+  def save(step):
+    with timer.paused():
+      checkpointer.save(step, state, signature=signature, extra={'data': data_state(step)})
+
   try:
     for step in range(start_step + 1, c.steps + 1):
-      with timer.waiting_for_input():
-        batch = next(batches)
+      try:
+        with timer.waiting_for_input():
+          batch = next(batches)
+      except preemption.StopRequested:
+        # A signal while waiting for this step's batch: the previous step is the last.
+        step, preempted = step - 1, True
+        if step > saved_step:
+          results.check_finite()
+          save(step)
+        break
       profile.before(step)
       state, metrics = step_fn(state, batch)
       results.dispatched(step, metrics)
       preempted = watcher.should_stop(step)
-      save = preempted or step % c.checkpoint_every == 0 or step == c.steps
+      is_save_step = preempted or step % c.checkpoint_every == 0 or step == c.steps
       if step % c.log_every == 0 or step == c.steps:
         results.log()
-      elif save and c.nonfinite == 'stop':
+      elif is_save_step and c.nonfinite == 'stop':
         results.check_finite()  # A checkpoint never holds the state after a non-finite step.
       if profile.is_last(step):
         results.wait()  # The trace ends with the step.
         profile.stop()
-      if save:
-        with timer.paused():
-          checkpointer.save(step, state, signature=signature,
-                            extra={'data': data_state(step)})
+      if is_save_step:
+        save(step)
+        saved_step = step
       if preempted:
         break
     results.check_finite()  # The skipped steps after the last record (preempted).
@@ -452,24 +491,44 @@ def _train_loop(config, workdir, state, inputs, compile_fn, checkpointer, signat
   return state, step, preempted, results
 
 
+def check_data(c):
+  """Clear errors for a data config whose files are missing: before anything is written."""
+  for source in mixture.train_sources(c):
+    if not source.data_dir:
+      raise ValueError('config.data.data_dir is empty: pass --config.data.data_dir=DIR, a '
+                       "directory of shards (see the README's Datasets section)")
+    if not tf.io.gfile.isdir(source.data_dir):
+      raise FileNotFoundError(
+          f'data_dir {source.data_dir!r} does not exist: make the synthetic dataset with '
+          f'`python -m mmv.data.synthetic --output_dir {source.data_dir}`, or convert one '
+          "(see the README's Datasets section)")
+    records.split_files(source.data_dir, source.split)  # Its error names the shards missing.
+  if 'text' in c.modalities and not tf.io.gfile.exists(pipeline.vocab_path(c)):
+    raise FileNotFoundError(f'no vocabulary {pipeline.vocab_path(c)!r} (data.vocab) beside the '
+                            'shards; the converters write it (see the README)')
+
+
 def train(config, workdir, *, input_fn=input_batches):
   """Trains (resuming from the newest intact checkpoint in `workdir/checkpoints` if any; a
   damaged newer one is moved to `checkpoints/damaged/`).
 
-  On SIGTERM it saves a checkpoint at the next step boundary (the same step on every process)
-  and returns with `preempted` set. `input_fn(config, mesh, data_state)` gives the global
-  batches and the data state after them (see `input_batches`). Returns {'step': last step,
-  'history': [(step, metrics), ...] logged in this call, 'state', 'preempted',
-  'skipped_steps'}.
+  On SIGTERM or Ctrl-C it saves a checkpoint at the next step boundary (the same step on every
+  process) and returns with `preempted` set ('SIGTERM' or 'SIGINT'); a signal while it waits for
+  input stops it too, with no new checkpoint if no step ran since the last. The config and the
+  data are checked before the workdir is touched; the workdir is locked while training (see
+  `mmv.workdir_lock`). `input_fn(config, mesh, data_state)` gives the global batches and the
+  data state after them (see `input_batches`). Returns {'step': last step, 'history': [(step,
+  metrics), ...] logged in this call, 'state', 'preempted', 'skipped_steps'}.
   """
-  # Watching from the start: a SIGTERM while restoring or compiling stops after one step.
-  with preemption.PreemptionWatcher() as watcher:
-    return _train(config, workdir, input_fn, watcher)
-
-
-def _train(config, workdir, input_fn, watcher):
   mesh = shard_lib.make_mesh(config.mesh)
   check_train_config(config, mesh)
+  check_data(config.data)
+  # Watching from the start: a signal while restoring or compiling stops after one step.
+  with preemption.PreemptionWatcher() as watcher, workdir_lock.WorkdirLock(workdir):
+    return _train(config, workdir, input_fn, watcher, mesh)
+
+
+def _train(config, workdir, input_fn, watcher, mesh):
   model = create_model(config)
   tx = create_optimizer(config)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
@@ -491,7 +550,7 @@ def _train(config, workdir, input_fn, watcher):
       f.write(config.to_json_best_effort(indent=1))
 
   compile_fn = functools.partial(compile_train_step, config, model, tx, mesh, abstract)
-  writer = writers.MetricWriter(workdir, config.train.steps)
+  writer = writers.MetricWriter(workdir, config.train.steps, start_step=int(state.step))
   try:
     state, step, preempted, results = _train_loop(
         config, workdir, state, input_fn(config, mesh, data_state), compile_fn,
@@ -500,8 +559,12 @@ def _train(config, workdir, input_fn, watcher):
     checkpointer.wait_until_finished()  # A stopped run still completes its last save.
     checkpointer.close()
     writer.close()
-  if preempted and jax.process_index() == 0:
-    print(f'preempted: saved the checkpoint of step {step}; run the same command again to '
-          'resume', flush=True)
+  if preempted:
+    preempted = watcher.signal_name or 'SIGTERM'  # Multi-host: the preemption service's.
+    if jax.process_index() == 0:
+      what = 'interrupted (Ctrl-C)' if preempted == 'SIGINT' else 'preempted'
+      # Saved now, or earlier when no step ran since (a signal while waiting for input).
+      saved = f'saved the checkpoint of step {step}' if step else 'no step ran, nothing saved'
+      print(f'{what}: {saved}; run the same command again to resume', flush=True)
   return {'step': step, 'history': results.history if results else [], 'state': state,
           'preempted': preempted, 'skipped_steps': results.skipped if results else []}

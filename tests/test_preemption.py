@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import chex
 import jax
@@ -122,6 +123,42 @@ def test_nan_loss_skipped_when_configured_and_throughput_logged(config, tmp_path
   assert logged[4]['examples_per_sec'] == pytest.approx(16 / logged[4]['step_time_sec'])
   traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
   assert any(f.endswith('.xplane.pb') for f in traces), traces
+
+
+def _blocked_after(num_batches, released):
+  """`train.input_batches` that sends this process a SIGTERM once `num_batches` were taken and
+  then yields nothing more until `released` is set (60 s at most: then it fails the run)."""
+
+  def input_fn(config, mesh, data_state):
+    batches, state_after = train.input_batches(config, mesh, data_state)
+
+    def blocked():
+      for _ in range(num_batches):
+        yield next(batches)
+      os.kill(os.getpid(), signal.SIGTERM)
+      if not released.wait(60):
+        raise RuntimeError('the run went on waiting for input after a SIGTERM')
+
+    return blocked(), state_after
+
+  return input_fn
+
+
+@pytest.mark.parametrize('blocked_after', [3, 2])
+def test_sigterm_while_waiting_for_input_stops_the_run(config, tmp_path, capsys, blocked_after):
+  """The input stalls after some steps: the SIGTERM stops the run at once, with a checkpoint
+  of the last step unless it has one already (checkpoint_every=2): no new one then."""
+  config.train.steps = 10
+  released = threading.Event()
+  try:
+    summary = train.train(config, str(tmp_path), input_fn=_blocked_after(blocked_after,
+                                                                         released))
+  finally:
+    released.set()
+  assert summary['preempted'] == 'SIGTERM' and summary['step'] == blocked_after
+  assert f'preempted: saved the checkpoint of step {blocked_after}' in capsys.readouterr().out
+  expected = [2] + ([blocked_after] if blocked_after % 2 else [])
+  assert ckpt_lib.Checkpointer(os.path.join(tmp_path, 'checkpoints')).all_steps() == expected
 
 
 def _restore(config, workdir, step):

@@ -40,3 +40,7 @@ def test_step_timer_rates_and_input_fraction(monkeypatch):
   line = writers.console_line(10, 20, {'loss': 1.0, 'loss_va': 0.5, **metrics})
   assert line == ('step 10/20 loss=1.0000 loss_va=0.5000 4.0 ex/s 2.000 s/step input 12% '
                   'MFU 25.0% ETA 0:00:20')
+  # Lost data and skipped steps are shown once there are any.
+  line = writers.console_line(10, 20, {'loss': 1.0, **metrics, 'data_skipped': 3,
+                                       'data_unreadable': 0, 'nonfinite': 1})
+  assert line.endswith('ETA 0:00:20 data_skipped=3 nonfinite=1')
