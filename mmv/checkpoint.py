@@ -93,8 +93,10 @@ class Checkpointer:
 
   def __init__(self, directory, *, max_to_keep=3, read_only=False):
     self.directory = os.path.abspath(directory)
+    # Read-only: no saving interval and nothing to prune (orbax warns if it must reset them).
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        max_to_keep=None if read_only else max_to_keep, create=not read_only,
+        read_only=read_only, save_interval_steps=0 if read_only else 1,
         enable_async_checkpointing=not read_only)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=('state', 'meta'))
@@ -103,7 +105,9 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def all_steps(self):
-    return list(self._manager.all_steps(read=True))
+    """Every step on disk now, those another process wrote since this one looked included."""
+    self._manager.reload()
+    return list(self._manager.all_steps())
 
   def save(self, step, state, *, signature, extra=None):
     """Starts an async save; returns at once. All processes must call it, at the same step."""

@@ -619,9 +619,10 @@ def main(argv):
     raise app.UsageError('--step and --watch exclude each other')
   tf.config.set_visible_devices([], 'GPU')
   logging.set_verbosity(logging.WARNING)
-  # Orbax warns at every look for new checkpoints (`all_steps(read=True)` in mmv.checkpoint).
+  # Orbax says so each time the binary opens the training run's checkpoints (read-only, as
+  # intended).
   logging.get_absl_logger().addFilter(
-      lambda record: '`read` option is deprecated' not in record.getMessage())
+      lambda record: not record.getMessage().startswith('Given directory is read only'))
   workdir = _WORKDIR.value
   bench = benchmarks.get(_BENCHMARK.value)
   config = _CONFIG.value
