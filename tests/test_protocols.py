@@ -226,7 +226,9 @@ def _linear_record(backbone, benchmark, published=True):
   per_split = {f'split{i}': {'linear_top1': 80.0 + i, 'linear_top5': 95.0, 'linear_C': 1e-3, 'cv_top1': [1.0],
                              'linear_num_test_videos': np.int64(100)} for i in (1, 2, 3)}
   protocol = {'protocols': ['linear'], 'published': published, 'train_clips': 10,
-              'test_clips': 10, 'test_crop': 'central', 'videos_read': {'train': 9537}, 'videos_skipped': 0}
+              'test_clips': 10, 'test_crop': 'central',
+              'videos_listed': {'1': {'train_pass0': 9537}}, 'videos_read': {'1': {'train_pass0': 9537}},
+              'videos_skipped': {'1': {'train_pass0': 0}}}
   return report.make_record(benchmark, 1000, backbone, protocol, per_split)
 
 
