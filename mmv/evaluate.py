@@ -367,13 +367,14 @@ def caption_tokens(data_config, captions):
   stop words are dropped would embed as padding alone, so it is an error naming it."""
   d = data_config
   tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
-  tokens = tokenizer(tf.constant(captions)).numpy()
-  empty = [c for c, row in zip(captions, tokens) if not (row != text_ops.PAD_ID).any()]
+  tokens = tokenizer(tf.constant(captions))
+  real = set(text_ops.with_words(tokens).numpy().tolist())
+  empty = [c for i, c in enumerate(captions) if i not in real]
   if empty:
     raise ValueError(f'{len(empty)} zero-shot class captions have no word left once the stop '
                      f'words are dropped: {empty[:5]}; change the protocol\'s '
                      'zero_shot_template or data.stop_words')
-  return tokens
+  return tokens.numpy()
 
 
 class SplitEvaluation:
