@@ -69,7 +69,8 @@ def run(name, read_layout, published, data_dir):
 
 def main(name, read_layout, published, argv=None, doc=None):
   """The command line of a check script: --data_dir DIR; one line on stderr for a bad tree."""
-  parser = argparse.ArgumentParser(description=(doc or __doc__).split('\n')[0])
+  parser = argparse.ArgumentParser(description=doc or __doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--data_dir', required=True, help='The downloaded tree.')
   args = parser.parse_args(argv)
   try:

@@ -177,7 +177,8 @@ def run(segment_paths, class_labels, video_root, output_dir, name, overwrite=Fal
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--segments', nargs='+', required=True,
                       help='Segment list CSVs (e.g. balanced_train_segments.csv), one split.')
   parser.add_argument('--class_labels', required=True, help='class_labels_indices.csv')

@@ -160,7 +160,8 @@ def run(captions_path, video_root, output, video_list=None, missing_out=None, ov
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--captions', required=True, help="The authors' caption.json.")
   parser.add_argument('--video_root', required=True, help='Where <video_id>.<ext> are.')
   parser.add_argument('--output', required=True, help='The narration JSON to write.')

@@ -46,8 +46,9 @@ def _seconds(value):
 
 def csv_rows(specs, data_dir):
   """Converter CSV rows of a part's ClipSpecs that have a file, and the number without."""
-  rows = [(os.path.relpath(spec.path, data_dir), _seconds(spec.start if spec.end is not None else None),
-           _seconds(spec.end), spec.labels[0]) for spec in specs if spec.path is not None]
+  rows = [(os.path.relpath(spec.path, data_dir),
+           _seconds(None if spec.end is None else spec.start), _seconds(spec.end),
+           spec.labels[0]) for spec in specs if spec.path is not None]
   return rows, len(specs) - len(rows)
 
 
@@ -99,7 +100,8 @@ def run(data_dir, output_dir=None, overwrite=False):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--data_dir', required=True, help='The lists and the videos.')
   parser.add_argument('--output_dir', help='Where <split>.csv and labels.txt go (the '
                       'converter output directory); without it, only the check.')
