@@ -51,7 +51,7 @@ def report(name, layout, published, data_dir):
     lines.append(f'split {split}: ' + '; '.join(parts))
   if missing:
     more = ', ...' if len(missing) > 10 else ''
-    lines.append(f'not on disk (evaluation skips and counts them): {len(missing)} files '
+    lines.append(f'not on disk (evaluation skips and counts them): {len(missing)} '
                  f'({", ".join(missing[:10])}{more})')
   lines.append(f'evaluate: python -m mmv.evaluate --benchmark {name} --data_dir {data_dir} '
                '--workdir WORKDIR')

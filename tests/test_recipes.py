@@ -232,7 +232,7 @@ def test_kinetics600_csv_per_split_with_clip_times(tmp_path, capsys):
                                                      'adjusting glasses']
   assert lines[0] == '3 classes (published: 600)'
   assert lines[1] == 'split val: train 4 listed, 3 on disk; test 3 listed, 1 on disk'
-  assert lines[2].startswith('not on disk (evaluation skips and counts them): 3 files (')
+  assert lines[2].startswith('not on disk (evaluation skips and counts them): 3 (')
   assert f'{out}/train.csv: 3 clips (1 not on disk left out)' in lines
   assert f'{out}/val.csv: 1 clips (2 not on disk left out)' in lines
   # Existing CSVs are kept unless --overwrite; the tree still reads with them in it.
@@ -257,7 +257,7 @@ def _ucf101(root):
       'disk',
       'split 3: train 9 listed, published 9624, 8 on disk; test 3 listed, published 3696, 3 on '
       'disk',
-      'not on disk (evaluation skips and counts them): 1 files (Archery/v_Archery_g22_c01.avi)']
+      'not on disk (evaluation skips and counts them): 1 (Archery/v_Archery_g22_c01.avi)']
 
 
 def _hmdb51(root):
@@ -282,20 +282,20 @@ def _esc50(root):
   return ['3 classes (published: 50)'] + [
       f'split {k}: train 8 listed, published 1600, {8 if k == 5 else 7} on disk; test 2 listed, '
       f'published 400, {1 if k == 5 else 2} on disk' for k in range(1, 6)] + [
-          'not on disk (evaluation skips and counts them): 1 files (5-105049-A-0.wav)']
+          'not on disk (evaluation skips and counts them): 1 (5-105049-A-0.wav)']
 
 
 def _msrvtt(root):
   _touch(root, 'videos/all/video9770.mp4', 'videos/all/video7606.mp4', 'video8114.webm')
   return ['split 1k-A: test 4 listed, published 1000, 3 on disk',
-          'not on disk (evaluation skips and counts them): 1 files (video8773)']
+          'not on disk (evaluation skips and counts them): 1 (video8773)']
 
 
 def _youcook2(root):
   _touch(root, 'raw_videos/validation/101/xHr8X2Wpmno.mp4',
          'raw_videos/training/113/GLd3aX16zBg.mp4')
   return ['split validation: test 3 listed, 2 on disk',
-          'not on disk (evaluation skips and counts them): 1 files (V53XmPeyjIU)']
+          'not on disk (evaluation skips and counts them): 1 (V53XmPeyjIU)']
 
 
 @pytest.mark.parametrize('dataset,tree', [

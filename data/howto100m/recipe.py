@@ -21,8 +21,8 @@ sorts first among VIDEO_ROOT/<video_id>.*, so a video whose first such file is n
 (e.g. a downloader's `<id>.description` beside `<id>.mp4`) is skipped here and counted. Videos
 not on disk are counted (and listed in --missing_out), captions whose text is empty or whose
 times are not a span are dropped and counted; a video left without captions is skipped. An entry
-that is not three lists of one length is an error naming the video. An existing --output is
-replaced only with --overwrite.
+that is not three lists of one length is an error naming the video. An existing --output or
+--missing_out is replaced only with --overwrite.
 """
 
 import argparse
@@ -35,7 +35,7 @@ import sys
 from mmv.benchmarks import media_index
 from mmv.data import media
 
-PUBLISHED_VIDEOS = 1_220_000  # "1.22M narrated instructional videos" (Miech et al. 2019).
+PUBLISHED_VIDEOS = '1.22M'  # Miech et al. 2019: 1.22M narrated instructional videos.
 
 
 class RecipeError(ValueError):
@@ -43,7 +43,8 @@ class RecipeError(ValueError):
 
 
 def read_captions(path):
-  """caption.json as {video_id: [(start, end, text)]}, its shape checked."""
+  """caption.json, its shape checked: {video_id: {"start": [...], "end": [...], "text":
+  [...]}}, lists of one length."""
   with open(path) as f:
     try:
       captions = json.load(f)
@@ -52,14 +53,12 @@ def read_captions(path):
   if not isinstance(captions, dict):
     raise RecipeError(f'{path}: expected {{video_id: {{"start": [...], "end": [...], '
                       '"text": [...]}}}}')
-  out = {}
   for video_id, entry in captions.items():
     lists = [entry.get(k) if isinstance(entry, dict) else None for k in ('start', 'end', 'text')]
     if not all(isinstance(l, list) for l in lists) or len({len(l) for l in lists}) != 1:
       raise RecipeError(f'{path}: {video_id} is not {{"start": [...], "end": [...], "text": '
                         '[...]}} with lists of one length')
-    out[video_id] = list(zip(*lists))
-  return out
+  return captions
 
 
 def read_video_list(path):
@@ -108,7 +107,8 @@ def select(captions, files, listed=None):
       videos['first file not a media file'].append(name)
       continue
     kept = []
-    for start, end, text in captions[video_id]:
+    entry = captions[video_id]
+    for start, end, text in zip(entry['start'], entry['end'], entry['text']):
       reason = _caption_error(start, end, text)
       if reason:
         dropped[reason] += 1
@@ -132,8 +132,9 @@ def run(captions_path, video_root, output, video_list=None, missing_out=None, ov
   """The recipe; returns the report's lines."""
   if not os.path.isdir(video_root):
     raise RecipeError(f'--video_root {video_root!r} is not a directory')
-  if os.path.exists(output) and not overwrite:
-    raise RecipeError(f'{output} exists; pass --overwrite to replace it')
+  existing = [p for p in (output, missing_out) if p and os.path.exists(p)]
+  if existing and not overwrite:
+    raise RecipeError(f'{existing[0]} exists; pass --overwrite to replace it')
   captions = read_captions(captions_path)
   listed = read_video_list(video_list) if video_list else None
   narration, videos, dropped = select(captions, converter_files(video_root), listed)
@@ -143,7 +144,7 @@ def run(captions_path, video_root, output, video_list=None, missing_out=None, ov
                       '; nothing written')
   _write(output, json.dumps(narration))
   num_captions = sum(len(e['text']) for e in narration.values())
-  lines = [f'{len(captions)} videos in {captions_path} (published: {PUBLISHED_VIDEOS:,}); '
+  lines = [f'{len(captions)} videos in {captions_path} (published: {PUBLISHED_VIDEOS}); '
            f'{len(narration)} with {num_captions} captions written to {output}']
   for what, ids in videos.items():
     if ids:
@@ -167,7 +168,7 @@ def main(argv=None):
   parser.add_argument('--output', required=True, help='The narration JSON to write.')
   parser.add_argument('--video_list', help='HowTo100M_v1.csv (or a subset): videos to keep.')
   parser.add_argument('--missing_out', help='Write the ids of videos not on disk here.')
-  parser.add_argument('--overwrite', action='store_true', help='Replace an existing --output.')
+  parser.add_argument('--overwrite', action='store_true', help='Replace existing outputs.')
   args = parser.parse_args(argv)
   try:
     lines = run(args.captions, args.video_root, args.output, args.video_list,
