@@ -1,10 +1,12 @@
 """Decoding damaged and short files as the ffmpeg command line does, on real files made with
 PyAV: an AVI (MPEG-4 + AC-3 48 kHz stereo) with an undecodable audio packet, one whose audio
-is all undecodable, the same AVI cut short, an MP4 whose MP3 audio decodes beyond ±1."""
+is all undecodable, the same AVI cut short, a wav, an MP4 whose MP3 audio decodes beyond ±1."""
 
 import fractions
 import math
 import os
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -15,6 +17,7 @@ from mmv.data import format as fmt
 from mmv.data import media
 from tests import media_files
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000, qscale=3)
 RATE = OPTIONS['sample_rate']
 CORRUPT = 20  # The audio packet replaced by garbage: in the file at 20 * 32 ms = 0.64 s.
@@ -34,6 +37,7 @@ def files(tmp_path_factory):
   (d / 'cut.avi').write_bytes(data[:len(data) * 2 // 5])
   media_files.write_mp4_mp3(str(d / 'peaks.mp4'))
   media_files.write_video(str(d / 'silent.mp4'), video_codec='mpeg4')
+  media_files.write_wav(str(d / 'bird.wav'))
   return d
 
 
@@ -80,7 +84,7 @@ def test_a_file_ending_before_the_clip_gives_a_short_clip_or_none(files):
   with av.open(str(files / 'cut.avi')) as container:
     last = [f.pts * f.time_base for f in container.decode(video=0)][-1]
   stored = math.ceil((last + fractions.Fraction(1, 25)) * 10)  # Frames at k/10 s before it.
-  assert 3 <= stored <= 7
+  assert 4 <= stored <= 7  # Less than half the clip read to the end, more than a fifth.
   clip = _read(files / 'cut.avi', 0.0, 1.0)
   assert len(clip.jpegs) == stored and clip.short == f'short: {stored} of 10 frames'
   assert clip.end == pytest.approx(stored / 10)  # Where the frames end.
@@ -89,20 +93,25 @@ def test_a_file_ending_before_the_clip_gives_a_short_clip_or_none(files):
   with pytest.raises(media.MediaError, match=f'^short: {stored} of 16 frames, '
                      f'{stored / 16:.2f} of the clip, under min_clip_fraction 0.5$'):
     _read(files / 'cut.avi')
-  assert _read(files / 'cut.avi', min_clip_fraction=0.3).short == f'short: {stored} of 16 frames'
+  assert _read(files / 'cut.avi', min_clip_fraction=0.2).short == f'short: {stored} of 16 frames'
   # A whole file, shorter than the clip listed; the same file read to its end is not short.
   clip = _read(files / 'intact.avi', 0.0, 3.0)
   assert (len(clip.jpegs), clip.short, clip.end) == (16, 'short: 16 of 30 frames', 1.6)
   assert _read(files / 'intact.avi').short is None
+  assert _read(files / 'intact.avi', 0.0, 1.65).short is None  # 16 of 17: within a frame.
   with pytest.raises(media.MediaError, match='0.53 of the clip, under min_clip_fraction 0.6'):
     _read(files / 'intact.avi', 0.0, 3.0, min_clip_fraction=0.6)
+  # An audio-only file of 1.6 s, in seconds.
+  clip = _read(files / 'bird.wav', 0.0, 3.0)
+  assert (clip.short, clip.end, len(clip.waveform)) == ('short: 1.6 of 3 s', 1.6, _at(1.6))
+  assert _read(files / 'bird.wav', 0.0, 1.6).short is None
 
 
 def test_a_video_without_decodable_audio_is_kept_unless_audio_is_required(files):
   mute = _read(files / 'mute.avi')
   assert len(mute.jpegs) == 16 and mute.waveform is None and mute.packets_skipped >= 1
   with pytest.raises(media.MediaError, match='^no decodable audio between 0.0 and .* s '
-                     r'\(\d+ packets skipped, the first: InvalidDataError'):
+                     r'\(\d+ packets? skipped, the first: InvalidDataError'):
     _read(files / 'mute.avi', require_audio=True)
   with pytest.raises(media.MediaError, match='^no audio stream$'):
     _read(files / 'silent.mp4', require_audio=True)
@@ -151,3 +160,18 @@ def test_the_converter_stores_damaged_and_short_clips(files, tmp_path):
                                'train')
   assert f'stored 1 short clips (the file ends before the clip):\n  cut.avi: {short.short}' in text
   assert 'skipped 3 undecodable packets (audio: silence there):\n  damaged.avi: 1\n' in text
+
+
+def test_the_command_line_passes_the_new_flags(files, tmp_path):
+  (tmp_path / 'clips.csv').write_text('damaged.avi,,\ncut.avi,0,1\nsilent.mp4,,\n')
+  run = subprocess.run(
+      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={tmp_path / "clips.csv"}',
+       f'--video_root={files}', f'--output_dir={tmp_path / "out"}', '--num_shards=1',
+       '--fps=10', '--short_side=32', '--sample_rate=16000', '--num_workers=1',
+       '--min_clip_fraction=0.9', '--require_audio'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr
+  assert 'wrote 1 clips' in run.stdout
+  assert 'cut.avi: MediaError: short: ' in run.stdout
+  assert 'of the clip, under min_clip_fraction 0.9' in run.stdout
+  assert 'silent.mp4: MediaError: no audio stream' in run.stdout

@@ -19,8 +19,7 @@ OUTPUT_DIR/labels.txt; a later split converted into the same directory reuses th
 refuses labels it lacks), so ids agree across splits. Caption words make OUTPUT_DIR/vocab.txt
 (most frequent first) unless one is there. A file that cannot be read, or a CSV row whose
 times are not a clip (not numbers, a negative start, an end not after the start), is skipped
-and reported. Decoding skips a packet FFmpeg cannot decode and goes on (see mmv/data/media.py);
-a file ending before its clip does is stored short, or skipped under --min_clip_fraction. Shards, and a new labels.txt or vocab.txt, are written under temporary names and
+and reported. Shards, and a new labels.txt or vocab.txt, are written under temporary names and
 renamed only when all are complete; a conversion that writes no clip is an error that changes
 nothing, and existing shards of NAME are replaced only with --overwrite. The progress bar goes
 to a terminal only. The output directory is local.

@@ -57,7 +57,8 @@ class _Skips:
   first: Optional[str] = None
 
   def describe(self):
-    return f' ({self.count} packets skipped, the first: {self.first})' if self.count else ''
+    packets = 'packet' if self.count == 1 else 'packets'
+    return f' ({self.count} {packets} skipped, the first: {self.first})' if self.count else ''
 
 
 def time_error(start, end):
@@ -241,18 +242,21 @@ def duration(container):
   return None
 
 
-def _intended_end(stream):
-  """Seconds the video stream's header says it lasts (frames / rate), or None: a file cut
-  short still declares what it was (an AVI's header, an MP4's sample table)."""
+def _intended_end(stream, length):
+  """Seconds the file says its video lasts, cut short or not: the video stream's frames /
+  rate (an AVI's header, an MP4's sample table), else its duration, else the file's (a
+  Matroska header's, which may include a longer soundtrack), else None."""
   if stream.frames and stream.average_rate:
     return stream.frames / float(stream.average_rate)
-  return None
+  if stream.duration and stream.time_base:
+    return float(stream.duration * stream.time_base)
+  return length
 
 
-def _short(got, wanted, unit, min_clip_fraction):
-  """`Clip.short` of a clip with `got` of the `wanted` frames (or seconds): None when full;
-  `MediaError` when it is less than `min_clip_fraction` of the clip."""
-  if got >= wanted:
+def _short(got, wanted, unit, min_clip_fraction, slack=0):
+  """`Clip.short` of a clip with `got` of the `wanted` frames (or seconds): None when it lacks
+  no more than `slack`; `MediaError` when it is less than `min_clip_fraction` of the clip."""
+  if got >= wanted - slack:
     return None
   short = f'short: {got:g} of {wanted:g} {unit}'
   if got / wanted < min_clip_fraction:
@@ -283,7 +287,9 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
     length = duration(container)
     video = _video_stream(container)
     has_video = video is not None
-    intended = spec.end if spec.end is not None or not has_video else _intended_end(video)
+    intended = spec.end  # Where the clip should end: as listed, or where the file says.
+    if intended is None and has_video:
+      intended = _intended_end(video, length)
     has_audio = bool(container.streams.audio) and (audio or not has_video)
   if not has_video and not has_audio:
     raise MediaError('no audio or video stream')
@@ -303,8 +309,9 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
     if not jpegs:
       raise MediaError(f'no decodable frame between {spec.start} and {end} s{skips.describe()}')
     if intended is not None:
+      # One frame of slack: a file's length is rounded to its frames, or is its soundtrack's.
       short = _short(len(jpegs), frame_count(spec.start, intended, fps), 'frames',
-                     min_clip_fraction)
+                     min_clip_fraction, slack=1)
     if short:
       end = spec.start + len(jpegs) / fps  # Where the frames end; the audio ends there too.
   if has_audio:
