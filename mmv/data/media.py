@@ -43,7 +43,7 @@ class ClipSpec:
 @dataclasses.dataclass
 class Clip:
   jpegs: list  # One JPEG per frame at the requested rate; empty for audio-only files.
-  waveform: Optional[np.ndarray]  # float32 mono; None for files without an audio track.
+  waveform: Optional[np.ndarray]  # float32 mono; None: no audio track, or none decodable.
   start: float
   end: float
   packets_skipped: int = 0  # Packets FFmpeg could not decode, skipped (audio: silence there).
