@@ -1,7 +1,8 @@
 """Tiny real media files for tests, written with PyAV.
 
 Video frame k is a flat grey of level `grey(k)` (so a decoded frame tells its time); the
-soundtrack is silent but for a 1 kHz tone from BURST[0] to BURST[1] seconds.
+soundtrack is silent but for a 1 kHz tone from BURST[0] to BURST[1] seconds (the AC-3 and
+MP3 files for tolerant decoding have tones of their own).
 """
 
 import fractions
@@ -65,3 +66,72 @@ def write_wav(path, rate=44100):
   with av.open(path, 'w') as container:
     stream = container.add_stream('pcm_s16le', rate=rate, layout='mono')
     _write_audio(container, stream, tone(rate), 's16')
+
+
+AC3_FRAME = 1536  # Samples per AC-3 packet.
+
+
+def write_avi_ac3(path, *, seconds=SECONDS, corrupt=(), rate=48000):
+  """An AVI of MPEG-4 video (frames as `write_video`'s) and AC-3 stereo audio: a 440 Hz tone,
+  both channels alike. The audio packets numbered in `corrupt` are replaced by random bytes of
+  their size, which FFmpeg's AC-3 decoder refuses. In the file, audio packet n is at
+  n * AC3_FRAME / rate seconds (an AVI counts audio packets; the encoder's 256-sample delay
+  stays in the sound). FFmpeg's AC-3 parser appends a garbage packet to the packet before it
+  (the next sync word ends that one), so reading loses that one too."""
+  garbage = np.random.RandomState(0)
+  with av.open(path, 'w') as container:
+    video = container.add_stream('mpeg4', rate=FPS)
+    video.width, video.height = SIZE
+    video.pix_fmt = 'yuv420p'
+    audio = container.add_stream('ac3', rate=rate, layout='stereo')
+    for k in range(int(FPS * seconds)):
+      image = np.full((SIZE[1], SIZE[0], 3), grey(k), np.uint8)
+      frame = av.VideoFrame.from_ndarray(image, format='rgb24')
+      frame.pts, frame.time_base = k, fractions.Fraction(1, FPS)
+      for packet in video.encode(frame):
+        container.mux(packet)
+    for packet in video.encode(None):
+      container.mux(packet)
+    wave = (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(
+        np.float32)
+    packets = []
+    for i in range(0, len(wave), AC3_FRAME):
+      frame = av.AudioFrame.from_ndarray(np.stack([wave[i:i + AC3_FRAME]] * 2), format='fltp',
+                                         layout='stereo')
+      frame.sample_rate, frame.pts = rate, i
+      packets += audio.encode(frame)
+    packets += audio.encode(None)
+    for n, packet in enumerate(packets):
+      if n in corrupt:
+        bad = av.Packet(garbage.randint(0, 256, packet.size).astype(np.uint8).tobytes())
+        bad.pts, bad.dts, bad.duration = packet.pts, packet.dts, packet.duration
+        bad.time_base, bad.stream = packet.time_base, packet.stream
+        packet = bad
+      container.mux(packet)
+
+
+def write_mp4_mp3(path, *, rate=16000, seconds=1.0):
+  """An MP4 of MPEG-4 video and MP3 mono audio: a 500 Hz square wave of amplitude 0.95, which
+  the MP3 decoder gives back overshooting ±1 (Gibbs ringing at the edges)."""
+  with av.open(path, 'w') as container:
+    video = container.add_stream('mpeg4', rate=FPS)
+    video.width, video.height = SIZE
+    video.pix_fmt = 'yuv420p'
+    audio = container.add_stream('libmp3lame', rate=rate, layout='mono')
+    for k in range(int(FPS * seconds)):
+      frame = av.VideoFrame.from_ndarray(np.full((SIZE[1], SIZE[0], 3), grey(k), np.uint8),
+                                         format='rgb24')
+      frame.pts, frame.time_base = k, fractions.Fraction(1, FPS)
+      for packet in video.encode(frame):
+        container.mux(packet)
+    for packet in video.encode(None):
+      container.mux(packet)
+    t = np.arange(int(rate * seconds)) / rate
+    wave = (0.95 * np.sign(np.sin(2 * np.pi * 500 * t))).astype(np.float32)
+    for i in range(0, len(wave), 1152):
+      frame = av.AudioFrame.from_ndarray(wave[None, i:i + 1152], format='fltp', layout='mono')
+      frame.sample_rate, frame.pts = rate, i
+      for packet in audio.encode(frame):
+        container.mux(packet)
+    for packet in audio.encode(None):
+      container.mux(packet)

@@ -199,15 +199,19 @@ def _clips(specs, num_workers, read):
 def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_side=256,
             sample_rate=int(fmt.DEFAULT_SAMPLE_RATE), num_workers=1, jpeg_qscale=3,
             label_map_path=None, audio=True, progress=True, skipped=(), overwrite=False,
-            allow_empty=True):
+            allow_empty=True, min_clip_fraction=0.5, require_audio=False):
   """Writes the clips of `specs` as `output_dir/name-*-of-{num_shards}`; returns a report
   {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'labels': names}.
 
   `skipped`: inputs left out before reading (e.g. bad CSV rows), reported first. The label map
   and vocab.txt, when new, are written with the shards: all or, on any failure, none. See
   `write_shards` for `overwrite` and `allow_empty`. audio=False stores no soundtrack for files
-  with frames (see `media.read_clip`).
+  with frames (see `media.read_clip`, also for `min_clip_fraction` and `require_audio`).
   """
+  if not 0 <= min_clip_fraction <= 1:
+    raise ConversionError(f'min_clip_fraction {min_clip_fraction} is not a fraction (0 to 1)')
+  if require_audio and not audio:
+    raise ConversionError('require_audio asks for the audio that audio=False leaves out')
   if not specs and not allow_empty:  # Before anything, the output directory included.
     raise _nothing_written(list(skipped))
   label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
@@ -219,7 +223,8 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
   if any(spec.captions for spec in specs) and not os.path.exists(vocab_file):
     text_files[vocab_file] = vocabulary(specs)
   read = functools.partial(media.read_clip_or_reason, fps=fps, short_side=short_side,
-                           sample_rate=sample_rate, qscale=jpeg_qscale, audio=audio)
+                           sample_rate=sample_rate, qscale=jpeg_qscale, audio=audio,
+                           min_clip_fraction=min_clip_fraction, require_audio=require_audio)
   clips = zip(specs, _clips(specs, num_workers, read))
   report = write_shards(clips, output_dir, name=name, num_shards=num_shards, labels=labels,
                         fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress,
@@ -300,6 +305,13 @@ def format_report(report, output_dir, name):
   if report['skipped']:
     lines.append(f'skipped {len(report["skipped"])}:')
     lines += [f'  {clip}: {reason}' for clip, reason in report['skipped']]
+  if report.get('short'):
+    lines.append(f'stored {len(report["short"])} short clips (the file ends before the clip):')
+    lines += [f'  {clip}: {text}' for clip, text in report['short']]
+  if report.get('packets_skipped'):
+    lines.append(f'skipped {sum(n for _, n in report["packets_skipped"])} undecodable packets '
+                 '(audio: silence there):')
+    lines += [f'  {clip}: {n}' for clip, n in report['packets_skipped']]
   return '\n'.join(lines)
 
 
@@ -321,6 +333,10 @@ def define_flags():
   flags.DEFINE_float('min_clip_seconds', 4.0, 'Narration: shortest clip around a caption.')
   flags.DEFINE_integer('narration_captions', 8, 'Narration: captions stored per clip (its own '
                        'first).')
+  flags.DEFINE_float('min_clip_fraction', 0.5, 'Skip a clip the file fills less than this '
+                     'fraction of (it ends before the clip does); fuller ones are stored short.')
+  flags.DEFINE_bool('require_audio', False, 'Skip videos without decodable audio in the clip '
+                    '(default: stored without a waveform).')
   flags.DEFINE_bool('overwrite', False, 'Replace existing NAME shards (once the new ones are '
                     'complete); without it they are an error.')
 
@@ -344,7 +360,8 @@ def main(argv):
                      short_side=f.short_side, sample_rate=f.sample_rate,
                      num_workers=f.num_workers, jpeg_qscale=f.jpeg_qscale,
                      label_map_path=f.label_map, skipped=rejected, overwrite=f.overwrite,
-                     allow_empty=False)
+                     allow_empty=False, min_clip_fraction=f.min_clip_fraction,
+                     require_audio=f.require_audio)
   except ConversionError as e:
     sys.exit(f'mmv.data.convert: {e}')  # Status 1, the message without a traceback.
   print(format_report(report, f.output_dir, f.name), flush=True)

@@ -5,6 +5,13 @@ resampled to a fixed rate (each output time takes the latest source frame at or 
 resized so the short side has a given length and encoded as JPEG; audio is resampled to a
 fixed rate, mixed down to mono float32. Both seek to the clip start rather than decoding the
 file from its beginning.
+
+Decoding tolerates damage as the ffmpeg command line does: a packet FFmpeg cannot decode is
+skipped (and counted) and decoding goes on; audio samples are placed by their timestamps, so a
+lost packet leaves silence of its length and what follows stays in time with the frames. A
+file that ends before the clip does (cut short, or shorter than listed) gives a shorter clip,
+reported as `short`, or none when it fills less than `min_clip_fraction` of it. Decoded audio
+is stored as FFmpeg gives it, in float: lossy codecs can exceed ±1, and nothing clips it.
 """
 
 import dataclasses
@@ -36,9 +43,22 @@ class ClipSpec:
 @dataclasses.dataclass
 class Clip:
   jpegs: list  # One JPEG per frame at the requested rate; empty for audio-only files.
-  waveform: Optional[np.ndarray]  # float32 mono; None for files without an audio track.
+  waveform: Optional[np.ndarray]  # float32 mono; None: no audio track, or none decodable.
   start: float
   end: float
+  packets_skipped: int = 0  # Packets FFmpeg could not decode, skipped (audio: silence there).
+  short: Optional[str] = None  # 'short: 6 of 30 frames' when the file ends before the clip.
+
+
+@dataclasses.dataclass
+class _Skips:
+  """Packets of one read that FFmpeg could not decode: how many, and the first error."""
+  count: int = 0
+  first: Optional[str] = None
+
+  def describe(self):
+    packets = 'packet' if self.count == 1 else 'packets'
+    return f' ({self.count} {packets} skipped, the first: {self.first})' if self.count else ''
 
 
 def time_error(start, end):
@@ -69,6 +89,24 @@ def _seek(container, stream, seconds):
     container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
 
 
+def _decode(container, stream, skips):
+  """(packet, its frames) of `stream` from where the container is, packet by packet.
+
+  A packet that FFmpeg cannot decode (e.g. `InvalidDataError` from avcodec_send_packet) gives
+  no frames and is counted in `skips`, and decoding goes on, as with the ffmpeg command line;
+  PyAV's own `container.decode` would raise and lose the rest of the file. The last packets
+  demux yields are empty: decoding them flushes the decoder.
+  """
+  for packet in container.demux(stream):
+    try:
+      frames = stream.codec_context.decode(packet)
+    except av.error.FFmpegError as e:
+      skips.count += 1
+      skips.first = skips.first or f'{type(e).__name__}: {e}'
+      frames = []
+    yield packet, frames
+
+
 class _JpegEncoder:
   """Encodes frames as JPEG with FFmpeg's MJPEG encoder (every packet is a JPEG image)."""
 
@@ -97,8 +135,23 @@ def _output_size(width, height, short_side):
   return even(width), even(height)
 
 
-def read_frames(container, stream, start, end, *, fps, short_side, qscale):
-  """JPEGs of the frames at start + k/fps for every such time before `end` (None: the end)."""
+def _before(a, b):
+  """Time `a` is before time `b` (seconds), by more than float sums err: 0.56 + 0.04 (where
+  a frame ends) is 0.6000000000000001, and the output time 0.6 is not before it."""
+  return a < b - 1e-6
+
+
+def frame_count(start, end, fps):
+  """How many output times start + k/fps lie before `end`: the frames of a full clip."""
+  k = max(0, math.ceil((end - start) * fps) - 1)
+  while _before(start + k / fps, end):
+    k += 1
+  return k
+
+
+def read_frames(container, stream, start, end, *, fps, short_side, qscale, skips):
+  """JPEGs of the frames at start + k/fps for every such time before `end` (None: the end),
+  as far as the file goes; undecodable packets are counted in `skips`."""
   end = math.inf if end is None else end
   encoder = _JpegEncoder(*_output_size(stream.codec_context.width, stream.codec_context.height,
                                        short_side), qscale)
@@ -106,19 +159,19 @@ def read_frames(container, stream, start, end, *, fps, short_side, qscale):
 
   def hold_until(t):
     nonlocal k, held_jpeg
-    while start + k / fps < min(t, end):
+    while _before(start + k / fps, min(t, end)):
       held_jpeg = held_jpeg or encoder(held)
       jpegs.append(held_jpeg)
       k += 1
 
   _seek(container, stream, start)
-  for frame in container.decode(stream):
+  for frame in (f for _, frames in _decode(container, stream, skips) for f in frames):
     if frame.time is None:
       continue
     if held is None:
       held = frame  # Output times before the first decoded frame take that frame.
     hold_until(frame.time)  # Output times before this frame are done: they take `held`.
-    if start + k / fps >= end:
+    if not _before(start + k / fps, end):
       break
     if frame is not held:
       held, held_jpeg = frame, None
@@ -128,20 +181,52 @@ def read_frames(container, stream, start, end, *, fps, short_side, qscale):
   return jpegs
 
 
-def read_audio(container, stream, start, end, *, sample_rate):
-  """float32 mono samples at `sample_rate` from `start` to `end` (None: the end)."""
+def read_audio(container, stream, start, end, *, sample_rate, skips):
+  """float32 mono samples at `sample_rate` from `start` to `end` (None: the end), or None when
+  no audio could be decoded; undecodable packets are counted in `skips`.
+
+  Samples are placed by their timestamps: a gap between one decoded frame and the next (a
+  packet skipped) is filled with silence of its length, as is one at the end up to where the
+  packets read end; sample i of the result is at start + i / sample_rate.
+  """
+  rate = stream.codec_context.sample_rate
+  tolerance = rate // 500  # 2 ms: timestamps rounded to ms (Matroska) are not gaps.
+  mono = av.AudioResampler(format='flt', layout='mono')  # The source rate: no state, no delay.
   resampler = av.AudioResampler(format='flt', layout='mono', rate=sample_rate)
-  chunks, first_time = [], None
+  chunks, first_time, placed, packets_end = [], None, 0, None
+
+  def emit(samples):
+    nonlocal placed
+    frame = av.AudioFrame.from_ndarray(samples[None], format='flt', layout='mono')
+    frame.sample_rate, frame.pts = rate, placed
+    chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+    placed += len(samples)
+
   _seek(container, stream, start)
-  for frame in container.decode(stream):
-    if first_time is None:
-      first_time = start if frame.time is None else frame.time
-    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    if end is not None and frame.time is not None and frame.time >= end:
+  for packet, frames in _decode(container, stream, skips):
+    if packet.pts is not None and packet.duration:
+      packets_end = max(packets_end or 0, float((packet.pts + packet.duration) * packet.time_base))
+    for frame in frames:
+      if first_time is None:
+        first_time = start if frame.time is None else frame.time
+      samples = np.concatenate([np.zeros([0], np.float32)] +
+                               [f.to_ndarray().reshape(-1) for f in mono.resample(frame)])
+      at = placed if frame.time is None else int(round((frame.time - first_time) * rate))
+      if at > placed + tolerance:
+        emit(np.zeros([at - placed], np.float32))  # The samples of skipped packets.
+      elif at < placed - tolerance:
+        samples = samples[placed - at:]  # Overlaps what is placed: timestamps decide.
+      if len(samples):
+        emit(samples)
+    if end is not None and any(f.time is not None and f.time >= end for f in frames):
       break
-  chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
   if first_time is None:
-    return np.zeros([0], np.float32)
+    return None
+  if packets_end is not None:  # Packets skipped at the end leave silence too.
+    tail = int(round((min(packets_end, math.inf if end is None else end) - first_time) * rate))
+    if tail > placed + tolerance:
+      emit(np.zeros([tail - placed], np.float32))
+  chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
   samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros([0], np.float32)
   # Sample i is at first_time + i / rate; a track starting after `start` is padded with silence.
   skip = int(round((start - first_time) * sample_rate))
@@ -157,11 +242,41 @@ def duration(container):
   return None
 
 
-def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True):
+def _intended_end(stream, length):
+  """Seconds the file says its video lasts, cut short or not: the video stream's frames /
+  rate (an AVI's header, an MP4's sample table), else its duration, else the file's (a
+  Matroska header's, which may include a longer soundtrack), else None."""
+  if stream.frames and stream.average_rate:
+    return stream.frames / float(stream.average_rate)
+  if stream.duration and stream.time_base:
+    return float(stream.duration * stream.time_base)
+  return length
+
+
+def _short(got, wanted, unit, min_clip_fraction, slack=0):
+  """`Clip.short` of a clip with `got` of the `wanted` frames (or seconds): None when it lacks
+  no more than `slack`; `MediaError` when it is less than `min_clip_fraction` of the clip."""
+  if got >= wanted - slack:
+    return None
+  short = f'short: {got:g} of {wanted:g} {unit}'
+  if got / wanted < min_clip_fraction:
+    raise MediaError(f'{short}, {got / wanted:.2f} of the clip, under min_clip_fraction '
+                     f'{min_clip_fraction}')
+  return short
+
+
+def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_clip_fraction=0.5,
+              require_audio=False):
   """The clip of `spec` as a `Clip`; `MediaError` (or PyAV's errors) when it cannot be read.
 
   audio=False leaves out the soundtrack of files that have frames (a video benchmark needs no
   waveform, which would take more room than the JPEGs); audio-only files keep theirs.
+  Undecodable packets are skipped and counted (`Clip.packets_skipped`); a file with no
+  decodable frame in the clip is an error, and so is one without decodable audio there when
+  `require_audio`. A file that ends before the clip does (before `spec.end`, or before the
+  length its header declares when the clip runs to the end) gives a shorter clip, its `end`
+  where its frames end, described in `Clip.short`; one filling less than `min_clip_fraction`
+  of the clip is an error.
   """
   reason = time_error(spec.start, spec.end)
   if reason:
@@ -170,30 +285,54 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True):
     raise MediaError('no such file')
   with av.open(spec.path) as container:
     length = duration(container)
-    has_video = _video_stream(container) is not None
+    video = _video_stream(container)
+    has_video = video is not None
+    intended = spec.end  # Where the clip should end: as listed, or where the file says.
+    if intended is None and has_video:
+      intended = _intended_end(video, length)
     has_audio = bool(container.streams.audio) and (audio or not has_video)
   if not has_video and not has_audio:
     raise MediaError('no audio or video stream')
+  if require_audio and not has_audio:
+    raise MediaError('no audio stream')
   end = spec.end if spec.end is not None else length
   if length is not None and end is not None:
     end = min(end, length)
   if end is not None and end <= spec.start:
     raise MediaError(f'the clip [{spec.start}, {spec.end}] s is outside the file '
                      f'({length or 0:.2f} s long)')
-  jpegs, waveform = [], None
+  jpegs, waveform, skips, short = [], None, _Skips(), None
   if has_video:
     with av.open(spec.path) as container:
       jpegs = read_frames(container, _video_stream(container), spec.start, end, fps=fps,
-                          short_side=short_side, qscale=qscale)
+                          short_side=short_side, qscale=qscale, skips=skips)
     if not jpegs:
-      raise MediaError(f'no frames between {spec.start} and {end} s')
+      raise MediaError(f'no decodable frame between {spec.start} and {end} s{skips.describe()}')
+    if intended is not None:
+      # One frame of slack: a file's length is rounded to its frames, or is its soundtrack's.
+      short = _short(len(jpegs), frame_count(spec.start, intended, fps), 'frames',
+                     min_clip_fraction, slack=1)
+    if short:
+      end = spec.start + len(jpegs) / fps  # Where the frames end; the audio ends there too.
   if has_audio:
+    audio_skips = _Skips()
     with av.open(spec.path) as container:
       waveform = read_audio(container, container.streams.audio[0], spec.start, end,
-                            sample_rate=sample_rate)
-  if end is None:
-    end = spec.start + (len(jpegs) / fps if has_video else len(waveform) / sample_rate)
-  return Clip(jpegs=jpegs, waveform=waveform, start=spec.start, end=end)
+                            sample_rate=sample_rate, skips=audio_skips)
+    skips.count += audio_skips.count
+    if waveform is None and (require_audio or not has_video):
+      raise MediaError(f'no decodable audio between {spec.start} and {end} s'
+                       f'{audio_skips.describe()}')
+  if not has_video:
+    seconds = len(waveform) / sample_rate
+    if intended is not None:  # To 10 ms: resampling may round a sample or two away.
+      short = _short(round(seconds, 2), round(intended - spec.start, 2), 's', min_clip_fraction)
+    if end is None or short:
+      end = spec.start + seconds
+  elif end is None:
+    end = spec.start + len(jpegs) / fps
+  return Clip(jpegs=jpegs, waveform=waveform, start=spec.start, end=end,
+              packets_skipped=skips.count, short=short)
 
 
 def read_clip_or_reason(spec, **options):
