@@ -39,6 +39,8 @@ class Clip:
   waveform: Optional[np.ndarray]  # float32 mono; None for files without an audio track.
   start: float
   end: float
+  packets_skipped: int = 0  # Packets FFmpeg could not decode, skipped (audio: silence there).
+  short: Optional[str] = None  # 'short: 6 of 30 frames' when the file ends before the clip.
 
 
 def time_error(start, end):
