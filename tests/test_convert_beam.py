@@ -157,6 +157,10 @@ def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_di
   del beam
   (tmp_path / 'gone.csv').write_text('gone.mp4,0,1,dog,a dog\n')
   out = tmp_path / 'out'
+  with pytest.raises(convert.ConversionError, match='neither the converter nor Beam knows '
+                     '--num_shard$'):  # A typo, which Beam alone would drop with a warning.
+    convert_beam.run(str(out), name='train', num_shards=2, input_csv=str(tmp_path / 'gone.csv'),
+                     beam_args=['--runner=DirectRunner', '--num_shard=3'], **OPTIONS)
   with pytest.raises(convert.ConversionError, match='no clip to write: all 1 skipped'):
     convert_beam.run(str(out), name='train', num_shards=2, input_csv=str(tmp_path / 'gone.csv'),
                      video_root=str(media_dir), beam_args=['--runner=DirectRunner'], **OPTIONS)

@@ -15,7 +15,9 @@ part of the report next to it, which marks it done; a retried worker writes it a
 pipeline has succeeded, the launcher moves the shards and new text files into OUTPUT_DIR and
 writes the report: until then OUTPUT_DIR shows nothing new but the staging directory. DIGEST
 names the inputs (path, size, modification time) and every setting, so that a failed job run
-again with the same command decodes only the shards it had not finished.
+again with the same command decodes only the clips of the shards it had not finished (shards
+are written once every clip is decoded: this saves the work of a job that failed while
+writing or moving them).
 
 Files go through tf.io.gfile: OUTPUT_DIR, the inputs and VIDEO_ROOT may be gs:// paths.
 """
@@ -98,11 +100,16 @@ def _decode_video(group, labels, *, options, num_shards, fps, sample_rate):
         yield shard, (order, 'packets_skipped', (spec.name, clip.packets_skipped))
 
 
-def _write_text(path, text):
-  """Writes `path` whole or not at all: a temporary name (unique, so that two attempts of one
-  worker never mix), renamed."""
+def _temporary(path):
+  """Where `path` is written before it is renamed: hidden, and unique, so that two attempts
+  of one worker never mix."""
   directory, base = os.path.split(path)
-  tmp = os.path.join(directory, f'.{base}.tmp-{uuid.uuid4().hex}')
+  return os.path.join(directory, f'.{base}.tmp-{uuid.uuid4().hex}')
+
+
+def _write_text(path, text):
+  """Writes `path` whole or not at all."""
+  tmp = _temporary(path)
   with tf.io.gfile.GFile(tmp, 'w') as f:
     f.write(text)
   tf.io.gfile.rename(tmp, path, overwrite=True)
@@ -123,8 +130,7 @@ def _write_shard(group, *, staging, name, num_shards):
   items = sorted((v for v in values if v is not None), key=lambda v: (v[0], v[1]))
   path = os.path.join(staging, fmt.shard_name(name, shard, num_shards))
   part = {'written': 0, 'skipped': [], 'short': [], 'packets_skipped': []}
-  directory, base = os.path.split(path)
-  tmp = os.path.join(directory, f'.{base}.tmp-{uuid.uuid4().hex}')
+  tmp = _temporary(path)
   with tf.io.TFRecordWriter(tmp) as writer:
     for order, kind, payload in items:
       if kind == 'example':
@@ -264,6 +270,8 @@ def _finish(job, output_dir, *, overwrite, created):
   existing = _refuse_existing(output_dir, name, overwrite)
   for src, dst in zip(staged, report['shards']):
     tf.io.gfile.rename(src, dst, overwrite=True)
+    # A move cut short: a rerun writes again the shards whose mark is gone, moves them all.
+    tf.io.gfile.remove(_part(src))
   for src, dst in texts.items():
     tf.io.gfile.rename(src, dst, overwrite=True)
   for path in sorted(set(existing) - set(report['shards'])):  # An old set of another count.
@@ -282,6 +290,12 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
   returns its report dict. Waits for the pipeline to finish."""
   if (input_csv is None) == (narration_json is None):
     raise ValueError('give one of input_csv and narration_json')
+  options = pipeline_options.PipelineOptions(list(beam_args))
+  # Beam drops the arguments it does not know with a warning: a typo would go unnoticed.
+  unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) -
+                   set(options.get_all_options()))
+  if unknown:
+    raise convert.ConversionError(f'neither the converter nor Beam knows --{unknown[0]}')
   _refuse_existing(output_dir, name, overwrite)  # Before any work.
   label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
   job = dict(
@@ -302,6 +316,6 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
   complete = set(tf.io.gfile.listdir(job['staging']))
   job['done'] = frozenset(i for i in range(num_shards)
                           if _part(fmt.shard_name(name, i, num_shards)) in complete)
-  with beam.Pipeline(options=pipeline_options.PipelineOptions(list(beam_args))) as p:
+  with beam.Pipeline(options=options) as p:
     _build(p, job)
   return _finish(job, output_dir, overwrite=overwrite, created=created)
