@@ -123,8 +123,7 @@ def main(argv):
                                            os.path.join(directory, f'beam{r}'), names,
                                            shallow=False)
     assert not mismatch and not errors, (mismatch, errors)
-  shards = convert._shards_of(os.path.join(directory, 'local0'), 'train')  # pylint: disable=protected-access
-  size = sum(os.path.getsize(s) for s in shards)
+  size = sum(os.path.getsize(path) for path in report['shards'])  # Beam's, the same bytes.
   local_rate, beam_rate = statistics.median(rates['local']), statistics.median(rates['beam'])
   print(f'{report["written"]} clips of {CLIP_SECONDS:g} s, {workers} workers, medians of '
         f'{_ROUNDS.value} rounds: local {local_rate:.2f} clips/s, Beam DirectRunner '

@@ -61,8 +61,8 @@ def _files(directory):
 def _clips(path):
   """(file name, start µs) of the records of a shard, in order."""
   context = lambda r: tf.train.SequenceExample.FromString(r).context.feature
-  return [(context(r)[fmt.FILENAME].bytes_list.value[0], context(r)[fmt.START_US].int64_list.value[0])
-          for r in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+  return [(c[fmt.FILENAME].bytes_list.value[0], c[fmt.START_US].int64_list.value[0])
+          for c in map(context, tf.data.TFRecordDataset(path).as_numpy_iterator())]
 
 
 def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, media_dir, tmp_path):
