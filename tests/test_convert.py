@@ -74,7 +74,7 @@ def test_csv_clips_from_real_videos(media_dir, tmp_path):
   assert 'No such file' in reasons['missing.mp4'] and 'Invalid data' in reasons['broken.mp4']
   assert report['skipped'][2][0] == 'talk.mp4' and 'outside the file' in report['skipped'][2][1]
   assert sorted(os.listdir(out)) == ['labels.txt', 'train-00000-of-00002',
-                                     'train-00001-of-00002', 'train.report.json', 'vocab.txt']
+                                     'train-00001-of-00002', 'vocab.txt']
   assert open(os.path.join(out, 'labels.txt')).read() == 'cat\ndog\n'
   examples = _examples(out, 'train')
 

@@ -70,7 +70,7 @@ def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, med
   local = tmp_path / 'local'
   specs, rejected = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
   report = convert.convert(specs, str(local), name='train', num_shards=3, skipped=rejected,
-                           progress=False, **OPTIONS)
+                           progress=False, write_report=True, **OPTIONS)
   assert report['written'] == 4 and len(report['skipped']) == 3
   on_beam = tmp_path / 'beam'
   result = subprocess.run(
@@ -131,7 +131,8 @@ def test_a_failed_beam_job_resumes_from_its_complete_shards(beam, media_dir, tmp
   local = tmp_path / 'local'
   specs = convert.read_narration(str(media_dir / 'narration.json'), str(media_dir),
                                  min_clip_seconds=0.6, num_captions=2)
-  convert.convert(specs, str(local), name='train', num_shards=4, progress=False, **OPTIONS)
+  convert.convert(specs, str(local), name='train', num_shards=4, progress=False,
+                  write_report=True, **OPTIONS)
   out = tmp_path / 'beam'
   out.mkdir()
   (out / 'train-00000-of-00002').write_bytes(b'an old set')

@@ -102,7 +102,7 @@ def test_existing_shards_are_replaced_only_with_overwrite(dataset, media_dir, tm
   assert report['written'] == 1
   assert sorted(os.listdir(dataset)) == ['labels.txt', 'train-00000-of-00003',
                                          'train-00001-of-00003', 'train-00002-of-00003',
-                                         'train.report.json', 'vocab.txt']
+                                         'vocab.txt']
   assert _names(dataset, 'train') == [b'talk.mp4']
 
 

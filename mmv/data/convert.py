@@ -290,14 +290,16 @@ def _clips(specs, num_workers, read):
 def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_side=256,
             sample_rate=int(fmt.DEFAULT_SAMPLE_RATE), num_workers=1, jpeg_qscale=3,
             label_map_path=None, audio=True, progress=True, skipped=(), overwrite=False,
-            allow_empty=True):
+            allow_empty=True, write_report=False):
   """Writes the clips of `specs` as `output_dir/name-*-of-{num_shards}`; returns a report
-  {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'labels': names}.
+  {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'short': [(name, text)],
+  'packets_skipped': [(name, count)], 'labels': names}.
 
   `skipped`: inputs left out before reading (e.g. bad CSV rows), reported first. The label map
-  and vocab.txt, when new, and OUTPUT_DIR/NAME.report.json are written with the shards: all
-  or, on any failure, none. See `write_shards` for `overwrite` and `allow_empty`. audio=False
-  stores no soundtrack for files with frames (see `media.read_clip`).
+  and vocab.txt, when new, and with `write_report` (as the command line does) the report as
+  OUTPUT_DIR/NAME.report.json are written with the shards: all or, on any failure, none. See
+  `write_shards` for `overwrite` and `allow_empty`. audio=False stores no soundtrack for files
+  with frames (see `media.read_clip`).
   """
   if not specs and not allow_empty:  # Before anything, the output directory included.
     raise _nothing_written(list(skipped))
@@ -317,7 +319,8 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
                         fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress,
                         skipped=skipped, overwrite=overwrite, allow_empty=allow_empty,
                         text_files=text_files,
-                        report_path=os.path.join(output_dir, report_name(name)))
+                        report_path=(os.path.join(output_dir, report_name(name))
+                                     if write_report else None))
   return {**report, 'labels': labels}
 
 
@@ -484,12 +487,15 @@ def main(argv):
                                          min_clip_seconds=f.min_clip_seconds,
                                          num_captions=f.narration_captions), []
       report = convert(specs, f.output_dir, num_workers=f.num_workers, skipped=rejected,
-                       allow_empty=False, **_settings(f))
+                       allow_empty=False, write_report=True, **_settings(f))
   except ConversionError as e:
     sys.exit(f'mmv.data.convert: {e}')  # Status 1, the message without a traceback.
   print(format_report(report, f.output_dir, f.name), flush=True)
 
 
 if __name__ == '__main__':
-  define_flags()
-  app.run(main, flags_parser=parse_flags)
+  # The importable module's main: mmv.data.convert_beam raises that module's ConversionError,
+  # a class apart from __main__'s.
+  from mmv.data import convert as importable  # pylint: disable=g-import-not-at-top
+  importable.define_flags()
+  app.run(importable.main, flags_parser=importable.parse_flags)

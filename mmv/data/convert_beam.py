@@ -316,6 +316,22 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
   complete = set(tf.io.gfile.listdir(job['staging']))
   job['done'] = frozenset(i for i in range(num_shards)
                           if _part(fmt.shard_name(name, i, num_shards)) in complete)
-  with beam.Pipeline(options=options) as p:
-    _build(p, job)
+  try:
+    with beam.Pipeline(options=options) as p:
+      _build(p, job)
+  except BaseException:
+    _discard_unless_resumable(job, output_dir, created)
+    raise
   return _finish(job, output_dir, overwrite=overwrite, created=created)
+
+
+def _discard_unless_resumable(job, output_dir, created):
+  """After a failed job: its staging directory goes unless it holds a complete shard, and the
+  output directory too if the job made it and nothing else is there."""
+  staging = job['staging']
+  if any(name.endswith('.json') and convert.is_shard(name[:-len('.json')], job['name'])
+         for name in tf.io.gfile.listdir(staging)):
+    return
+  tf.io.gfile.rmtree(staging)
+  if created and not tf.io.gfile.listdir(output_dir):
+    tf.io.gfile.rmtree(output_dir)
