@@ -154,7 +154,7 @@ def _write_labels(labels, path):
 
 
 def _build(p, job):
-  """The pipeline: `job` holds the launcher's settings (see `convert`)."""
+  """The pipeline: `job` holds the launcher's settings (see `run`)."""
   if job['input_csv']:
     read = (p | 'Csv' >> beam.Create([job['input_csv']])
             | 'ReadCsv' >> beam.FlatMap(_csv_clips, job['video_root']).with_outputs(
