@@ -204,9 +204,11 @@ def shard_of(spec, num_shards):
   return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], 'big') % num_shards
 
 
-def read_options(*, fps, short_side, sample_rate, jpeg_qscale, audio=True):
-  """The keyword arguments of `media.read_clip_or_reason`, one place for both paths (local
-  and Beam), so that they decode alike."""
+def read_options(*, fps=fmt.DEFAULT_FPS, short_side=256, sample_rate=int(fmt.DEFAULT_SAMPLE_RATE),
+                 jpeg_qscale=3, audio=True):
+  """The keyword arguments of `media.read_clip_or_reason`: one place for both paths, local
+  (`convert`) and Beam (`convert_beam.run`, which passes its own keyword arguments here), so
+  that they decode alike."""
   return dict(fps=fps, short_side=short_side, sample_rate=sample_rate, qscale=jpeg_qscale,
               audio=audio)
 

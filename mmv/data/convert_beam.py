@@ -80,7 +80,7 @@ def _local(path):
     yield local
 
 
-def _decode_video(group, labels, *, options, num_shards, fps, sample_rate):
+def _decode_video(group, labels, *, options, num_shards):
   """(shard, (order, kind, payload)) of the clips of one video: kind 'example' (the record's
   bytes), 'skipped', 'short' or 'packets_skipped' (the report's entries)."""
   path, items = group
@@ -92,7 +92,8 @@ def _decode_video(group, labels, *, options, num_shards, fps, sample_rate):
       if isinstance(clip, str):
         yield shard, (order, 'skipped', (spec.name, clip))
         continue
-      example = convert.make_example(spec, clip, label_ids, fps=fps, sample_rate=sample_rate)
+      example = convert.make_example(spec, clip, label_ids, fps=options['fps'],
+                                     sample_rate=options['sample_rate'])
       yield shard, (order, 'example', example.SerializeToString(deterministic=True))
       if clip.short:
         yield shard, (order, 'short', (spec.name, clip.short))
@@ -199,7 +200,7 @@ def _build(p, job):
              | 'ByVideo' >> beam.GroupBy(lambda item: item[1].path)
              | 'Decode' >> beam.FlatMap(
                  _decode_video, beam.pvalue.AsSingleton(labels), options=job['read_options'],
-                 num_shards=num_shards, fps=job['fps'], sample_rate=job['sample_rate']))
+                 num_shards=num_shards))
   # Every shard that is not done is written, an empty one included (as the local path does).
   todo = p | 'Shards' >> beam.Create([(i, None) for i in range(num_shards) if i not in done])
   _ = ((records, todo) | 'Flatten' >> beam.Flatten()
@@ -282,12 +283,12 @@ def _finish(job, output_dir, *, overwrite, created):
 
 
 def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, video_root='',
-            min_clip_seconds=4.0, num_captions=8, fps=fmt.DEFAULT_FPS, short_side=256,
-            sample_rate=int(fmt.DEFAULT_SAMPLE_RATE), jpeg_qscale=3, audio=True,
-            label_map_path=None, overwrite=False, beam_args=()):
+        min_clip_seconds=4.0, num_captions=8, label_map_path=None, overwrite=False,
+        beam_args=(), **decoding):
   """Converts the clips of `input_csv` or `narration_json` with Beam (`beam_args`: Beam's
   command line, --runner included) into `output_dir`, as `convert.convert` does locally;
-  returns its report dict. Waits for the pipeline to finish."""
+  returns its report dict. `decoding`: the keyword arguments of `convert.read_options` (fps,
+  short_side, ...). Waits for the pipeline to finish."""
   if (input_csv is None) == (narration_json is None):
     raise ValueError('give one of input_csv and narration_json')
   options = pipeline_options.PipelineOptions(list(beam_args))
@@ -301,10 +302,7 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
   job = dict(
       input_csv=input_csv, narration_json=narration_json, video_root=video_root,
       min_clip_seconds=min_clip_seconds, num_captions=num_captions, name=name,
-      num_shards=num_shards, fps=fps, sample_rate=sample_rate,
-      read_options=convert.read_options(fps=fps, short_side=short_side,
-                                        sample_rate=sample_rate, jpeg_qscale=jpeg_qscale,
-                                        audio=audio),
+      num_shards=num_shards, read_options=convert.read_options(**decoding),
       label_map_path=label_map_path,
       existing_labels=(convert.read_lines(label_map_path)
                        if tf.io.gfile.exists(label_map_path) else None),
