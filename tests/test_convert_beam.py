@@ -1,6 +1,6 @@
 """The converter on Apache Beam (DirectRunner) against the local path, on real media files made
-with PyAV: the same files byte for byte, a resumed job, a job that writes nothing; the stable
-shard assignment of both paths."""
+with PyAV: the same files byte for byte, a resumed job on URLs, a job that writes nothing; the
+stable shard assignment of both paths."""
 
 import json
 import os
@@ -124,8 +124,17 @@ class _FailingSecond:
     return self.write(group, **kwargs)
 
 
-def test_a_failed_beam_job_resumes_from_its_complete_shards(beam, media_dir, tmp_path,
-                                                            monkeypatch):
+def _url_files(url):
+  """{name: bytes} of every file under a URL, hidden ones included."""
+  return {os.path.relpath(os.path.join(d, name), url): tf.io.gfile.GFile(os.path.join(d, name),
+                                                                        'rb').read()
+          for d, _, names in tf.io.gfile.walk(url) for name in names}
+
+
+def test_a_failed_beam_job_on_urls_resumes_from_its_complete_shards(beam, media_dir, tmp_path,
+                                                                    monkeypatch):
+  """Inputs and output at URLs (TensorFlow's ram://, as gs:// on Dataflow): videos are copied to
+  the worker, files written through tf.io.gfile."""
   from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
   del beam
   local = tmp_path / 'local'
@@ -133,32 +142,36 @@ def test_a_failed_beam_job_resumes_from_its_complete_shards(beam, media_dir, tmp
                                  min_clip_seconds=0.6, num_captions=2)
   convert.convert(specs, str(local), name='train', num_shards=4, progress=False,
                   write_report=True, **OPTIONS)
-  out = tmp_path / 'beam'
-  out.mkdir()
-  (out / 'train-00000-of-00002').write_bytes(b'an old set')
-  kwargs = dict(name='train', num_shards=4, narration_json=str(media_dir / 'narration.json'),
-                video_root=str(media_dir), min_clip_seconds=0.6, num_captions=2,
+  url = f'ram://{tmp_path.name}'
+  for name in ('narration.json', 'talk.mp4', 'silent.mp4'):
+    tf.io.gfile.copy(str(media_dir / name), f'{url}/in/{name}')
+  out = f'{url}/out'
+  with tf.io.gfile.GFile(f'{out}/train-00000-of-00002', 'w') as f:
+    f.write('an old set')
+  kwargs = dict(name='train', num_shards=4, narration_json=f'{url}/in/narration.json',
+                video_root=f'{url}/in', min_clip_seconds=0.6, num_captions=2,
                 overwrite=True, beam_args=['--runner=DirectRunner'], **OPTIONS)
   write = convert_beam._write_shard  # pylint: disable=protected-access
   monkeypatch.setattr(convert_beam, '_write_shard', _FailingSecond(write))
   with pytest.raises(Exception, match='worker lost'):
-    convert_beam.run(str(out), **kwargs)
+    convert_beam.run(out, **kwargs)
   # The old set is untouched; the shard written before the failure waits in staging.
-  staging, = [name for name in os.listdir(out) if name.startswith('.train.beam-')]
-  assert sorted(os.listdir(out)) == [staging, 'train-00000-of-00002']
-  complete = {i for i in range(4)
-              if os.path.exists(out / staging / f'{fmt.shard_name("train", i, 4)}.json')}
+  staging, = [name for name in tf.io.gfile.listdir(out) if name.startswith('.train.beam-')]
+  assert sorted(tf.io.gfile.listdir(out)) == [staging, 'train-00000-of-00002']
+  complete = {i for i in range(4) if tf.io.gfile.exists(
+      f'{out}/{staging}/{fmt.shard_name("train", i, 4)}.json')}
   assert len(complete) == 1
   monkeypatch.setattr(convert_beam, '_write_shard', write)
   read, decoded = media.read_clip_or_reason, []
   monkeypatch.setattr(media, 'read_clip_or_reason',
-                      lambda spec, **o: (decoded.append(spec), read(spec, **o))[1])
-  report = convert_beam.run(str(out), **kwargs)
+                      lambda spec, **o: (decoded.append((spec.name, spec.start)),
+                                         read(spec, **o))[1])
+  report = convert_beam.run(out, **kwargs)
   # Only the clips of the unfinished shards were decoded again; the result is the local one.
-  assert sorted(decoded, key=specs.index) == [
-      s for s in specs if convert.shard_of(s, 4) not in complete]
+  assert sorted(decoded) == sorted((s.name, s.start) for s in specs
+                                   if convert.shard_of(s, 4) not in complete)
   assert report['written'] == 5 and report['skipped'] == [('gone', 'MediaError: no such file')]
-  assert _files(out) == _files(local)
+  assert _url_files(out) == _files(local)
 
 
 def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_dir, tmp_path):

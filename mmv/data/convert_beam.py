@@ -89,8 +89,9 @@ def _decode_video(group, labels, *, options, num_shards):
     for order, spec in items:
       shard = convert.shard_of(spec, num_shards)
       clip = media.read_clip_or_reason(dataclasses.replace(spec, path=local), **options)
-      if isinstance(clip, str):
-        yield shard, (order, 'skipped', (spec.name, clip))
+      if isinstance(clip, str):  # The reason names the URL, not the worker's copy.
+        reason = clip.replace(local, path) if local and local != path else clip
+        yield shard, (order, 'skipped', (spec.name, reason))
         continue
       example = convert.make_example(spec, clip, label_ids, fps=options['fps'],
                                      sample_rate=options['sample_rate'])
