@@ -27,7 +27,11 @@ TFDS_REQUIRES = [
     'tensorflow-datasets==4.9.10',
 ]
 
-TEST_REQUIRES = TFDS_REQUIRES + [
+# The converter on Apache Beam (mmv/data/convert_beam.py: --runner=DirectRunner, Dataflow,
+# Flink, Spark); the local converter does not need it.
+BEAM_REQUIRES = ['apache-beam==2.77.0']
+
+TEST_REQUIRES = TFDS_REQUIRES + BEAM_REQUIRES + [
     # tensorflow-datasets imports it (without declaring it on Python >= 3.9) when it builds a
     # dataset, as tests/test_benchmarks.py does to make a tiny TFDS build.
     'importlib_resources==7.1.0',
@@ -42,5 +46,5 @@ setuptools.setup(
     python_requires='>=3.11',
     packages=setuptools.find_packages(include=['mmv', 'mmv.*']),
     install_requires=INSTALL_REQUIRES,
-    extras_require={'test': TEST_REQUIRES, 'tfds': TFDS_REQUIRES},
+    extras_require={'test': TEST_REQUIRES, 'tfds': TFDS_REQUIRES, 'beam': BEAM_REQUIRES},
 )

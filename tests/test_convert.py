@@ -124,6 +124,9 @@ def test_csv_clips_from_real_videos(media_dir, tmp_path):
 
 def test_narration_and_audio_only_inputs(media_dir, tmp_path):
   out = str(tmp_path / 'out')
+  # What a downloader leaves beside the video (sorting before it) is not taken for it.
+  for sidecar in ('talk.description', 'talk.info.json', 'gone.description'):
+    (media_dir / sidecar).write_text('{}')
   narration = {'talk': {'start': [1.0, 0.1, 0.5], 'end': [1.4, 0.4, 0.9],
                         'text': ['three', 'one', 'two']},
                'gone': {'start': [0.0], 'end': [1.0], 'text': ['lost']}}
