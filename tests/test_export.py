@@ -134,8 +134,11 @@ def exports(vocab_dir, tmp_path_factory):
     inputs = _inputs(config)
     np.savez(root / name / 'inputs.npz', **inputs)
     made[name] = (config, model, variables, inputs, path)
+  # The vocabulary file the export wrote went with its temporary directory: the SavedModel
+  # reads its own asset.
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   subprocess.run([sys.executable, '-c', LOAD_AND_RUN, str(root), *MODELS], check=True,
-                 cwd=str(root), env=dict(os.environ, PYTHONPATH=''))
+                 cwd=str(root), env=env)
   out = {}
   for name, (config, model, variables, inputs, path) in made.items():
     with np.load(root / name / 'outputs.npz') as f:
@@ -206,7 +209,7 @@ def test_the_vocabulary_is_an_asset_and_the_inputs_are_described(exports, name):
   assert not [p for p in os.listdir(os.path.dirname(output)) if p.startswith('.')]
 
 
-def test_refusals_are_one_line_and_overwrite_replaces_an_earlier_export_only(
+def test_one_line_refusals_bad_frames_and_overwriting_an_earlier_export_only(
     vocab_dir, tmp_path, monkeypatch, capsys):
   workdir = str(tmp_path / 'run')
   make_run(_config(vocab_dir, 'tiny'), workdir)
@@ -256,3 +259,12 @@ def test_refusals_are_one_line_and_overwrite_replaces_an_earlier_export_only(
   assert sorted(os.listdir(earlier)) == ['assets', 'assets.extra', 'fingerprint.pb',
                                          'saved_model.pb', 'variables']
   assert not hidden()
+
+  # Frames out of [0, 1] (0..255 as floats, the likely mistake) or of another size are errors.
+  video = tf.saved_model.load(str(earlier)).signatures['video']
+  config = _config(vocab_dir, 'tiny').data
+  shape = [1, config.num_frames, config.crop_size, config.crop_size, 3]
+  with pytest.raises(tf.errors.InvalidArgumentError, match='video_uint8'):
+    video(frames=tf.fill(shape, 255.0))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='not compatible with expected'):
+    video(frames=tf.fill(shape[:1] + [shape[1] + 1] + shape[2:], 0.5))
