@@ -148,17 +148,18 @@ class ExportedModel(tf.Module):
 
   def __init__(self, config, model, variables, words, vocab_file, platforms):
     super().__init__()
-    self._data = config.data
+    d = self._data = config.data
     leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
     self._variables = [
         tf.Variable(np.asarray(leaf), trainable=False,
                     name=jax.tree_util.keystr(path, simple=True, separator='/'))
         for path, leaf in leaves]
-    ids = tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
-        tf.saved_model.Asset(vocab_file), tf.string, 0, tf.int32, 1, delimiter='\t'),
-                                    text_ops.UNK_ID)
-    d = config.data
-    self._tokenizer = text_ops.Tokenizer(words, d.stop_words, d.max_words, ids=ids)
+    # Column 0 the word, column 1 its id (write_vocabulary), read when the SavedModel loads.
+    vocabulary = tf.lookup.TextFileInitializer(tf.saved_model.Asset(vocab_file), tf.string, 0,
+                                               tf.int32, 1, delimiter='\t')
+    self._tokenizer = text_ops.Tokenizer(
+        words, d.stop_words, d.max_words,
+        ids=tf.lookup.StaticHashTable(vocabulary, text_ops.UNK_ID))
 
     def converted(fn):
       unflattened = lambda leaves, x: fn(jax.tree_util.tree_unflatten(treedef, leaves), x)
