@@ -17,15 +17,24 @@ def read_vocabulary(path):
   return words
 
 
-class Tokenizer:
-  """Lower-cases, splits on anything but letters and digits, drops stop words, maps to ids."""
+class Tokenizer(tf.Module):
+  """Lower-cases, splits on anything but letters and digits, drops stop words, maps to ids.
 
-  def __init__(self, words, stop_words=(), max_words=16):
+  A tf.Module, so that a SavedModel holding one tracks (saves) its tables.
+  `ids`, when given, is the word → id table (int32 ids of `words` from 2, UNK_ID for any other
+  word) to use instead of one holding `words` as a constant: a SavedModel's table reads them from
+  its vocabulary asset (`mmv.tools.export`).
+  """
+
+  def __init__(self, words, stop_words=(), max_words=16, ids=None):
+    super().__init__()
     self.vocab_size = len(words) + 2
     self.max_words = max_words
-    self._ids = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(words), tf.range(2, len(words) + 2, dtype=tf.int32)), UNK_ID)
+    if ids is None:
+      ids = tf.lookup.StaticHashTable(
+          tf.lookup.KeyValueTensorInitializer(
+              tf.constant(words), tf.range(2, len(words) + 2, dtype=tf.int32)), UNK_ID)
+    self._ids = ids
     stop = list(stop_words) or ['']
     self._stop = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(stop), tf.ones(len(stop), tf.bool)),

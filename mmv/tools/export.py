@@ -1,0 +1,315 @@
+"""Exports a training run's checkpoint as a TensorFlow SavedModel, for users without JAX.
+
+    python -m mmv.tools.export --workdir WORKDIR [--step N] --output DIR [--overwrite] \
+        [--platforms cpu,cuda]
+
+The model is the one in WORKDIR/config.json with the variables of checkpoint N (the latest by
+default), computing in float32. Like DeepMind's TF-Hub release of MMV, the SavedModel has one
+signature per modality, each taking a batch of any size B:
+  video        float32 frames [B, T, S, S, 3] in [0, 1] → features, S_va, S_vat
+  video_uint8  uint8 frames [B, T, S, S, 3] (0..255)    → features, S_va, S_vat
+  audio        float32 mono waveform [B, N] in [-1, 1]  → features, S_va, S_vat
+  text         string captions [B]                      → S_vat, has_words
+`features` are the backbone's pooled features (what the linear probe classifies), S_va and S_vat
+the embeddings in the video–audio and video–audio–text spaces, unnormalised (compare them by
+cosine). T and S are the run's `data.num_frames` and `data.crop_size`: frames sampled at
+`data.fps / data.frame_stride` per second, RGB, cropped square; the graph divides uint8 frames by
+255 and applies the run's `data.normalization`. N is as many samples at `data.audio_sample_rate`
+as the clip lasts (num_frames · frame_stride / fps seconds); the graph computes the pipeline's
+log-mel spectrogram. The captions go through the run's tokenizer (lower case, words of letters
+and digits, its stop words dropped, the first `data.max_words` kept) over its vocabulary, which
+the SavedModel holds as an asset; `has_words` is false for a caption with no word left, which
+embeds as padding alone. DIR/assets.extra/mmv_export.json records the checkpoint and these
+sizes. Graphs with the `disjoint` head have no audio–text space: their `audio` has no S_vat.
+
+The JAX functions are serialised as StableHLO for the `--platforms` given (jax2tf native
+serialisation; matrix products at float32 precision), so the SavedModel runs there without JAX;
+the batch size is symbolic. It is written under a temporary name beside DIR and renamed when
+complete; an existing non-empty DIR is refused unless --overwrite, which replaces an earlier
+export only (a directory holding saved_model.pb).
+"""
+
+import argparse
+import copy
+import json
+import os
+import re
+import shutil
+import tempfile
+
+from absl import logging
+import jax
+from jax.experimental import jax2tf
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+
+from mmv import checkpoint as ckpt_lib
+from mmv import evaluate
+from mmv.data import audio as audio_ops
+from mmv.data import augment
+from mmv.data import pipeline
+from mmv.data import text as text_ops
+
+VOCAB_ASSET = 'vocab.tsv'  # Lines `word<TAB>id`: the training run's ids (from 2).
+INFO_PATH = os.path.join('assets.extra', 'mmv_export.json')
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+SIGNATURES = ('video', 'video_uint8', 'audio', 'text')
+TOKEN = '[a-z0-9]+'  # What the tokenizer's words are made of: the complement of fmt.NON_WORD.
+
+
+def export_config(config):
+  """The run's config as exported: float32 compute, variables on one replicated mesh."""
+  c = copy.deepcopy(config)
+  c.eval.dtype = 'float32'
+  c.mesh.data, c.mesh.fsdp, c.mesh.param_rules = -1, 1, (('.*', 'replicate'),)
+  return c
+
+
+def check_output(output, overwrite):
+  """Refuses `output` if it is a non-empty directory (with --overwrite: one that is not an
+  earlier export) or a file."""
+  if not os.path.lexists(output):
+    return
+  if not os.path.isdir(output):
+    raise FileExistsError(f'--output {output} exists and is not a directory')
+  if not os.listdir(output):
+    return
+  if not overwrite:
+    raise FileExistsError(f'--output {output} is not empty; pass --overwrite to replace an '
+                          'earlier export there')
+  if not os.path.exists(os.path.join(output, 'saved_model.pb')):
+    raise FileExistsError(f'--output {output} is not empty and holds no saved_model.pb: '
+                          '--overwrite replaces an earlier export only')
+
+
+def checkpoint_step(workdir, step):
+  """`step`, or the latest, checked to be a checkpoint of `workdir`."""
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = ckpt_lib.existing_steps(directory)
+  if not steps:
+    raise FileNotFoundError(f'no checkpoint in {directory}')
+  if step is None:
+    return steps[-1]
+  if step not in steps:
+    raise FileNotFoundError(f'no checkpoint of step {step} in {directory}; steps there: {steps}')
+  return step
+
+
+def jax_functions(model, config):
+  """{name: f(variables, input) → {output: float32 array}}: the model's embeddings of one
+  modality, the input as the signature takes it (frames, the audio backbone's input, tokens)."""
+
+  def video(variables, frames):
+    x = frames.astype(jnp.float32)
+    if frames.dtype == jnp.uint8:
+      x = x / 255.0
+    x = augment.normalize(x, config.data.normalization)
+    features, va, vat = model.apply(variables, x, method=model.embed_video)
+    return {'features': features, 'S_va': va, 'S_vat': vat}
+
+  def audio(variables, x):
+    features, va, vat = model.apply(variables, x, method=model.embed_audio)
+    out = {'features': features, 'S_va': va}
+    if vat is not None:
+      out['S_vat'] = vat
+    return out
+
+  def text(variables, tokens):
+    return {'S_vat': model.apply(variables, tokens, method=model.embed_text)}
+
+  return {'video': video, 'audio': audio, 'text': text}
+
+
+def audio_input(waveform, c):
+  """The audio backbone's input for a waveform [B, samples]: the pipeline's log-mel (or the
+  waveform itself for `data.audio_format` 'waveform')."""
+  if c.audio_format == 'waveform':
+    return waveform
+  return audio_ops.log_mel_spectrogram(
+      waveform, sample_rate=c.audio_sample_rate, window=c.stft_window, hop=c.stft_hop,
+      num_mel_bins=c.num_mel_bins, lower_hz=c.mel_lower_hz, upper_hz=c.mel_upper_hz,
+      log_offset=c.log_offset)
+
+
+def write_vocabulary(words, path):
+  """The vocabulary asset: `word<TAB>id` for each word the tokenizer can produce (letters and
+  digits, lower case), with its id in the training run. The others can never be looked up (and
+  a tab in one would break the file's columns); the explicit ids keep the rest in place."""
+  with open(path, 'w') as f:
+    f.write(''.join(f'{w}\t{i}\n' for i, w in enumerate(words, start=2)
+                    if re.fullmatch(TOKEN, w)))
+
+
+class ExportedModel(tf.Module):
+  """The SavedModel's root: the model's variables, the tokenizer with its vocabulary asset, and
+  one tf.function per modality around the JAX function converted by jax2tf (StableHLO for
+  `platforms`), whose variables are arguments, not constants in the serialised program."""
+
+  def __init__(self, config, model, variables, words, vocab_file, platforms):
+    super().__init__()
+    d = self._data = config.data
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
+    self._variables = [
+        tf.Variable(np.asarray(leaf), trainable=False,
+                    name=jax.tree_util.keystr(path, simple=True, separator='/'))
+        for path, leaf in leaves]
+    # Column 0 the word, column 1 its id (write_vocabulary), read when the SavedModel loads.
+    vocabulary = tf.lookup.TextFileInitializer(tf.saved_model.Asset(vocab_file), tf.string, 0,
+                                               tf.int32, 1, delimiter='\t')
+    self._tokenizer = text_ops.Tokenizer(
+        words, d.stop_words, d.max_words,
+        ids=tf.lookup.StaticHashTable(vocabulary, text_ops.UNK_ID))
+
+    def converted(fn):
+      unflattened = lambda leaves, x: fn(jax.tree_util.tree_unflatten(treedef, leaves), x)
+      return jax2tf.convert(unflattened, polymorphic_shapes=[None, 'b, ...'],
+                            with_gradient=False, native_serialization_platforms=tuple(platforms))
+
+    self._fns = {name: converted(fn) for name, fn in jax_functions(model, config).items()}
+    # One tf.function per signature, each with its input signature: traced once (saving
+    # traces a function without one again, and each trace lowers the model anew).
+    frames = lambda dtype: tf.TensorSpec([None, d.num_frames, d.crop_size, d.crop_size, 3],
+                                         dtype, name='frames')
+    function = lambda fn, spec: tf.function(fn, input_signature=[spec], autograph=False)
+    self.video = function(self._video, frames(tf.float32))
+    self.video_uint8 = function(self._video, frames(tf.uint8))
+    self.audio = function(self._audio, tf.TensorSpec([None, pipeline.num_audio_samples(d)],
+                                                     tf.float32, name='waveform'))
+    self.text = function(self._text, tf.TensorSpec([None], tf.string, name='captions'))
+
+  def _call(self, name, x):
+    with jax.default_matmul_precision('float32'):  # Not TF32 or bfloat16 passes on GPUs / TPUs.
+      return self._fns[name](list(self._variables), x)
+
+  def _video(self, frames):
+    frames = tf.ensure_shape(frames, self.video.input_signature[0].shape)  # Either dtype.
+    if frames.dtype != tf.uint8:
+      message = 'video: float frames must lie in [0, 1] (uint8 frames go to video_uint8)'
+      with tf.control_dependencies([
+          tf.debugging.assert_greater_equal(frames, 0.0, message=message),
+          tf.debugging.assert_less_equal(frames, 1.0, message=message)]):
+        frames = tf.identity(frames)
+    return self._call('video', frames)
+
+  def _audio(self, waveform):
+    waveform = tf.ensure_shape(waveform, self.audio.input_signature[0].shape)
+    return self._call('audio', audio_input(waveform, self._data))
+
+  def _text(self, captions):
+    tokens = self._tokenizer(captions)
+    out = self._call('text', tokens)
+    out['has_words'] = tf.reduce_any(tf.not_equal(tokens, text_ops.PAD_ID), axis=1)
+    return out
+
+  def signatures(self):
+    # The functions, not their concrete functions: tracing them outside tf.saved_model.save's
+    # context, where they are traced again, would lower every model twice.
+    return {name: getattr(self, name) for name in SIGNATURES}
+
+
+def description(config, workdir, step, platforms):
+  """What DIR/assets.extra/mmv_export.json records: the checkpoint and the inputs the model was
+  trained on."""
+  d, m = config.data, config.model
+  return {
+      'workdir': os.path.abspath(workdir), 'step': int(step), 'platforms': list(platforms),
+      'model': {k: m[k] for k in ('video_backbone', 'audio_backbone', 'head', 'va_dim',
+                                  'vat_dim')},
+      'video': {'frames': d.num_frames, 'height': d.crop_size, 'width': d.crop_size,
+                'frames_per_second': d.fps / d.frame_stride, 'normalization': d.normalization},
+      'audio': {'sample_rate': d.audio_sample_rate, 'samples': pipeline.num_audio_samples(d),
+                'format': d.audio_format},
+      'text': {'max_words': d.max_words, 'stop_words': list(d.stop_words)},
+  }
+
+
+def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cuda')):
+  """Writes the SavedModel of checkpoint `step` (latest by default) of `workdir` to `output`;
+  returns the step."""
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'no workdir {workdir}')
+  output = os.path.abspath(output)
+  check_output(output, overwrite)
+  config = export_config(evaluate.read_run_config(workdir))
+  vocab = pipeline.vocab_path(config.data)
+  if not os.path.exists(vocab):
+    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of the '
+                            'run) is needed for the text signature; run from the directory '
+                            'training ran in')
+  step = checkpoint_step(workdir, step)
+  (model, variables, _), step = evaluate.restore(config, workdir, step)
+  variables = jax.device_get(variables)
+  words = text_ops.read_vocabulary(vocab)
+  parent = os.path.dirname(output)
+  os.makedirs(parent, exist_ok=True)
+  temporary = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.tmp-', dir=parent)
+  try:
+    vocab_file = os.path.join(temporary, VOCAB_ASSET)
+    write_vocabulary(words, vocab_file)
+    module = ExportedModel(config, model, variables, words, vocab_file, platforms)
+    saved = os.path.join(temporary, 'saved_model')
+    tf.saved_model.save(module, saved, signatures=module.signatures())
+    os.makedirs(os.path.join(saved, 'assets.extra'))
+    with open(os.path.join(saved, INFO_PATH), 'w') as f:
+      json.dump(description(config, workdir, step, platforms), f, indent=1)
+    _replace(saved, output)
+  finally:
+    shutil.rmtree(temporary, ignore_errors=True)
+  return step
+
+
+def _replace(source, output):
+  """Renames `source` to `output`; an earlier export there is moved aside first and removed
+  once the new one is in place."""
+  if os.path.isdir(output) and os.listdir(output):
+    aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.old-',
+                             dir=os.path.dirname(output))
+    os.rename(output, os.path.join(aside, 'saved_model'))
+    os.rename(source, output)
+    shutil.rmtree(aside)
+  else:
+    os.rename(source, output)
+
+
+def parse_args(argv):
+  # argparse, not absl flags: mmv.evaluate defines absl flags of the same names (and marks its
+  # own as required), so this binary cannot parse absl's global flags.
+  parser = argparse.ArgumentParser(prog='python -m mmv.tools.export', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', required=True,
+                      help='Training workdir holding config.json and checkpoints/.')
+  parser.add_argument('--step', type=int, help='Checkpoint step; the latest when left out.')
+  parser.add_argument('--output', required=True, help='Directory of the SavedModel to write.')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='Replace an earlier export in --output.')
+  parser.add_argument('--platforms', default='cpu,cuda', type=_platforms,
+                      help=f'Comma-separated platforms the SavedModel runs on, among {PLATFORMS}.')
+  return parser.parse_args(argv)
+
+
+def _platforms(value):
+  platforms = tuple(p for p in value.split(',') if p)
+  if not platforms or set(platforms) - set(PLATFORMS):
+    raise argparse.ArgumentTypeError(f'{value!r}: choose among {PLATFORMS}')
+  return platforms
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  tf.config.set_visible_devices([], 'GPU')
+  logging.set_verbosity(logging.WARNING)
+  # Orbax says so each time it opens the run's checkpoints, read-only as intended.
+  logging.get_absl_logger().addFilter(
+      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  try:
+    step = export(args.workdir, args.output, step=args.step, overwrite=args.overwrite,
+                  platforms=args.platforms)
+  except (FileNotFoundError, FileExistsError, ckpt_lib.DamagedCheckpointError,
+          ckpt_lib.IncompatibleCheckpointError) as e:
+    raise SystemExit(f'error: {e}') from None
+  print(f'wrote {args.output}: checkpoint {step} of {args.workdir}')
+
+
+if __name__ == '__main__':
+  main()
