@@ -46,7 +46,7 @@ for name in sys.argv[2:]:
       outputs[f'{key}/{output}'] = value.numpy()
   np.savez(os.path.join(path, 'outputs.npz'), **outputs)
 '''
-MODELS = ('tiny', 'audio_resnet18')
+MODELS = ('tiny', 'audio_resnet50')
 
 
 def _random_variables(abstract, seed=0):
@@ -91,8 +91,8 @@ def _config(vocab_dir, name):
   c = conftest.small_config(vocab_dir)
   if name == 'tiny':
     c.data.normalization = 'centered'
-  else:  # A paper backbone, narrow: the audio ResNet-18 at 1/8 width.
-    c.model.audio_backbone = 'audio_resnet18'
+  else:  # A paper backbone, narrow: the audio ResNet-50 at 1/8 width.
+    c.model.audio_backbone = 'audio_resnet50'
     c.model.width_multiplier = 0.125
   return c
 
