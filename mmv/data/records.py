@@ -12,8 +12,9 @@ epoch. With at most `CYCLE` files there is one part per epoch, and the part is t
 
 The shuffle is thus today's buffer of `shuffle_buffer` records sliding over the interleave of
 `CYCLE` files, restarted at each part: records of different parts of an epoch never swap, but
-the parts' files and their order are drawn anew every epoch. The next part's buffer fills in
-the background while the current part drains.
+the parts' files and their order are drawn anew every epoch. tf.data prepares the next two
+parts (fills their buffers) while one is read, so that no part waits for its buffer: up to
+three buffers' records are in memory.
 
 Evaluation reads the files once, in order, as one part (position (0, index)).
 
@@ -119,8 +120,8 @@ def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
     return ds.skip(tf.where(tf.equal(p, start[0]), tf.cast(start[1], tf.int64), 0))
 
   parts = tf.data.Dataset.counter(start[0]) if train else tf.data.Dataset.range(1)
-  # One part at a time, in order; the interleave prepares the next part (fills its shuffle
-  # buffer) while this one is read, which a flat_map would not.
+  # One part at a time, in order; the interleave prepares the next parts (fills their shuffle
+  # buffers) while this one is read, where a flat_map would stall at every part's start.
   ds = parts.interleave(part, cycle_length=1, num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True)
 
