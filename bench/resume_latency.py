@@ -11,6 +11,9 @@ found by reading the record stream (not timed), then a training stream (`configs
 process) is started from a checkpoint's data state at that position and timed up to its first
 batch: the checks of the data, the tracing, getting to the position, one batch decoded. Only
 getting to the position depends on it. Rounds alternate the positions; medians are printed.
+With `--cold` (the default) the shards are dropped from the page cache before each start
+(`posix_fadvise(DONTNEED)`), so their bytes come from the disk, as after a preemption on a new
+machine; without it they are read from memory, the best case for reading.
 """
 
 import json
@@ -33,11 +36,27 @@ from mmv.data import synthetic  # pylint: disable=wrong-import-position
 
 _DATA_DIR = flags.DEFINE_string('data_dir', '/tmp/mmv_resume', 'Reuse or keep the dataset here.')
 _SHARDS = flags.DEFINE_integer('shards', 64, 'Training shards.')
-_RECORDS = flags.DEFINE_integer('records', 16, 'Records per shard.')
-_PADDING_KB = flags.DEFINE_integer('padding_kb', 1536, 'Random bytes per record, in KiB.')
+_RECORDS = flags.DEFINE_integer('records', 24, 'Records per shard.')
+_PADDING_KB = flags.DEFINE_integer('padding_kb', 4096, 'Random bytes per record, in KiB.')
 _POSITIONS = flags.DEFINE_list('positions', ['0', '0.5', '0.99'], 'Fractions of the epoch.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds over the positions.')
 _SHUFFLE = flags.DEFINE_integer('shuffle_buffer', 64, 'data.shuffle_buffer (records).')
+_COLD = flags.DEFINE_bool('cold', True, 'Drop the shards from the page cache before each start.')
+
+
+def bytes_read():
+  """Bytes this process has read through system calls (cached or not), from /proc/self/io."""
+  with open('/proc/self/io') as f:
+    return int(next(line for line in f if line.startswith('rchar:')).split()[1])
+
+
+def drop_from_page_cache(files):
+  for path in files:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+      os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+      os.close(fd)
 
 
 def make_dataset(path, shards, per_shard, padding_kb):
@@ -97,22 +116,29 @@ def main(argv):
   states = positions(c, fractions, seed=0)
   epoch_mb = _SHARDS.value * _RECORDS.value * _PADDING_KB.value / 1024
   print(f'{_SHARDS.value} shards x {_RECORDS.value} records, {epoch_mb:.0f} MiB per epoch, '
-        f'shuffle buffer {c.shuffle_buffer}')
+        f'shuffle buffer {c.shuffle_buffer}, {"cold" if _COLD.value else "warm"} page cache')
+  files = records.split_files(c.data_dir, 'train')
   times = {f: [] for f in fractions}
+  read = {f: [] for f in fractions}
   for _ in range(_ROUNDS.value):
     for f in fractions:
-      start = time.perf_counter()
+      if _COLD.value:
+        drop_from_page_cache(files)
+      start, before = time.perf_counter(), bytes_read()
       s = stream.train_stream(c, batch_size=8, seed=0, state=states[f])
       next(s)
       times[f].append(time.perf_counter() - start)
-      print(f'  {f:.0%} {states[f]["positions"][0][0]}: {times[f][-1]:.2f} s', flush=True)
+      read[f].append((bytes_read() - before) / 2**20)
+      print(f'  {f:.0%} {states[f]["positions"][0][0]}: {times[f][-1]:.2f} s, '
+            f'{read[f][-1]:.0f} MiB read', flush=True)
       del s
-  print('| position in the epoch | saved position | s to the first batch (median) | min–max |')
-  print('|---:|---|---:|---|')
+  print('| position in the epoch | saved position | s to the first batch (median) | min–max '
+        '| MiB read by then (median) |')
+  print('|---:|---|---:|---|---:|')
   for f in fractions:
     t = times[f]
     print(f'| {f:.0%} | {states[f]["positions"][0][0]} | {statistics.median(t):.2f} | '
-          f'{min(t):.2f}–{max(t):.2f} |')
+          f'{min(t):.2f}–{max(t):.2f} | {statistics.median(read[f]):.0f} |')
 
 
 if __name__ == '__main__':
