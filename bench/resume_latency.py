@@ -13,7 +13,13 @@ batch: the checks of the data, the tracing, getting to the position, one batch d
 getting to the position depends on it. Rounds alternate the positions; medians are printed.
 With `--cold` (the default) the shards are dropped from the page cache before each start
 (`posix_fadvise(DONTNEED)`), so their bytes come from the disk, as after a preemption on a new
-machine; without it they are read from memory, the best case for reading.
+machine; without it they are read from memory, the best case for reading. Each start also
+reports the bytes the process read meanwhile (`rchar` of /proc/self/io), which the load of a
+shared machine does not move.
+
+The script imports the `mmv` next to it: to measure another version, run a copy of it from a
+checkout of that version (e.g. `git archive COMMIT | tar -x -C /tmp/old`, then
+`cp bench/resume_latency.py /tmp/old/bench/`).
 """
 
 import json
@@ -95,8 +101,8 @@ def positions(c, fractions, seed):
   files = records.split_files(c.data_dir, 'train')
   total = _SHARDS.value * _RECORDS.value
   wanted = {min(int(f * total), total - 1): f for f in fractions}
-  ds = records.record_stream(files, train=True, shuffle_buffer=c.shuffle_buffer,
-                             seed=stream._source_seed(seed, 0, 0))  # pylint: disable=protected-access
+  source_seed = stream._source_seed(seed, 0, 0)  # pylint: disable=protected-access
+  ds = records.record_stream(files, train=True, shuffle_buffer=c.shuffle_buffer, seed=source_seed)
   found = {}
   for i, x in enumerate(ds.take(max(wanted) + 1).as_numpy_iterator()):
     if i in wanted:

@@ -10,11 +10,11 @@ yields from there on, and getting there reads (but does not parse or decode) the
 records of part p only: a resume re-reads at most one part's files, whatever the size of the
 epoch. With at most `CYCLE` files there is one part per epoch, and the part is the epoch.
 
-The shuffle is thus today's buffer of `shuffle_buffer` records sliding over the interleave of
-`CYCLE` files, restarted at each part: records of different parts of an epoch never swap, but
-the parts' files and their order are drawn anew every epoch. tf.data prepares the next two
-parts (fills their buffers) while one is read, so that no part waits for its buffer: up to
-three buffers' records are in memory.
+The shuffle is thus a buffer of `shuffle_buffer` records sliding over the interleave of
+`CYCLE` files, as it slid over a whole epoch before parts, restarted at each part: records of
+different parts of an epoch never swap, but the parts' files and their order are drawn anew
+every epoch. tf.data prepares the next two parts (fills their buffers) while one is read, so
+that no part waits for its buffer: up to three buffers' records are in memory.
 
 Evaluation reads the files once, in order, as one part (position (0, index)).
 

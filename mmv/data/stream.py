@@ -57,9 +57,9 @@ class Stream:
   """An iterator of host batches (numpy dicts) with the data state after each.
 
   sources: [(name, rows per batch or None for all, describe(position) → str)], in row order.
-  start: {name: (part, index)} (see `mmv.data.records`); skipped, unreadable: the counts so far (a resumed run's);
-  contents: the `records.Contents` of the (finite) stream, for evaluation; num_batches and
-  pad_rows: pad the stream to that many batches of that many rows.
+  start: {name: (part, index)} (see `mmv.data.records`); skipped, unreadable: the counts so far
+  (a resumed run's); contents: the `records.Contents` of the (finite) stream, for evaluation;
+  num_batches and pad_rows: pad the stream to that many batches of that many rows.
 
   After each batch: `skipped` counts the records that failed to decode, `unreadable` the
   unreadable shard tails met (a shard's once per pass), and `tails` names those met.
