@@ -454,7 +454,8 @@ def _run_steps(config, workdir, state, batches, data_state, compile_fn, checkpoi
 
   def save(step):
     with timer.paused():
-      checkpointer.save(step, state, signature=signature, extra={'data': data_state(step)})
+      checkpointer.save(step, state, signature=signature,
+                        extra={'data': data_state(step), 'data_order': data_stream.ORDER})
 
   try:
     for step in range(start_step + 1, c.steps + 1):
@@ -539,8 +540,11 @@ def _train(config, workdir, input_fn, watcher, mesh):
   restored = checkpointer.restore_newest_intact(abstract, signature=signature)
   if restored is not None:
     state, meta = restored
-    data_state = meta.get('data')
     print(f'resumed from step {int(state.step)} in {checkpointer.directory}', flush=True)
+    data_state, note = data_stream.upgrade_state(config.data, meta.get('data'),
+                                                 meta.get('data_order'))
+    if note and jax.process_index() == 0:
+      print(note, flush=True)
   else:
     state, data_state = create_train_state(config, model, tx, mesh, abstract), None
 

@@ -6,8 +6,8 @@ tokenise captions, encode labels. Batches go to the devices as global jax.Arrays
 `mmv.data.augment` turns the uint8 crops into float clips (`global_batches`).
 
 Every random choice (clip offset, crop, flip, colour, captions) is a stateless function of
-(seed, source, process, position of the record), the position being (epoch, index within
-the epoch) of `mmv.data.records`; one clip offset drives the frames, the audio window and the
+(seed, source, process, position of the record), the position being (part, index within
+the part) of `mmv.data.records`; one clip offset drives the frames, the audio window and the
 nearest captions, so the modalities of an example stay aligned.
 
 The model's batch (after `global_batches`), per clip:
@@ -45,7 +45,7 @@ MODALITIES = ('video', 'audio', 'text')
 AUDIO_FORMATS = ('log_mel', 'waveform')
 # Per example, removed by `mmv.data.stream`: the record's position and its stream element number,
 # and the unreadable shard tails met so far (`mmv.data.records`).
-BOOKKEEPING = ('_epoch', '_index', '_seq', '_tails', '_last_tail')
+BOOKKEEPING = ('_part', '_index', '_seq', '_tails', '_last_tail')
 
 
 def vocab_path(c):
@@ -204,7 +204,7 @@ def make_example_fn(c, tokenizer, *, train, seed):
                               message='the shard ends early here (truncated or corrupt)')
     raw = _parse(element['record'], c.modalities)
     key = tf.constant([seed, 0], tf.int64)
-    for data in (element['epoch'], element['index']):
+    for data in (element['part'], element['index']):
       key = tf.random.experimental.stateless_fold_in(key, data)
     keys = tf.random.experimental.stateless_split(key, 5)
     out = {}
@@ -222,7 +222,7 @@ def make_example_fn(c, tokenizer, *, train, seed):
     if c.with_names:
       out['filename'] = tf.fill([clips], _first(raw[fmt.FILENAME]))
       out['label_name'] = tf.fill([clips], _first(raw[fmt.LABEL_TEXT]))
-    out.update(_epoch=element['epoch'], _index=element['index'], _seq=element['seq'],
+    out.update(_part=element['part'], _index=element['index'], _seq=element['seq'],
                _tails=element['tails'], _last_tail=element['last_tail'])
     return out
 

@@ -1,11 +1,22 @@
 """The record stream: a process's share of the shards, in a seeded order, with positions.
 
-Training reads the files epoch after epoch. Epoch e visits them in an order drawn from
-(seed, e), interleaved, through a shuffle buffer seeded by (seed, e), so every record gets a
-position (epoch, index within the epoch) that names it. A stream started at position (e, i)
-yields exactly what the uninterrupted stream yields from there on; getting there reads (but
-does not parse or decode) the first i records of epoch e. Evaluation reads the files once, in
-order.
+Training reads the files epoch after epoch, in parts. Epoch e visits the files in an order
+drawn from (seed, e) and cuts that order into parts of `CYCLE` files (the last part may hold
+fewer); the stream reads part after part, part p being part p mod P of epoch p div P (P parts
+per epoch). A part interleaves its files record by record and passes them through a shuffle
+buffer seeded by (seed, p), so every record gets a position (part, index within the part) that
+names it. A stream started at position (p, i) yields exactly what the uninterrupted stream
+yields from there on, and getting there reads (but does not parse or decode) the first i
+records of part p only: a resume re-reads at most one part's files, whatever the size of the
+epoch. With at most `CYCLE` files there is one part per epoch, and the part is the epoch.
+
+The shuffle is thus a buffer of `shuffle_buffer` records sliding over the interleave of
+`CYCLE` files, as it slid over a whole epoch before parts, restarted at each part: records of
+different parts of an epoch never swap, but the parts' files and their order are drawn anew
+every epoch. tf.data prepares the next two parts (fills their buffers) while one is read, so
+that no part waits for its buffer: up to three buffers' records are in memory.
+
+Evaluation reads the files once, in order, as one part (position (0, index)).
 
 A shard that ends early (a truncated file, or a record failing its CRC, after which TFRecord
 cannot resynchronise) is read up to the damage; the stream then emits one element marked
@@ -23,6 +34,8 @@ import os
 
 import tensorflow as tf
 
+# Files read at once: a part of an epoch interleaves this many, record by record.
+CYCLE = 8
 # A TFRecord is its data plus 16 bytes: the length (8), the length's CRC (4), the data's CRC (4).
 _RECORD_OVERHEAD = 16
 
@@ -69,11 +82,16 @@ def _file_records(path, size):
   return ds.map(lambda is_end, out: out)
 
 
+def parts_per_epoch(num_files):
+  """Parts a training epoch over `num_files` files is read in: one per `CYCLE` files."""
+  return -(-num_files // CYCLE)
+
+
 def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
-  """Elements {file, record_number, record, damaged, tail, epoch, index, seq, tails,
+  """Elements {file, record_number, record, damaged, tail, part, index, seq, tails,
   last_tail} from `files`.
 
-  `epoch` and `index` are the position; `seq` counts the elements of this stream from 0
+  `part` and `index` are the position; `seq` counts the elements of this stream from 0
   (after `start`), so a gap in `seq` downstream means examples were dropped; `tails` counts the
   damaged markers among this stream's elements up to this one, and `last_tail` describes the
   latest, so that the gap's unreadable tails are told from its failed records.
@@ -82,21 +100,30 @@ def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
   files_t = tf.constant(files)
   sizes_t = tf.constant(sizes, tf.int64)
   n = len(files)
+  per_epoch = parts_per_epoch(n)
 
-  def epoch(e):
+  def part(p):
     if train:
-      order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.cast(seed, tf.int64), e])))
+      epoch = p // per_epoch
+      order = tf.argsort(tf.random.stateless_uniform(
+          [n], tf.stack([tf.cast(seed, tf.int64), epoch])))
+      order = order[(p % per_epoch) * CYCLE:][:CYCLE]
     else:
       order = tf.range(n)
     ds = tf.data.Dataset.from_tensor_slices((tf.gather(files_t, order), tf.gather(sizes_t, order)))
-    ds = ds.interleave(_file_records, cycle_length=min(n, 8), block_length=1,
+    ds = ds.interleave(_file_records, cycle_length=min(n, CYCLE), block_length=1,
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if train and shuffle_buffer > 1:
-      ds = ds.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + e)
-    return ds.enumerate().map(lambda i, x: {**x, 'epoch': e, 'index': i})
+      ds = ds.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) * 1_000_003 + p)
+    ds = ds.enumerate().map(lambda i, x: {**x, 'part': p, 'index': i})
+    # Only the first part is entered at an index other than 0: the resume's skip stays in it.
+    return ds.skip(tf.where(tf.equal(p, start[0]), tf.cast(start[1], tf.int64), 0))
 
-  epochs = (tf.data.Dataset.counter(start[0]) if train else tf.data.Dataset.range(1))
-  ds = epochs.flat_map(epoch).skip(start[1])
+  parts = tf.data.Dataset.counter(start[0]) if train else tf.data.Dataset.range(1)
+  # One part at a time, in order; the interleave prepares the next parts (fills their shuffle
+  # buffers) while this one is read, where a flat_map would stall at every part's start.
+  ds = parts.interleave(part, cycle_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
 
   def number(state, x):
     seq, tails, last_tail = state

@@ -57,9 +57,9 @@ class Stream:
   """An iterator of host batches (numpy dicts) with the data state after each.
 
   sources: [(name, rows per batch or None for all, describe(position) → str)], in row order.
-  start: {name: (epoch, index)}; skipped, unreadable: the counts so far (a resumed run's);
-  contents: the `records.Contents` of the (finite) stream, for evaluation; num_batches and
-  pad_rows: pad the stream to that many batches of that many rows.
+  start: {name: (part, index)} (see `mmv.data.records`); skipped, unreadable: the counts so far
+  (a resumed run's); contents: the `records.Contents` of the (finite) stream, for evaluation;
+  num_batches and pad_rows: pad the stream to that many batches of that many rows.
 
   After each batch: `skipped` counts the records that failed to decode, `unreadable` the
   unreadable shard tails met (a shard's once per pass), and `tails` names those met.
@@ -90,7 +90,7 @@ class Stream:
     return self._num_batches
 
   def state(self):
-    """{'positions': {source: [epoch, index of the next record]}, 'skipped': records,
+    """{'positions': {source: [part, index of the next record]}, 'skipped': records,
     'unreadable': shard tails}."""
     return {'positions': {k: [int(v) for v in p] for k, p in self._next.items()},
             'skipped': int(self.skipped), 'unreadable': int(self.unreadable)}
@@ -126,8 +126,8 @@ class Stream:
     begin = 0
     for name, rows, describe in self._sources:
       rows = len(book['_seq']) if rows is None else rows
-      seq, epoch, index, tails, last_tail = (
-          book[k][begin:begin + rows] for k in ('_seq', '_epoch', '_index', '_tails',
+      seq, part, index, tails, last_tail = (
+          book[k][begin:begin + rows] for k in ('_seq', '_part', '_index', '_tails',
                                                 '_last_tail'))
       begin += rows
       gaps = np.diff(np.concatenate([[self._expected_seq[name] - 1], seq])) - 1
@@ -136,11 +136,11 @@ class Stream:
       new_tails = np.diff(np.concatenate([[self._tails_seen[name]], tails]))
       if gaps.any():
         first = int(np.flatnonzero(gaps)[0])
-        before = self._next[name] if first == 0 else (epoch[first - 1], index[first - 1] + 1)
+        before = self._next[name] if first == 0 else (part[first - 1], index[first - 1] + 1)
         self._skip(int(gaps.sum()), int(new_tails.sum()), describe, before)
       for tail in last_tail[new_tails > 0]:
         self._name_tail(tail.decode())
-      self._next[name] = (int(epoch[-1]), int(index[-1]) + 1)
+      self._next[name] = (int(part[-1]), int(index[-1]) + 1)
       self._expected_seq[name] = int(seq[-1]) + 1
       self._tails_seen[name] = int(tails[-1])
 
@@ -260,9 +260,50 @@ def eval_stream(c, split, *, batch_size, process_index=0, process_count=1, augme
                 pad_rows=batch_size * (1 if augment else c.num_test_clips))
 
 
+# The order a checkpoint's data positions refer to, saved beside them (as 'data_order'):
+# (part, index) of `mmv.data.records`. Checkpoints without it hold (epoch, index) positions in
+# a shuffle of the whole epoch.
+ORDER = 'parts'
+
+
+def upgrade_state(c, state, order):
+  """A checkpoint's data `state`, saved in data `order` (None: before parts), in the current
+  order → (state, a line to log or None).
+
+  A process's share of a source that fits one part (at most `records.CYCLE` shards) was read
+  in the order read now, epoch e being part e, so its position carries over exactly. Elsewhere
+  the records before an old position are spread over all the epoch's parts, so that source
+  restarts at the beginning of the saved epoch (its first part), and the line says so.
+  """
+  if state is None or order == ORDER:
+    return state, None
+  by_name = {s.name: s for s in mixture.train_sources(c)}
+  if not set(state['sources']) <= set(by_name):
+    return state, None  # `train_stream` names the mismatch.
+  count = len(state['positions'])
+  restarted = set()
+  positions = []
+  for process, row in enumerate(state['positions']):
+    positions.append([])
+    for name, (epoch, index) in zip(state['sources'], row):
+      source = by_name[name]
+      files = records.process_files(records.split_files(source.data_dir, source.split),
+                                    process, count)
+      parts = records.parts_per_epoch(len(files))
+      if parts > 1:
+        restarted.add(f'{name} (epoch {epoch})')
+      positions[-1].append([epoch, index] if parts == 1 else [epoch * parts, 0])
+  note = None
+  if restarted:
+    note = (f'the checkpoint\'s data positions are in the order of an older version, which '
+            f'cannot be continued exactly: {", ".join(sorted(restarted))} restart at the '
+            'beginning of the saved epoch (its records are read again), in the new order')
+  return {**state, 'positions': positions}, note
+
+
 def gather_state(state):
   """Every process's `Stream.state()` → the JSON a checkpoint keeps (all processes must call
-  it): {'sources': [names], 'positions': [per process: [[epoch, index] per source]],
+  it): {'sources': [names], 'positions': [per process: [[part, index] per source]],
   'skipped': [per process], 'unreadable': [per process]}."""
   names = list(state['positions'])
   local = ([v for name in names for v in state['positions'][name]] +
