@@ -13,8 +13,9 @@ epoch. With at most `CYCLE` files there is one part per epoch, and the part is t
 The shuffle is thus a buffer of `shuffle_buffer` records sliding over the interleave of
 `CYCLE` files, as it slid over a whole epoch before parts, restarted at each part: records of
 different parts of an epoch never swap, but the parts' files and their order are drawn anew
-every epoch. tf.data prepares the next two parts (fills their buffers) while one is read, so
-that no part waits for its buffer: up to three buffers' records are in memory.
+every epoch. The next part is prepared (its buffer filled) while one is read, so that no part
+waits for its buffer: up to two buffers' records are in memory (tf.data's own interleave would
+prepare two parts ahead, three buffers).
 
 Evaluation reads the files once, in order, as one part (position (0, index)).
 
@@ -33,6 +34,7 @@ import dataclasses
 import os
 
 import tensorflow as tf
+from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
 
 # Files read at once: a part of an epoch interleaves this many, record by record.
 CYCLE = 8
@@ -120,10 +122,13 @@ def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
     return ds.skip(tf.where(tf.equal(p, start[0]), tf.cast(start[1], tf.int64), 0))
 
   parts = tf.data.Dataset.counter(start[0]) if train else tf.data.Dataset.range(1)
-  # One part at a time, in order; the interleave prepares the next parts (fills their shuffle
-  # buffers) while this one is read, where a flat_map would stall at every part's start.
-  ds = parts.interleave(part, cycle_length=1, num_parallel_calls=tf.data.AUTOTUNE,
-                        deterministic=True)
+  # One part at a time, in order, the next one prepared (its shuffle buffer filled) while this
+  # one is read: a flat_map would stall at every part's start to fill its buffer, and
+  # Dataset.interleave prepares two parts ahead (three buffers in memory). The experimental
+  # interleave is the one that takes how many to prepare; its deprecation notice is silenced.
+  with deprecation.silence():
+    ds = parts.apply(tf.data.experimental.parallel_interleave(
+        part, cycle_length=1, sloppy=False, prefetch_input_elements=1))
 
   def number(state, x):
     seq, tails, last_tail = state
