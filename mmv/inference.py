@@ -253,6 +253,20 @@ class Model:
       raise UnreadableInput(f'{spec.name}: no audio stream')
     return clip
 
+  def read_media(self, spec):
+    """(modality, `media.Clip`) of a media file: 'video' with its frames if it has any, else
+    'audio' with its waveform; `UnreadableInput` saying why when it has neither."""
+    clip = media.read_clip_or_reason(
+        spec, fps=self.data.fps, short_side=self.short_side,
+        sample_rate=int(self.data.audio_sample_rate), qscale=JPEG_QSCALE, audio=False)
+    if isinstance(clip, str):
+      raise UnreadableInput(f'{spec.name}: {clip}')
+    if clip.jpegs:
+      return 'video', clip
+    if clip.waveform is None or not clip.waveform.size:
+      raise UnreadableInput(f'{spec.name}: no frames and no sound')
+    return 'audio', clip
+
   def clip_of_array(self, array, modality):
     """The `media.Clip` of decoded media: uint8 frames [T, H, W, 3] at `data.fps` (resized so
     the short side is `short_side`, as files are) or a float32 waveform at the sample rate."""
@@ -317,8 +331,9 @@ class Model:
     return np.stack([starts, np.minimum(starts + seconds, clip.end)], axis=1).astype(np.float32)
 
   def embed_clips(self, clips, modality, *, num_clips=4, batch_size=None):
-    """`Embeddings` of decoded `clips` (`media.Clip`s) in `modality`, through the evaluation
-    pipeline: each becomes the record the converter writes, the records one temporary split."""
+    """(`Embeddings` of the decoded `clips` (`media.Clip`s) that the pipeline reads, the
+    indices of those it cannot), in `modality`, through the evaluation pipeline: each clip
+    becomes the record the converter writes, the records one temporary split."""
     if modality not in MODALITIES:
       raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
     if num_clips < 1:
@@ -343,28 +358,33 @@ class Model:
       arrays, _ = features_lib.extract(data, _SPLIT, embed, variables, mesh,
                                        batch_size=batch_size)
     rows = {int(name): i for i, name in enumerate(arrays.get('filename', []))}
+    read = [i for i in range(len(clips)) if i in rows]
+    per_clip = {k: np.asarray(v)[[rows[i] for i in read]] for k, v in arrays.items()}
+    space = lambda k: retrieval.average_clips(per_clip[k]) if k in per_clip else None
     failed = [i for i in range(len(clips)) if i not in rows]
+    if not read:
+      return None, failed
+    times = np.stack([self.clip_times(clips[i], modality, num_clips) for i in read])
+    if modality == 'video':
+      return Embeddings(per_clip['features'], space('video_va'), space('video'), times), failed
+    return Embeddings(per_clip['features'], space('audio_va'), space('audio_vat'), times), failed
+
+  def _embed_all(self, inputs, modality, clips, batch_size):
+    embeddings, failed = self.embed_clips(self._clips(inputs, modality), modality,
+                                          num_clips=clips, batch_size=batch_size)
     if failed:  # The pipeline decodes what the converter wrote: a record of its own fails.
       raise UnreadableInput(f'{len(failed)} inputs could not be read by the pipeline (input '
                             f'{failed[0]} first)')
-    order = [rows[i] for i in range(len(clips))]
-    per_clip = {k: np.asarray(v)[order] for k, v in arrays.items()}
-    space = lambda k: retrieval.average_clips(per_clip[k]) if k in per_clip else None
-    times = np.stack([self.clip_times(c, modality, num_clips) for c in clips])
-    if modality == 'video':
-      return Embeddings(per_clip['features'], space('video_va'), space('video'), times)
-    return Embeddings(per_clip['features'], space('audio_va'), space('audio_vat'), times)
+    return embeddings
 
   def embed_videos(self, inputs, clips=4, *, batch_size=None):
     """`Embeddings` of video files or uint8 frame arrays [T, H, W, 3] at `data.fps`."""
-    return self.embed_clips(self._clips(inputs, 'video'), 'video', num_clips=clips,
-                            batch_size=batch_size)
+    return self._embed_all(inputs, 'video', clips, batch_size)
 
   def embed_audio(self, inputs, clips=4, *, batch_size=None):
     """`Embeddings` of sound (or video) files' soundtracks or float32 waveforms at the sample
     rate."""
-    return self.embed_clips(self._clips(inputs, 'audio'), 'audio', num_clips=clips,
-                            batch_size=batch_size)
+    return self._embed_all(inputs, 'audio', clips, batch_size)
 
   def embed_text(self, texts):
     """`Embeddings` (`vat` only) of sentences; one left without a word once the stop words are
