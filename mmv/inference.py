@@ -395,8 +395,8 @@ class Model:
       raise ValueError('nothing to embed: no sentences')
     tokens, empty = text_tokens(self.data, texts)
     if empty:
-      raise ValueError(f'{empty[0]!r} has no word the model knows besides stop words '
-                       f'({len(empty)} such sentences); say what to look for')
+      raise ValueError(f'{empty[0]!r} has no word left once the stop words are dropped '
+                       f'({len(empty)} such sentences): say what to look for')
     text = self.checkpoint.encode_text(self.checkpoint.restored[1], tokens)
     return Embeddings(None, None, retrieval.l2_normalize(np.asarray(text)))
 

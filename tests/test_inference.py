@@ -2,12 +2,10 @@
 what the evaluation pipeline computes for the converted records; an index built, resumed and
 searched; a workdir made by the DeepMind importer loads."""
 
-import json
 import os
 import pickle
 import types
 
-import jax
 import numpy as np
 import pytest
 
@@ -49,6 +47,11 @@ def workdir(data_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
+def model(workdir):
+  return inference.load(workdir)
+
+
+@pytest.fixture(scope='module')
 def videos(data_dir, tmp_path_factory):
   """The CSV of NUM_VIDEOS test videos of the synthetic dataset written as files (Matroska)."""
   return records_to_videos.write_split(data_dir, 'test', str(tmp_path_factory.mktemp('videos')),
@@ -61,8 +64,7 @@ def _files(listing):
 
 
 def test_embeddings_are_the_evaluation_pipelines_features_of_the_converted_record(
-    workdir, videos, tmp_path):
-  model = inference.load(workdir)
+    workdir, model, videos, tmp_path):
   assert model.step == 3
   files = _files(videos)[:2]
   got = model.embed_videos(files, clips=2)
@@ -103,7 +105,7 @@ def test_embeddings_are_the_evaluation_pipelines_features_of_the_converted_recor
   text = model.embed_text(['a red circle moves left', 'something moving up'])
   assert text.vat.shape == (2, c.model.vat_dim) and text.va is None
   np.testing.assert_allclose(np.linalg.norm(text.vat, axis=1), 1, rtol=1e-5)
-  with pytest.raises(ValueError, match="'the' has no word"):
+  with pytest.raises(ValueError, match="'the' has no word left once the stop words"):
     model.embed_text(['the'])
   with pytest.raises(ValueError, match='uint8'):
     model.embed_videos([frames.astype(np.float32)])
@@ -123,8 +125,7 @@ def test_load_names_what_is_missing(workdir, tmp_path):
 
 
 def test_index_resumes_lists_unreadable_files_and_search_finds_a_video_by_itself(
-    workdir, videos, tmp_path):
-  model = inference.load(workdir)
+    workdir, model, videos, tmp_path):
   specs, rejected = embed_cli.list_inputs(videos)  # The CSV: paths and labels.
   assert len(specs) == NUM_VIDEOS and not rejected and specs[0].labels
   index = str(tmp_path / 'index')
@@ -186,3 +187,33 @@ def test_index_resumes_lists_unreadable_files_and_search_finds_a_video_by_itself
   best = sorted(range(len(entries)), key=lambda i: -scores[i])[:5]
   assert per_label[label] == pytest.approx(
       100 * sum(label in entries[i]['labels'] for i in best) / 5)
+
+
+def test_a_workdir_made_by_the_deepmind_importer_loads(data_dir, tmp_path):
+  """The release's S3D-G pickle narrowed as tests/test_import_deepmind.py narrows it, imported
+  (no config.json: the config is given), then embedding sentences (which needs the whole
+  checkpoint restored)."""
+  vocab_rows = len(synthetic.vocabulary()) + 2
+  names = {k: (release_test.narrowed_shape(k, shape, vocab_rows), dtype)
+           for k, (shape, dtype) in release_test.release_names('s3d').items()}
+  release = release_test.release_tree(names, release_test._trained_like(np.random.default_rng(0)))
+  path = str(tmp_path / 'mmv_s3d.pkl')
+  with open(path, 'wb') as f:
+    pickle.dump(release, f)
+  config = mmv_s3d.get_config('runlocal')
+  paper = mmv_s3d.get_config().model
+  config.data.data_dir = data_dir
+  config.model.word_embedding_dim = paper.word_embedding_dim
+  for field in ('text_hidden', 'va_dim', 'vat_dim'):
+    config.model[field] = paper[field] // release_test.NARROWER
+  workdir = str(tmp_path / 'imported')
+  release_lib.import_release(path, config, workdir)
+  assert not os.path.exists(os.path.join(workdir, 'config.json'))
+
+  with pytest.raises(FileNotFoundError, match='config.json'):
+    inference.load(workdir)
+  model = inference.load(workdir, config=config)
+  assert model.step == 0
+  text = model.embed_text(['a red circle moves left', 'a blue square moves up'])
+  assert text.vat.shape == (2, config.model.vat_dim) and np.isfinite(text.vat).all()
+  assert not np.allclose(text.vat[0], text.vat[1])
