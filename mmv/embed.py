@@ -112,9 +112,11 @@ def read_index(index_dir):
     part = os.path.join(index_dir, PARTS, name)
     with open(os.path.join(part, MANIFEST)) as f:
       manifest = json.load(f)
-    if manifest['entries']:
-      va.append(np.load(os.path.join(part, 'va.npy'), allow_pickle=False))
-      vat.append(np.load(os.path.join(part, 'vat.npy'), allow_pickle=False))
+    va.append(np.load(os.path.join(part, 'va.npy'), allow_pickle=False))
+    vat.append(np.load(os.path.join(part, 'vat.npy'), allow_pickle=False))
+    if not len(va[-1]) == len(vat[-1]) == len(manifest['entries']):
+      raise ValueError(f'{part} holds {len(va[-1])} and {len(vat[-1])} embeddings for '
+                       f'{len(manifest["entries"])} files: not a part mmv.embed wrote')
     entries += manifest['entries']
     unreadable += manifest['unreadable']
   m = settings['model']['model']
@@ -138,6 +140,9 @@ def _start_index(index_dir, settings):
       raise IndexRefused(f'{index_dir} was made with --clips={existing["clips"]}: give another '
                          '--output, or extend it with that --clips')
     return
+  if os.path.isdir(index_dir) and os.listdir(index_dir):
+    raise IndexRefused(f'{index_dir} is a directory that holds no index ({INDEX_FILE}) but '
+                       'other files: give a new or empty --output')
   os.makedirs(index_dir, exist_ok=True)
   with open(path + '.tmp', 'w') as f:
     json.dump(settings, f, indent=1)

@@ -278,7 +278,7 @@ class Model:
       height, width = array.shape[1:3]
       scale = self.short_side / min(height, width)
       size = [max(2, round(height * scale)), max(2, round(width * scale))]
-      frames = tf.cast(tf.round(tf.image.resize(array, size, method='area', antialias=True)),
+      frames = tf.cast(tf.round(tf.image.resize(array, size, method='area')),
                        tf.uint8)
       jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in frames]
       return media.Clip(jpegs=jpegs, waveform=None, start=0.0, end=len(jpegs) / self.data.fps)
@@ -292,7 +292,7 @@ class Model:
     if isinstance(inputs, (str, os.PathLike, np.ndarray)):
       inputs = [inputs]
     clips = []
-    for i, x in enumerate(inputs):
+    for x in inputs:
       if isinstance(x, (str, os.PathLike)):
         path = os.fspath(x)
         spec = media.ClipSpec(name=path, path=path if os.path.exists(path) else None, start=0.0,
