@@ -86,7 +86,7 @@ def test_embeddings_are_the_evaluation_pipelines_features_of_the_converted_recor
   prepared = types.SimpleNamespace(fps=c.data.fps, data_dir=str(tmp_path), split='test')
   data = evaluate.benchmark_data_config(c, bench, prepared)
   data.num_test_clips = 2
-  (flax_model, variables, mesh), _ = evaluate.restore(c, workdir)
+  flax_model, variables, mesh = model.checkpoint.restored
   embed = features_lib.make_embed_fn(flax_model, 'video', with_text=False)
   expected, _ = features_lib.extract(data, 'test', embed, variables, mesh, batch_size=8)
   np.testing.assert_allclose(got.features, expected['features'], rtol=1e-5, atol=1e-5)
