@@ -215,7 +215,12 @@ def build_index(model, specs, index_dir, *, clips=4, batch_size=None, part_size=
         shutil.rmtree(os.path.join(parts, name))
   _, _, _, entries, listed = read_index(index_dir)
   done = {entry_key(e) for e in entries + listed}
-  todo = [s for s in specs if entry_key(_entry(s)) not in done]
+  todo = []
+  for spec in specs:  # A clip listed twice is embedded once.
+    key = entry_key(_entry(spec))
+    if key not in done:
+      done.add(key)
+      todo.append(spec)
   rows = [{'file': None, 'name': where, 'start': None, 'end': None, 'reason': why}
           for where, why in rejected]
   rows = [r for r in rows if entry_key(r) not in done]
