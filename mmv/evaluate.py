@@ -43,8 +43,6 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-import jax
-import ml_collections
 from ml_collections import config_flags
 import numpy as np
 import tensorboardX
@@ -54,11 +52,9 @@ import tqdm
 from mmv import benchmarks
 from mmv.benchmarks import protocols
 from mmv import checkpoint as ckpt_lib
-from mmv import sharding as shard_lib
-from mmv import train as train_lib
+from mmv import inference
 from mmv.data import pipeline
 from mmv.data import records
-from mmv.data import text as text_ops
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import jax_linear
 from mmv.evaluators import linear_probe
@@ -66,7 +62,14 @@ from mmv.evaluators import report
 from mmv.evaluators import retrieval
 from mmv.evaluators import zero_shot
 
-DTYPES = ('float32', 'bfloat16')
+DTYPES = inference.DTYPES
+# Checkpoint → embeddings is one implementation, shared with the embedding API (mmv.inference).
+read_run_config = inference.read_run_config
+model_config = inference.model_config
+abstract_variables = inference.abstract_variables
+restore = inference.restore
+latest_step = inference.latest_step
+Checkpoint = inference.Checkpoint
 
 _BENCHMARK = flags.DEFINE_enum('benchmark', None, sorted(benchmarks.BENCHMARKS),
                                'Benchmark to evaluate on.')
@@ -93,34 +96,6 @@ _WATCH_TIMEOUT = flags.DEFINE_float(
 _PROGRESS = flags.DEFINE_bool('progress', True,
                               'A progress line per split on stderr (on a terminal).')
 flags.mark_flags_as_required(['benchmark', 'data_dir', 'workdir'])
-
-
-def _tuples(value):
-  """JSON lists back to the tuples configs hold."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def read_run_config(workdir):
-  """The config a training run wrote to WORKDIR/config.json, locked (typos are errors)."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'no {path}: the training run writes it when it starts; pass '
-                            '--config to evaluate without it')
-  with open(path) as f:
-    stored = _tuples(json.load(f))
-  if not any(isinstance(v, dict) for v in stored.get('eval', {}).values()):
-    # Written before the protocols were per benchmark: its flat `eval` section held the
-    # settings of one protocol for all; evaluate it with today's per-benchmark defaults.
-    print(f'{path} predates the per-benchmark evaluation protocols; using their defaults '
-          '(config.eval.NAME)', flush=True)
-    stored['eval'] = protocols.eval_config().to_dict()
-  config = ml_collections.ConfigDict(stored)
-  config.lock()
-  return config
 
 
 def protocol(config, bench):
@@ -165,46 +140,6 @@ def check_eval_config(config, bench):
                        f'0 < min <= max, got {jitter}')
 
 
-def model_config(config):
-  """`config` with the model computing in `eval.dtype`: what evaluation runs."""
-  c = copy.deepcopy(config)
-  c.model.dtype = config.eval.dtype
-  return c
-
-
-def abstract_variables(config, model, mesh):
-  """ShapeDtypeStructs of {'params', 'batch_stats'} on `mesh`: parameters placed by
-  `config.mesh.param_rules`, BatchNorm statistics replicated. No optimiser is built."""
-  init = lambda rng: model.init(rng, *train_lib.dummy_inputs(config.data), train=False)
-  shapes = jax.eval_shape(init, jax.random.key(0))
-  shardings = {'params': shard_lib.param_shardings(shapes['params'], mesh,
-                                                   config.mesh.param_rules),
-               'batch_stats': jax.tree.map(lambda _: shard_lib.replicated(mesh),
-                                           shapes.get('batch_stats', {}))}
-  variables = {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
-  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                      variables, shardings)
-
-
-def restore(config, workdir, step=None):
-  """(model, variables, mesh) of checkpoint `step` (latest by default) in `workdir`, and the
-  step. Only the model's variables are read (no optimiser state), onto the shardings of
-  `config.mesh` (which need not be the training run's); the model computes in `eval.dtype`.
-  A damaged checkpoint raises `ckpt_lib.DamagedCheckpointError` naming it and the other steps;
-  nothing is moved (the evaluation only reads the run's directory)."""
-  config = model_config(config)
-  mesh = shard_lib.make_mesh(config.mesh)
-  model = train_lib.create_model(config)
-  abstract = abstract_variables(config, model, mesh)
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  try:
-    variables, meta = checkpointer.restore_variables(
-        abstract, signature=ckpt_lib.variable_signature(abstract), step=step)
-  finally:
-    checkpointer.close()
-  return (model, variables, mesh), int(meta['step'])
-
-
 def checkpoint_identity(workdir, step):
   """What tells checkpoint `step` of `workdir` from another written there (an import over a
   removed run): its directory and modification time."""
@@ -227,17 +162,6 @@ def feature_key(config, bench, workdir, step):
   return json.loads(json.dumps({
       'model': model_config(config).model.to_dict(), 'dtype': config.eval.dtype,
       'checkpoint': checkpoint_identity(workdir, step), 'protocol': block}))
-
-
-def latest_step(workdir):
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  try:
-    step = checkpointer.latest_step()
-  finally:
-    checkpointer.close()
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-  return int(step)
 
 
 def _replace(data_config, **changes):
@@ -334,30 +258,6 @@ def _probe(block, train, test, seed):
                                  solver=block.classifier.removeprefix('jax_'))
 
 
-class Checkpoint:
-  """A checkpoint's model, variables and mesh, restored when first needed, and its jitted
-  functions, compiled once for all the splits of a benchmark."""
-
-  def __init__(self, config, workdir, step):
-    self._restore = functools.partial(restore, config, workdir, step)
-    self._embed_fns = {}
-
-  @functools.cached_property
-  def restored(self):
-    return self._restore()[0]  # (model, variables, mesh)
-
-  def embed_fn(self, modality, with_text):
-    key = (modality, with_text)
-    if key not in self._embed_fns:
-      self._embed_fns[key] = features_lib.make_embed_fn(self.restored[0], modality, with_text)
-    return self._embed_fns[key]
-
-  @functools.cached_property
-  def encode_text(self):
-    model = self.restored[0]
-    return jax.jit(functools.partial(model.apply, method=model.embed_text))
-
-
 def _prefixed(prefix, result):
   return {f'{prefix}{k}': v for k, v in result.items()}
 
@@ -365,16 +265,12 @@ def _prefixed(prefix, result):
 def caption_tokens(data_config, captions):
   """Token ids [N, max_words] of zero-shot `captions`; a caption left without a word once the
   stop words are dropped would embed as padding alone, so it is an error naming it."""
-  d = data_config
-  tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
-  tokens = tokenizer(tf.constant(captions))
-  real = set(text_ops.with_words(tokens).numpy().tolist())
-  empty = [c for i, c in enumerate(captions) if i not in real]
+  tokens, empty = inference.text_tokens(data_config, captions)
   if empty:
     raise ValueError(f'{len(empty)} zero-shot class captions have no word left once the stop '
                      f'words are dropped: {empty[:5]}; change the protocol\'s '
                      'zero_shot_template or data.stop_words')
-  return tokens.numpy()
+  return tokens
 
 
 class SplitEvaluation:

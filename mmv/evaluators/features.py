@@ -5,9 +5,15 @@ whole batches whose padding rows have mask 0), runs the model on all local devic
 per video, for its C clips:
   features  float32 [V, C, D]   backbone features of the benchmark's modality (linear probe)
   video     float32 [V, C, vat] video embeddings in S_vat, not normalised (video benchmarks)
+  video_va  float32 [V, C, va]  video embeddings in S_va, not normalised (video benchmarks)
+  audio_va  float32 [V, C, va]  audio embeddings in S_va, not normalised (audio benchmarks)
+  audio_vat float32 [V, C, vat] audio embeddings in S_vat (audio, unless the head is disjoint)
   text      float32 [V, vat]    S_vat embedding of the video's first caption (`with_text`)
   has_text  bool    [V]         the video has a caption
   label     int32   [V]
+  filename  str     [V]         the record's file name (`data.with_names`)
+Arrays a modality or config does not give are absent. `mmv.inference` embeds a user's inputs
+with the same functions, so its embeddings are those evaluation computes.
 Padding rows are dropped by their mask, so no video is lost or counted twice. Records that
 fail to decode are skipped and counted (or an error with `data.strict`); a shard's unreadable
 tail holds an unknown number of them, so the true count of videos lost is what the split lists
@@ -32,20 +38,27 @@ from mmv.data import pipeline
 from mmv.data import records
 from mmv.data import stream as data_stream
 
-ARRAYS = ('features', 'video', 'text', 'has_text', 'label')
+ARRAYS = ('features', 'video', 'video_va', 'audio_va', 'audio_vat', 'text', 'has_text', 'label',
+          'filename')
+# Per clip: [V, C, ...].
+_PER_CLIP = ('features', 'video', 'video_va', 'audio_va', 'audio_vat')
 _META = 'meta.json'
 
 
 def make_embed_fn(model, modality, with_text):
-  """jit(variables, batch) → {'features', 'video' (video modality), 'text' (with_text)}."""
+  """jit(variables, batch) → {'features', 'video' and 'video_va' (video modality), 'audio_va'
+  and 'audio_vat' (audio modality; no 'audio_vat' for a disjoint head), 'text' (with_text)}."""
 
   def embed(variables, batch):
     out = {}
     if modality == 'video':
-      out['features'], _, out['video'] = model.apply(variables, batch['video'],
-                                                     method=model.embed_video)
+      out['features'], out['video_va'], out['video'] = model.apply(
+          variables, batch['video'], method=model.embed_video)
     else:
-      out['features'] = model.apply(variables, batch['audio'], method=model.embed_audio)[0]
+      out['features'], out['audio_va'], vat = model.apply(variables, batch['audio'],
+                                                          method=model.embed_audio)
+      if vat is not None:
+        out['audio_vat'] = vat
     if with_text:
       out['text'] = model.apply(variables, batch['text'][:, 0], method=model.embed_text)
     return out
@@ -73,11 +86,16 @@ def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_s
   # disable=None: a bar on a terminal, none in a log file.
   for batch in tqdm.tqdm(batches, total=stream.num_batches, desc=progress, unit='batch',
                          disable=True if progress is None else None, leave=False):
-    out = jax.device_get(embed(variables, batch))
+    # Names (`data.with_names`) stay on the host, out of the jitted function.
+    arrays = {k: v for k, v in batch.items() if k not in ('filename', 'label_name')}
+    out = jax.device_get(embed(variables, arrays))
     keep = per_video(batch['mask'])[:, 0] > 0
-    for k in ('features', 'video'):
+    for k in _PER_CLIP:
       if k in out:
         parts[k].append(per_video(out[k])[keep].astype(np.float32))
+    if 'filename' in batch:
+      parts['filename'].append(np.asarray([n.decode() for n in
+                                           per_video(batch['filename'])[keep, 0]], str))
     if 'text' in out:
       parts['text'].append(per_video(out['text'])[keep, 0].astype(np.float32))
       parts['has_text'].append(per_video(batch['text_mask'])[keep, 0, 0] > 0)

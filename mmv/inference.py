@@ -1,0 +1,435 @@
+"""Using a trained model: a checkpoint's embeddings of videos, sounds and sentences.
+
+    from mmv import inference
+    model = inference.load('runs/demo')                 # the latest checkpoint, float32
+    videos = model.embed_videos(['cat.mp4', frames], clips=4)
+    sounds = model.embed_audio(['bark.wav'])
+    texts = model.embed_text(['a cat jumps on a table'])
+    scores = texts.vat @ videos.vat.T                   # cosine similarities in S_vat
+
+`load` restores only the model's variables (parameters and BatchNorm statistics, no optimiser
+state) of a training run's workdir, or of one written by `python -m mmv.tools.import_deepmind`
+(which has no config.json: pass its `config`), onto all local devices. This module is also
+where the evaluation binary gets its checkpoint → embeddings code (`restore`, `Checkpoint`),
+so a model embeds here exactly as it is evaluated.
+
+Media files are decoded as the converter decodes them (`mmv.data.media`: PyAV, at the model's
+frame rate `data.fps`, the short side resized to `short_side`, audio at `data.audio_sample_rate`)
+and made into the record the converter writes (`convert.make_example`); the records go through
+the evaluation pipeline (`mmv.evaluators.features.extract`: clip sampling, central crop,
+log-mel spectrogram, sharding over the devices). Arrays stand for decoded media: uint8 frames
+[T, H, W, 3] at `data.fps`, or float32 mono waveforms at `data.audio_sample_rate`. Sentences are
+tokenised with the run's vocabulary and stop words.
+
+Each video or sound gives `clips` evenly spaced clips of the model's clip length (as the
+retrieval protocol does); its embedding in a space is the mean of its unit clip embeddings,
+normalised again (`retrieval.average_clips`).
+"""
+
+import copy
+import dataclasses
+import functools
+import json
+import math
+import os
+import tempfile
+from typing import Optional
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from mmv import checkpoint as ckpt_lib
+from mmv import sharding as shard_lib
+from mmv import train as train_lib
+from mmv.benchmarks import protocols
+from mmv.data import convert
+from mmv.data import format as fmt
+from mmv.data import media
+from mmv.data import pipeline
+from mmv.data import text as text_ops
+from mmv.data import video as video_ops
+from mmv.evaluators import features as features_lib
+from mmv.evaluators import retrieval
+
+DTYPES = ('float32', 'bfloat16')
+MODALITIES = ('video', 'audio')
+# The record split the inputs of one call are written to, in a temporary directory.
+_SPLIT = 'inputs'
+JPEG_QSCALE = 3  # The converter's default (--jpeg_qscale): frames stored as for training.
+
+
+def _tuples(value):
+  """JSON lists back to the tuples configs hold."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def config_from_dict(stored):
+  """A locked config (typos are errors) from its JSON form."""
+  stored = _tuples(stored)
+  config = ml_collections.ConfigDict(stored)
+  config.lock()
+  return config
+
+
+def read_run_config(workdir):
+  """The config a training run wrote to WORKDIR/config.json, locked (typos are errors)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'no {path}: the training run writes it when it starts; pass '
+                            '--config to use the checkpoints without it')
+  with open(path) as f:
+    stored = json.load(f)
+  if not any(isinstance(v, dict) for v in stored.get('eval', {}).values()):
+    # Written before the protocols were per benchmark: its flat `eval` section held the
+    # settings of one protocol for all; evaluate it with today's per-benchmark defaults.
+    print(f'{path} predates the per-benchmark evaluation protocols; using their defaults '
+          '(config.eval.NAME)', flush=True)
+    stored['eval'] = protocols.eval_config().to_dict()
+  return config_from_dict(stored)
+
+
+def model_config(config):
+  """`config` with the model computing in `eval.dtype`: what evaluation runs."""
+  c = copy.deepcopy(config)
+  c.model.dtype = config.eval.dtype
+  return c
+
+
+def abstract_variables(config, model, mesh):
+  """ShapeDtypeStructs of {'params', 'batch_stats'} on `mesh`: parameters placed by
+  `config.mesh.param_rules`, BatchNorm statistics replicated. No optimiser is built."""
+  init = lambda rng: model.init(rng, *train_lib.dummy_inputs(config.data), train=False)
+  shapes = jax.eval_shape(init, jax.random.key(0))
+  shardings = {'params': shard_lib.param_shardings(shapes['params'], mesh,
+                                                   config.mesh.param_rules),
+               'batch_stats': jax.tree.map(lambda _: shard_lib.replicated(mesh),
+                                           shapes.get('batch_stats', {}))}
+  variables = {'params': shapes['params'], 'batch_stats': shapes.get('batch_stats', {})}
+  return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                      variables, shardings)
+
+
+def restore(config, workdir, step=None):
+  """(model, variables, mesh) of checkpoint `step` (latest by default) in `workdir`, and the
+  step. Only the model's variables are read (no optimiser state), onto the shardings of
+  `config.mesh` (which need not be the training run's); the model computes in `eval.dtype`.
+  A damaged checkpoint raises `ckpt_lib.DamagedCheckpointError` naming it and the other steps;
+  nothing is moved (the evaluation only reads the run's directory)."""
+  config = model_config(config)
+  mesh = shard_lib.make_mesh(config.mesh)
+  model = train_lib.create_model(config)
+  abstract = abstract_variables(config, model, mesh)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  try:
+    variables, meta = checkpointer.restore_variables(
+        abstract, signature=ckpt_lib.variable_signature(abstract), step=step)
+  finally:
+    checkpointer.close()
+  return (model, variables, mesh), int(meta['step'])
+
+
+def latest_step(workdir):
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  try:
+    step = checkpointer.latest_step()
+  finally:
+    checkpointer.close()
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
+  return int(step)
+
+
+class Checkpoint:
+  """A checkpoint's model, variables and mesh, restored when first needed, and its jitted
+  functions, compiled once for all the inputs embedded with it."""
+
+  def __init__(self, config, workdir, step):
+    self._restore = functools.partial(restore, config, workdir, step)
+    self._embed_fns = {}
+
+  @functools.cached_property
+  def restored(self):
+    return self._restore()[0]  # (model, variables, mesh)
+
+  def embed_fn(self, modality, with_text):
+    key = (modality, with_text)
+    if key not in self._embed_fns:
+      self._embed_fns[key] = features_lib.make_embed_fn(self.restored[0], modality, with_text)
+    return self._embed_fns[key]
+
+  @functools.cached_property
+  def encode_text(self):
+    model = self.restored[0]
+    return jax.jit(functools.partial(model.apply, method=model.embed_text))
+
+
+def text_tokens(data_config, texts):
+  """Token ids [N, max_words] of `texts` with the vocabulary and stop words of `data_config`
+  (its `vocab` a path), and the texts left without a word once the stop words are dropped
+  (they would embed as padding alone)."""
+  d = data_config
+  tokenizer = text_ops.Tokenizer(text_ops.read_vocabulary(d.vocab), d.stop_words, d.max_words)
+  tokens = tokenizer(tf.constant(list(texts), tf.string))
+  real = set(text_ops.with_words(tokens).numpy().tolist())
+  return tokens.numpy(), [t for i, t in enumerate(texts) if i not in real]
+
+
+@dataclasses.dataclass(frozen=True)
+class Embeddings:
+  """What a model makes of N inputs, in their order.
+
+  features    float32 [N, clips, D]  the backbone's pooled features per clip (None for text)
+  va          float32 [N, va]        unit embeddings in S_va, clips averaged (None for text)
+  vat         float32 [N, vat]       unit embeddings in S_vat, clips averaged (None for audio
+                                     through a `disjoint` head, which has no way into S_vat)
+  clip_times  float32 [N, clips, 2]  (start, end) seconds of each clip in its input (None for
+                                     text); a clip longer than its input repeats the input
+  """
+  features: Optional[np.ndarray]
+  va: Optional[np.ndarray]
+  vat: Optional[np.ndarray]
+  clip_times: Optional[np.ndarray] = None
+
+
+class UnreadableInput(ValueError):
+  """An input that gives no clip of the modality asked for."""
+
+
+def default_short_side(data_config):
+  """The short side frames are stored at: the run's `min_resize`, or 1.25 × the crop (the
+  synthetic data's 40 px frames for 32 px crops; the converter's 256 px for 200 px)."""
+  return int(data_config.min_resize or 2 * math.ceil(data_config.crop_size * 1.25 / 2))
+
+
+class Model:
+  """A restored checkpoint that embeds videos, sounds and sentences (see the module doc)."""
+
+  def __init__(self, config, workdir, step, *, short_side=None):
+    self.config, self.workdir, self.step = config, workdir, step
+    self.data = config.data
+    self.short_side = short_side or default_short_side(config.data)
+    self.checkpoint = Checkpoint(config, workdir, step)
+
+  @property
+  def devices(self):
+    return self.checkpoint.restored[2].devices.size
+
+  def identity(self):
+    """What tells this model's embeddings from another's, JSON-ready: the checkpoint, the model
+    as it computes, and the input settings."""
+    path = os.path.abspath(self.workdir)
+    return json.loads(json.dumps({
+        'workdir': path, 'step': self.step,
+        'model': model_config(self.config).model.to_dict(),
+        'data': {k: self.data[k] for k in (
+            'fps', 'num_frames', 'frame_stride', 'crop_size', 'min_resize', 'normalization',
+            'audio_format', 'audio_sample_rate', 'stft_window', 'stft_hop', 'num_mel_bins',
+            'mel_lower_hz', 'mel_upper_hz', 'log_offset', 'max_words', 'stop_words', 'vocab')},
+        'short_side': self.short_side}))
+
+  # Reading inputs.
+
+  def read(self, spec, modality):
+    """The `media.Clip` of `spec` (a `media.ClipSpec`) with what `modality` needs;
+    `UnreadableInput` saying why when the file gives none."""
+    if modality not in MODALITIES:
+      raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
+    reason = media.read_clip_or_reason(
+        spec, fps=self.data.fps, short_side=self.short_side,
+        sample_rate=int(self.data.audio_sample_rate), qscale=JPEG_QSCALE,
+        audio=modality == 'audio')
+    if isinstance(reason, str):
+      raise UnreadableInput(f'{spec.name}: {reason}')
+    clip = reason
+    if modality == 'video' and not clip.jpegs:
+      raise UnreadableInput(f'{spec.name}: no video stream')
+    if modality == 'audio' and (clip.waveform is None or not clip.waveform.size):
+      raise UnreadableInput(f'{spec.name}: no audio stream')
+    return clip
+
+  def read_media(self, spec):
+    """(modality, `media.Clip`) of a media file: 'video' with its frames if it has any, else
+    'audio' with its waveform; `UnreadableInput` saying why when it has neither."""
+    clip = media.read_clip_or_reason(
+        spec, fps=self.data.fps, short_side=self.short_side,
+        sample_rate=int(self.data.audio_sample_rate), qscale=JPEG_QSCALE, audio=False)
+    if isinstance(clip, str):
+      raise UnreadableInput(f'{spec.name}: {clip}')
+    if clip.jpegs:
+      return 'video', clip
+    if clip.waveform is None or not clip.waveform.size:
+      raise UnreadableInput(f'{spec.name}: no frames and no sound')
+    return 'audio', clip
+
+  def clip_of_array(self, array, modality):
+    """The `media.Clip` of decoded media: uint8 frames [T, H, W, 3] at `data.fps` (resized so
+    the short side is `short_side`, as files are) or a float32 waveform at the sample rate."""
+    array = np.asarray(array)
+    if modality == 'video':
+      if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
+        raise ValueError(f'video arrays must be uint8 [T, H, W, 3] frames, got {array.dtype} '
+                         f'{list(array.shape)}')
+      height, width = array.shape[1:3]
+      scale = self.short_side / min(height, width)
+      size = [max(2, round(height * scale)), max(2, round(width * scale))]
+      frames = tf.cast(tf.round(tf.image.resize(array, size, method='area')),
+                       tf.uint8)
+      jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in frames]
+      return media.Clip(jpegs=jpegs, waveform=None, start=0.0, end=len(jpegs) / self.data.fps)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating) or not array.size:
+      raise ValueError(f'audio arrays must be float mono waveforms [samples], got {array.dtype} '
+                       f'{list(array.shape)}')
+    return media.Clip(jpegs=[], waveform=array.astype(np.float32), start=0.0,
+                      end=array.size / self.data.audio_sample_rate)
+
+  def _clips(self, inputs, modality):
+    if isinstance(inputs, (str, os.PathLike, np.ndarray)):
+      inputs = [inputs]
+    clips = []
+    for x in inputs:
+      if isinstance(x, (str, os.PathLike)):
+        path = os.fspath(x)
+        spec = media.ClipSpec(name=path, path=path if os.path.exists(path) else None, start=0.0,
+                              end=None)
+        clips.append(self.read(spec, modality))
+      else:
+        clips.append(self.clip_of_array(x, modality))
+    return clips
+
+  # Embedding.
+
+  def data_config(self, modality, clips, data_dir):
+    """The run's data config reading the inputs' records in `data_dir` as evaluation reads
+    test videos: `clips` evenly spaced clips, central crop, no augmentation."""
+    c = copy.deepcopy(self.data)
+    for k, v in dict(data_dir=data_dir, mixture=(), test_split=_SPLIT, with_names=True,
+                     label_format='index', num_classes=0, modalities=(modality,),
+                     num_test_clips=clips, random_flip=False, color_augment=False,
+                     scale_jitter=protocols.NO_AUGMENTATION, strict=False).items():
+      c[k] = v
+    return c
+
+  def clip_times(self, clip, modality, clips):
+    """(start, end) seconds [clips, 2] of the clips the pipeline samples from `clip`."""
+    d = self.data
+    seconds = pipeline.clip_seconds(d)
+    if modality == 'video':
+      span = (d.num_frames - 1) * d.frame_stride + 1
+      available, rate = len(clip.jpegs), d.fps
+    else:
+      span, available = int(round(seconds * d.audio_sample_rate)), clip.waveform.size
+      rate = d.audio_sample_rate
+    offsets = video_ops.clip_offsets(available, span, num_clips=clips, train=False,
+                                     seed=None).numpy()
+    starts = clip.start + offsets / rate
+    return np.stack([starts, np.minimum(starts + seconds, clip.end)], axis=1).astype(np.float32)
+
+  def embed_clips(self, clips, modality, *, num_clips=4, batch_size=None):
+    """(`Embeddings` of the decoded `clips` (`media.Clip`s) that the pipeline reads, the
+    indices of those it cannot), in `modality`, through the evaluation pipeline: each clip
+    becomes the record the converter writes, the records one temporary split."""
+    if modality not in MODALITIES:
+      raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
+    if num_clips < 1:
+      raise ValueError(f'clips must be at least 1, got {num_clips}')
+    if not clips:
+      raise ValueError('nothing to embed: no inputs')
+    devices = self.devices
+    if batch_size is None:
+      batch_size = min(len(clips), self.config.eval.batch_size)
+    batch_size = devices * math.ceil(batch_size / devices)
+    with tempfile.TemporaryDirectory(prefix='mmv-inputs-') as tmp:
+      path = os.path.join(tmp, fmt.shard_name(_SPLIT, 0, 1))
+      with tf.io.TFRecordWriter(path) as writer:
+        for i, clip in enumerate(clips):
+          spec = media.ClipSpec(name=str(i), path=None, start=clip.start, end=clip.end)
+          example = convert.make_example(spec, clip, {}, fps=self.data.fps,
+                                         sample_rate=self.data.audio_sample_rate)
+          writer.write(example.SerializeToString(deterministic=True))
+      data = self.data_config(modality, num_clips, tmp)
+      _, variables, mesh = self.checkpoint.restored
+      embed = self.checkpoint.embed_fn(modality, with_text=False)
+      arrays, _ = features_lib.extract(data, _SPLIT, embed, variables, mesh,
+                                       batch_size=batch_size)
+    rows = {int(name): i for i, name in enumerate(arrays.get('filename', []))}
+    read = [i for i in range(len(clips)) if i in rows]
+    per_clip = {k: np.asarray(v)[[rows[i] for i in read]] for k, v in arrays.items()}
+    space = lambda k: retrieval.average_clips(per_clip[k]) if k in per_clip else None
+    failed = [i for i in range(len(clips)) if i not in rows]
+    if not read:
+      return None, failed
+    times = np.stack([self.clip_times(clips[i], modality, num_clips) for i in read])
+    if modality == 'video':
+      return Embeddings(per_clip['features'], space('video_va'), space('video'), times), failed
+    return Embeddings(per_clip['features'], space('audio_va'), space('audio_vat'), times), failed
+
+  def _embed_all(self, inputs, modality, clips, batch_size):
+    embeddings, failed = self.embed_clips(self._clips(inputs, modality), modality,
+                                          num_clips=clips, batch_size=batch_size)
+    if failed:  # The pipeline decodes what the converter wrote: a record of its own fails.
+      raise UnreadableInput(f'{len(failed)} inputs could not be read by the pipeline (input '
+                            f'{failed[0]} first)')
+    return embeddings
+
+  def embed_videos(self, inputs, clips=4, *, batch_size=None):
+    """`Embeddings` of video files or uint8 frame arrays [T, H, W, 3] at `data.fps`."""
+    return self._embed_all(inputs, 'video', clips, batch_size)
+
+  def embed_audio(self, inputs, clips=4, *, batch_size=None):
+    """`Embeddings` of sound (or video) files' soundtracks or float32 waveforms at the sample
+    rate."""
+    return self._embed_all(inputs, 'audio', clips, batch_size)
+
+  def embed_text(self, texts):
+    """`Embeddings` (`vat` only) of sentences; one left without a word once the stop words are
+    dropped is an error naming it."""
+    if isinstance(texts, str):
+      texts = [texts]
+    if not texts:
+      raise ValueError('nothing to embed: no sentences')
+    tokens, empty = text_tokens(self.data, texts)
+    if empty:
+      raise ValueError(f'{empty[0]!r} has no word left once the stop words are dropped '
+                       f'({len(empty)} such sentences): say what to look for')
+    text = self.checkpoint.encode_text(self.checkpoint.restored[1], tokens)
+    return Embeddings(None, None, retrieval.l2_normalize(np.asarray(text)))
+
+
+def load(workdir, step=None, config=None, *, dtype='float32', short_side=None):
+  """The `Model` of checkpoint `step` (default: the latest) in `workdir`, computing in `dtype`.
+
+  `config`: the model's config (a ConfigDict, or the path of a config.json); default the run's
+  WORKDIR/config.json. Nothing is read until the first embedding but the config and the list
+  of checkpoints; errors name what is missing.
+  """
+  if dtype not in DTYPES:
+    raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'no workdir {workdir}')
+  if config is None:
+    config = read_run_config(workdir)
+  elif isinstance(config, (str, os.PathLike)):
+    with open(config) as f:
+      config = config_from_dict(json.load(f))
+  config = copy.deepcopy(config)
+  config.unlock()
+  vocab = pipeline.vocab_path(config.data)
+  if not os.path.exists(vocab):
+    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
+                            'the run) is needed to encode text; run from the directory '
+                            'training ran in, or pass a config with its absolute path')
+  config.data.vocab = os.path.abspath(vocab)
+  config.eval.dtype = dtype
+  config.lock()
+  if step is None:
+    step = latest_step(workdir)
+  elif int(step) not in ckpt_lib.existing_steps(os.path.join(workdir, 'checkpoints')):
+    raise FileNotFoundError(f'no checkpoint {step} in {workdir}/checkpoints (it has '
+                            f'{ckpt_lib.existing_steps(os.path.join(workdir, "checkpoints"))})')
+  return Model(config, workdir, int(step), short_side=short_side)
