@@ -17,7 +17,7 @@ import json
 import jax
 import numpy as np
 
-from mmv import evaluate
+from mmv import inference
 from mmv import sharding as shard_lib
 from mmv.data import pipeline
 from mmv.data import stream as data_stream
@@ -42,15 +42,14 @@ def head_inputs(config, model, variables, mesh, batches):
 
 
 def main():
-  # argparse, not absl flags: mmv.evaluate defines absl flags of the same names.
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', default='runs/demo', help='Training workdir (FAC graph).')
   parser.add_argument('--batches', type=int, default=8, help='Evaluation batches of 64 clips.')
   args = parser.parse_args()
-  config = evaluate.read_run_config(args.workdir)
+  config = inference.read_run_config(args.workdir)
   if not config.model.head.startswith('fac'):
     parser.error(f'model.head={config.model.head!r}: only the FAC graphs have this head')
-  (model, variables, mesh), step = evaluate.restore(config, args.workdir)
+  (model, variables, mesh), step = inference.restore(config, args.workdir)
   video, audio = head_inputs(config, model, variables, mesh, args.batches)
   stats = variables['batch_stats']['heads']['va_to_vat']['BatchNorm_0']
   mean, var, video_var = np.asarray(stats['mean']), np.asarray(stats['var']), video.var(0)

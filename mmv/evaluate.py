@@ -62,14 +62,6 @@ from mmv.evaluators import report
 from mmv.evaluators import retrieval
 from mmv.evaluators import zero_shot
 
-DTYPES = inference.DTYPES
-# Checkpoint → embeddings is one implementation, shared with the embedding API (mmv.inference).
-read_run_config = inference.read_run_config
-model_config = inference.model_config
-abstract_variables = inference.abstract_variables
-restore = inference.restore
-latest_step = inference.latest_step
-Checkpoint = inference.Checkpoint
 
 _BENCHMARK = flags.DEFINE_enum('benchmark', None, sorted(benchmarks.BENCHMARKS),
                                'Benchmark to evaluate on.')
@@ -114,8 +106,8 @@ def check_eval_config(config, bench):
   if set(block) != set(expected):
     raise ValueError(f'eval.{bench.name} must have the fields {sorted(expected)}; it has '
                      f'{sorted(block)}')
-  if ev.dtype not in DTYPES:
-    raise ValueError(f'eval.dtype must be one of {DTYPES}, got {ev.dtype!r}')
+  if ev.dtype not in inference.DTYPES:
+    raise ValueError(f'eval.dtype must be one of {inference.DTYPES}, got {ev.dtype!r}')
   if ev.batch_size < 1:
     raise ValueError(f'eval.batch_size must be at least 1, got {ev.batch_size}')
   unknown = [s for s in block.splits if s not in bench.splits]
@@ -160,7 +152,7 @@ def feature_key(config, bench, workdir, step):
   valid for these): the model as evaluated, the checkpoint, the protocol and the dtype."""
   block = {k: v for k, v in protocol(config, bench).items() if k not in _PROBE_FIELDS}
   return json.loads(json.dumps({
-      'model': model_config(config).model.to_dict(), 'dtype': config.eval.dtype,
+      'model': inference.model_config(config).model.to_dict(), 'dtype': config.eval.dtype,
       'checkpoint': checkpoint_identity(workdir, step), 'protocol': block}))
 
 
@@ -415,7 +407,8 @@ def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_featur
   """The record (see `report.make_record`) of checkpoint `step` on every prepared split, by
   the protocol `config.eval.NAME` (its `splits` are what `prepared_splits` should hold)."""
   check_eval_config(config, bench)
-  checkpoint = Checkpoint(config, workdir, step)
+  # Checkpoint → embeddings: one implementation, shared with the embedding API.
+  checkpoint = inference.Checkpoint(config, workdir, step)
   cache_dir = (os.path.join(workdir, 'eval', bench.name, 'features', f'step_{step}')
                if cache_features else None)
   key = feature_key(config, bench, workdir, step)
@@ -525,7 +518,7 @@ def main(argv):
   config = _CONFIG.value
   while config is None:
     try:
-      config = read_run_config(workdir)
+      config = inference.read_run_config(workdir)
     except FileNotFoundError:
       if not _WATCH.value:
         raise
@@ -566,7 +559,7 @@ def main(argv):
       watch(evaluate, config.train.steps, workdir, done, poll_seconds=_POLL_SECONDS.value,
             timeout=_WATCH_TIMEOUT.value)
     else:
-      evaluate(latest_step(workdir) if _STEP.value is None else _STEP.value)
+      evaluate(inference.latest_step(workdir) if _STEP.value is None else _STEP.value)
   except ckpt_lib.DamagedCheckpointError as e:
     raise SystemExit(f'error: {e}; pass --step to evaluate another') from None
   finally:

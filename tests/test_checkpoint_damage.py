@@ -12,6 +12,7 @@ import pytest
 
 from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
+from mmv import inference
 from mmv import train
 from tests import conftest
 
@@ -84,7 +85,7 @@ def test_training_resumes_from_the_newest_intact_checkpoint(series, tmp_path, ca
       checkpoints, '4')))) == (how != 'meta')
   # ...and step 4 was saved again, whole: it restores.
   assert evaluate.checkpoint_steps(workdir) == [2, 4]
-  (_, variables, _), step = evaluate.restore(config, workdir)
+  (_, variables, _), step = inference.restore(config, workdir)
   assert step == 4
   chex.assert_trees_all_close(jax.device_get(variables['params']), full_params,
                               rtol=1e-6, atol=1e-7)
@@ -101,14 +102,14 @@ def test_evaluation_names_a_damaged_step_and_reads_the_others(series, tmp_path, 
   _damage(os.path.join(workdir, 'checkpoints', '4'), how)
   before = _tree(workdir)
 
-  assert evaluate.latest_step(workdir) == 4
+  assert inference.latest_step(workdir) == 4
   with pytest.raises(ckpt_lib.DamagedCheckpointError) as raised:
-    evaluate.restore(config, workdir)
+    inference.restore(config, workdir)
   message = str(raised.value)
   assert raised.value.step == 4 and '\n' not in message and len(message) < 600, message
   assert message.startswith('checkpoint 4 in ') and 'the other steps there: [2]' in message
   # --step reads an intact one; the evaluation moved nothing.
-  (_, variables, _), step = evaluate.restore(config, workdir, step=2)
+  (_, variables, _), step = inference.restore(config, workdir, step=2)
   assert step == 2
   assert not np.allclose(jax.device_get(variables['params'])['heads']['text_proj']['Dense_0'][
       'kernel'], full_params['heads']['text_proj']['Dense_0']['kernel'])  # Step 2, not 4.

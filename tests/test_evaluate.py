@@ -19,6 +19,7 @@ from configs import common as configs_common
 from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
+from mmv import inference
 from mmv import sharding
 from mmv import train
 from mmv.data import format as fmt
@@ -166,13 +167,13 @@ def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(con
 
 def test_eval_config_errors_and_the_run_config(run, tmp_path):
   config, workdir = run
-  saved = evaluate.read_run_config(workdir)
+  saved = inference.read_run_config(workdir)
   assert saved.eval.synthetic.c == config.eval.synthetic.c == (1.0,)  # Tuples, not lists.
   assert saved.to_dict() == config.to_dict()
   with pytest.raises(AttributeError):
     saved.eval.ucf101.train_pases = 1  # Locked: a typo is an error.
   with pytest.raises(FileNotFoundError, match='config.json'):
-    evaluate.read_run_config(os.path.dirname(workdir))
+    inference.read_run_config(os.path.dirname(workdir))
   # A run of an earlier version stored one flat `eval` section: it is evaluated with today's
   # per-benchmark defaults, the rest of its config as it was.
   older = tmp_path / 'older'
@@ -181,7 +182,7 @@ def test_eval_config_errors_and_the_run_config(run, tmp_path):
   stored['eval'] = {'batch_size': 16, 'linear_c': [1.0], 'linear_solver': 'svm',
                     'retrieval_clips': 4, 'zero_shot_template': '{}'}
   (older / 'config.json').write_text(json.dumps(stored))
-  old = evaluate.read_run_config(str(older))
+  old = inference.read_run_config(str(older))
   assert old.eval.ucf101.c == (1e-3,) and old.eval.ucf101.fps == 25.0
   assert old.eval.dtype == 'float32' and 'linear_c' not in old.eval
   assert old.model.to_dict() == config.model.to_dict()
@@ -509,7 +510,7 @@ def test_restore_reads_the_model_alone_onto_another_mesh(fsdp_run, monkeypatch):
   for fsdp in (1, 4):
     other = copy.deepcopy(config)
     other.mesh.fsdp = fsdp
-    (_, variables, mesh), step = evaluate.restore(other, workdir)
+    (_, variables, mesh), step = inference.restore(other, workdir)
     assert step == 1 and dict(mesh.shape) == {'data': 8 // fsdp, 'fsdp': fsdp}
     assert set(variables) == {'params', 'batch_stats'}
     for got, want in zip(jax.tree.leaves(variables), jax.tree.leaves(state.variables())):
@@ -524,8 +525,8 @@ def test_evaluation_computes_in_float32_whatever_the_training_dtype(run):
   config = copy.deepcopy(config)
   config.model.dtype = 'bfloat16'  # As the paper configs train.
   assert configs_common.paper().eval.dtype == 'float32'
-  (model, _, _), _ = evaluate.restore(config, workdir)
+  (model, _, _), _ = inference.restore(config, workdir)
   assert model.heads.dtype == jnp.float32 and model.text_backbone.dtype == jnp.float32
   config.eval.dtype = 'bfloat16'
-  (model, _, _), _ = evaluate.restore(config, workdir)
+  (model, _, _), _ = inference.restore(config, workdir)
   assert model.heads.dtype == jnp.bfloat16

@@ -20,6 +20,7 @@ from configs import mmv_tsm_resnet50x2
 from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
+from mmv import inference
 from mmv import train
 from mmv.data import synthetic
 from mmv.models import mmv as mmv_model
@@ -294,7 +295,7 @@ def test_import_round_trip_then_evaluate(data_dir, tmp_path):
     section, name = field.split('.')
     config[section][name] = value
   # The checkpoint the CLI wrote holds the selected arrays in their variables.
-  (_, restored, _), step = evaluate.restore(config, workdir)
+  (_, restored, _), step = inference.restore(config, workdir)
   assert step == 0
   restored = _flat(jax.device_get(restored))
   for (collection, module, name), variable in {**WHERE['s3d'], **WHERE_SHARED}.items():

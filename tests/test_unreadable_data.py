@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from mmv import benchmarks
 from mmv import evaluate
+from mmv import inference
 from mmv import sharding
 from mmv import train
 from mmv.data import stream
@@ -123,7 +124,7 @@ def test_evaluation_record_counts_videos_of_a_truncated_shard_and_warns(config, 
   block.train_passes = block.test_clips = block.retrieval_clips = 1
   config.eval.batch_size = 32
   # The model as initialised: the counts do not depend on its weights.
-  model = train.create_model(evaluate.model_config(config))
+  model = train.create_model(inference.model_config(config))
   mesh = sharding.make_mesh()
   variables = model.init(jax.random.key(0), *train.dummy_inputs(config.data), train=False)
   monkeypatch.setattr(evaluate, 'restore',

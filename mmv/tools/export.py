@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
-from mmv import evaluate
+from mmv import inference
 from mmv.data import audio as audio_ops
 from mmv.data import augment
 from mmv.data import pipeline
@@ -231,14 +231,14 @@ def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cu
     raise FileNotFoundError(f'no workdir {workdir}')
   output = os.path.abspath(output)
   check_output(output, overwrite)
-  config = export_config(evaluate.read_run_config(workdir))
+  config = export_config(inference.read_run_config(workdir))
   vocab = pipeline.vocab_path(config.data)
   if not os.path.exists(vocab):
     raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of the '
                             'run) is needed for the text signature; run from the directory '
                             'training ran in')
   step = checkpoint_step(workdir, step)
-  (model, variables, _), step = evaluate.restore(config, workdir, step)
+  (model, variables, _), step = inference.restore(config, workdir, step)
   variables = jax.device_get(variables)
   words = text_ops.read_vocabulary(vocab)
   parent = os.path.dirname(output)
@@ -273,8 +273,6 @@ def _replace(source, output):
 
 
 def parse_args(argv):
-  # argparse, not absl flags: mmv.evaluate defines absl flags of the same names (and marks its
-  # own as required), so this binary cannot parse absl's global flags.
   parser = argparse.ArgumentParser(prog='python -m mmv.tools.export', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', required=True,
