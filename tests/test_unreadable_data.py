@@ -127,7 +127,7 @@ def test_evaluation_record_counts_videos_of_a_truncated_shard_and_warns(config, 
   model = train.create_model(inference.model_config(config))
   mesh = sharding.make_mesh()
   variables = model.init(jax.random.key(0), *train.dummy_inputs(config.data), train=False)
-  monkeypatch.setattr(evaluate, 'restore',
+  monkeypatch.setattr(inference, 'restore',
                       lambda config, workdir, step=None: ((model, variables, mesh), step))
   monkeypatch.setattr(evaluate, 'checkpoint_identity', lambda workdir, step: {})
   bench = benchmarks.get('synthetic')
