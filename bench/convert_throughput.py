@@ -14,7 +14,6 @@ starting its worker processes).
 """
 
 import filecmp
-import fractions
 import os
 import shutil
 import statistics
@@ -24,11 +23,10 @@ import time
 
 from absl import app
 from absl import flags
-import av
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from mmv.data import convert  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bench import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mmv.data import convert  # pylint: disable=wrong-import-position
 from mmv.data import convert_beam  # pylint: disable=wrong-import-position
 
 _VIDEOS = flags.DEFINE_integer('videos', 24, 'Generated videos (two clips each).')
@@ -39,48 +37,13 @@ _DIR = flags.DEFINE_string('dir', None, 'Keep the videos and outputs here (defau
 SECONDS, CLIP_SECONDS = 8, 4.0
 
 
-def write_video(path, seed):
-  """A textured scene with moving shapes and camera noise, and a soundtrack (H.264 + AAC)."""
-  rng = np.random.default_rng(seed)
-  width, height, fps, rate = 426, 320, 25, 48000
-  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-  base = rng.uniform(30, 220, 3).astype(np.float32)
-  texture = (25 * np.sin(xx / 5.0 + 3 * np.sin(yy / 23.0)) +
-             20 * np.sin(xx / 1.7 + yy / 2.3) * np.sin(yy / 9.0))[..., None]
-  with av.open(path, 'w') as container:
-    video = container.add_stream('libx264', rate=fps)
-    video.width, video.height, video.pix_fmt = width, height, 'yuv420p'
-    video.options = {'crf': '18'}
-    audio = container.add_stream('aac', rate=rate, layout='mono')
-    for k in range(SECONDS * fps):
-      frame = base + np.roll(texture, 3 * k, axis=1) + rng.normal(0, 6, (height, width, 3))
-      for j in range(3):
-        cy, cx = 60 + 90 * j + 20 * np.sin(k / 9 + j), (5 * k * (j + 1)) % width
-        frame[(yy - cy) ** 2 + (xx - cx) ** 2 < 900] = 60 * j + 40
-      image = av.VideoFrame.from_ndarray(np.clip(frame, 0, 255).astype(np.uint8), format='rgb24')
-      image.pts, image.time_base = k, fractions.Fraction(1, fps)
-      for packet in video.encode(image):
-        container.mux(packet)
-    for packet in video.encode(None):
-      container.mux(packet)
-    t = np.arange(SECONDS * rate) / rate
-    wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.normal(size=t.shape)).astype(np.float32)
-    for i in range(0, len(wave), 1024):
-      chunk = av.AudioFrame.from_ndarray(wave[None, i:i + 1024], format='fltp', layout='mono')
-      chunk.sample_rate, chunk.pts = rate, i
-      for packet in audio.encode(chunk):
-        container.mux(packet)
-    for packet in audio.encode(None):
-      container.mux(packet)
-
-
 def make_inputs(directory, count):
   csv = os.path.join(directory, 'clips.csv')
   if os.path.exists(csv):
     return csv
   rows = []
   for i in range(count):
-    write_video(os.path.join(directory, f'v{i:03d}.mp4'), i)
+    scenes.write_video(os.path.join(directory, f'v{i:03d}.mp4'), i, SECONDS)
     rows += [f'v{i:03d}.mp4,{s},{s + CLIP_SECONDS},label{i % 4},clip {s} of video {i}'
              for s in (0.0, CLIP_SECONDS)]
   with open(csv + '.tmp', 'w') as f:
