@@ -140,6 +140,8 @@ def _start_index(index_dir, settings):
       raise IndexRefused(f'{index_dir} was made with --clips={existing["clips"]}: give another '
                          '--output, or extend it with that --clips')
     return
+  if os.path.exists(index_dir) and not os.path.isdir(index_dir):
+    raise IndexRefused(f'{index_dir} is a file, not an index directory: give another --output')
   if os.path.isdir(index_dir) and os.listdir(index_dir):
     raise IndexRefused(f'{index_dir} is a directory that holds no index ({INDEX_FILE}) but '
                        'other files: give a new or empty --output')

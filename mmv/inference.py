@@ -202,8 +202,9 @@ class UnreadableInput(ValueError):
 
 
 def default_short_side(data_config):
-  """The short side frames are stored at: the run's `min_resize`, or 1.25 × the crop (the
-  synthetic data's 40 px frames for 32 px crops; the converter's 256 px for 200 px)."""
+  """The short side files are decoded at: the run's `min_resize`, or 1.25 × the crop (the
+  synthetic data's 40 px frames for 32 px crops; 250 px for the paper's 200 px crops, where the
+  converter's default stores 256 px: pass short_side=256 to embed as such records are read)."""
   return int(data_config.min_resize or 2 * math.ceil(data_config.crop_size * 1.25 / 2))
 
 

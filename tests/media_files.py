@@ -71,27 +71,31 @@ def write_wav(path, rate=44100):
 AC3_FRAME = 1536  # Samples per AC-3 packet.
 
 
-def write_avi_ac3(path, *, seconds=SECONDS, corrupt=(), rate=48000):
+def write_avi_ac3(path, *, seconds=SECONDS, corrupt=(), rate=48000, corrupt_video=()):
   """An AVI of MPEG-4 video (frames as `write_video`'s) and AC-3 stereo audio: a 440 Hz tone,
   both channels alike. The audio packets numbered in `corrupt` are replaced by random bytes of
   their size, which FFmpeg's AC-3 decoder refuses. In the file, audio packet n is at
   n * AC3_FRAME / rate seconds (an AVI counts audio packets; the encoder's 256-sample delay
   stays in the sound). FFmpeg's AC-3 parser appends a garbage packet to the packet before it
-  (the next sync word ends that one), so reading loses that one too."""
+  (the next sync word ends that one), so reading loses that one too. The video packets numbered
+  in `corrupt_video` are random bytes too (a key frame every 10 frames then)."""
   garbage = np.random.RandomState(0)
   with av.open(path, 'w') as container:
     video = container.add_stream('mpeg4', rate=FPS)
     video.width, video.height = SIZE
     video.pix_fmt = 'yuv420p'
+    if corrupt_video:
+      video.gop_size = 10
     audio = container.add_stream('ac3', rate=rate, layout='stereo')
+    video_packets = []
     for k in range(int(FPS * seconds)):
       image = np.full((SIZE[1], SIZE[0], 3), grey(k), np.uint8)
       frame = av.VideoFrame.from_ndarray(image, format='rgb24')
       frame.pts, frame.time_base = k, fractions.Fraction(1, FPS)
-      for packet in video.encode(frame):
-        container.mux(packet)
-    for packet in video.encode(None):
-      container.mux(packet)
+      video_packets += video.encode(frame)
+    video_packets += video.encode(None)
+    for n, packet in enumerate(video_packets):
+      container.mux(_garbage(packet, garbage) if n in corrupt_video else packet)
     wave = (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(
         np.float32)
     packets = []
@@ -102,12 +106,15 @@ def write_avi_ac3(path, *, seconds=SECONDS, corrupt=(), rate=48000):
       packets += audio.encode(frame)
     packets += audio.encode(None)
     for n, packet in enumerate(packets):
-      if n in corrupt:
-        bad = av.Packet(garbage.randint(0, 256, packet.size).astype(np.uint8).tobytes())
-        bad.pts, bad.dts, bad.duration = packet.pts, packet.dts, packet.duration
-        bad.time_base, bad.stream = packet.time_base, packet.stream
-        packet = bad
-      container.mux(packet)
+      container.mux(_garbage(packet, garbage) if n in corrupt else packet)
+
+
+def _garbage(packet, random):
+  """A packet of random bytes in place of `packet` (its size, times and stream)."""
+  bad = av.Packet(random.randint(0, 256, packet.size).astype(np.uint8).tobytes())
+  bad.pts, bad.dts, bad.duration = packet.pts, packet.dts, packet.duration
+  bad.time_base, bad.stream = packet.time_base, packet.stream
+  return bad
 
 
 def write_mp4_mp3(path, *, rate=16000, seconds=1.0):

@@ -174,6 +174,37 @@ def test_a_failed_beam_job_on_urls_resumes_from_its_complete_shards(beam, media_
   assert _url_files(out) == _files(local)
 
 
+def test_a_beam_job_whose_move_was_cut_short_finishes_it_when_run_again(beam, media_dir,
+                                                                         tmp_path, monkeypatch):
+  """The launcher moves the staged shards one by one: a rerun after a failure halfway (no
+  --overwrite: the shards there are this job's) moves the rest and gives the local result."""
+  from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
+  del beam
+  local, out = tmp_path / 'local', str(tmp_path / 'beam')
+  specs, rejected = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
+  expected = convert.convert(specs, str(local), name='train', num_shards=3, progress=False,
+                             skipped=rejected, write_report=True, **OPTIONS)
+  kwargs = dict(name='train', num_shards=3, input_csv=str(media_dir / 'train.csv'),
+                video_root=str(media_dir), beam_args=['--runner=DirectRunner'], **OPTIONS)
+  rename, moves = tf.io.gfile.rename, []
+
+  def cut_short(src, dst, overwrite=False):
+    if os.path.dirname(dst) == out:  # The launcher's moves, not the workers' renames.
+      moves.append(dst)
+      if len(moves) == 2:
+        raise OSError('launcher lost')
+    return rename(src, dst, overwrite=overwrite)
+
+  monkeypatch.setattr(tf.io.gfile, 'rename', cut_short)
+  with pytest.raises(OSError, match='launcher lost'):
+    convert_beam.run(out, **kwargs)
+  monkeypatch.setattr(tf.io.gfile, 'rename', rename)
+  assert len([n for n in os.listdir(out) if n.startswith('train-')]) == 1
+  report = convert_beam.run(out, **kwargs)
+  assert report['written'] == expected['written'] == 4
+  assert _files(out) == _files(local)
+
+
 def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_dir, tmp_path):
   from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
   del beam

@@ -6,6 +6,7 @@ by the pipeline's tokenizer); and the command's refusals."""
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -259,6 +260,14 @@ def test_one_line_refusals_bad_frames_and_overwriting_an_earlier_export_only(
   assert sorted(os.listdir(earlier)) == ['assets', 'assets.extra', 'fingerprint.pb',
                                          'saved_model.pb', 'variables']
   assert not hidden()
+
+  # Checkpoints without config.json (as mmv.tools.import_deepmind writes them): --config.
+  imported = tmp_path / 'imported'
+  shutil.copytree(os.path.join(workdir, 'checkpoints'), imported / 'checkpoints')
+  assert '--config' in error('--workdir', str(imported), *out)
+  export.main(['--workdir', str(imported), '--output', str(tmp_path / 'from_config'),
+               '--config', os.path.join(workdir, 'config.json'), '--platforms', 'cpu'])
+  assert f'checkpoint {STEP} of {imported}' in capsys.readouterr().out
 
   # Frames out of [0, 1] (0..255 as floats, the likely mistake) or of another size are errors.
   video = tf.saved_model.load(str(earlier)).signatures['video']

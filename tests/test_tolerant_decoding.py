@@ -33,6 +33,7 @@ def files(tmp_path_factory):
   media_files.write_avi_ac3(str(d / 'intact.avi'))
   media_files.write_avi_ac3(str(d / 'damaged.avi'), corrupt=(CORRUPT,))
   media_files.write_avi_ac3(str(d / 'mute.avi'), corrupt=range(100))
+  media_files.write_avi_ac3(str(d / 'headless.avi'), corrupt_video=range(20))  # 0 to 0.8 s.
   data = (d / 'intact.avi').read_bytes()
   (d / 'cut.avi').write_bytes(data[:len(data) * 2 // 5])
   media_files.write_mp4_mp3(str(d / 'peaks.mp4'))
@@ -117,6 +118,21 @@ def test_a_video_without_decodable_audio_is_kept_unless_audio_is_required(files)
     _read(files / 'silent.mp4', require_audio=True)
 
 
+def test_a_clip_whose_frames_do_not_decode_is_skipped_not_filled_with_a_later_frame(
+    files, monkeypatch):
+  with pytest.raises(media.MediaError, match='no decodable frame between 0.0 and 0.5 s '
+                     r'\(20 packets skipped'):
+    _read(files / 'headless.avi', 0.0, 0.5)
+  assert len(_read(files / 'headless.avi', 0.9, 1.4).jpegs) == 5
+  # Any error of one file is its reason, never the end of the conversion (PyAV raises
+  # ValueError when an audio stream's sample rate changes midway).
+  spec = media.ClipSpec(name='x', path=str(files / 'intact.avi'), start=0.0, end=None)
+  monkeypatch.setattr(media, 'read_audio', lambda *a, **k: (_ for _ in ()).throw(
+      ValueError('Frame does not match AudioResampler setup.')))
+  assert media.read_clip_or_reason(spec, **OPTIONS) == (
+      'ValueError: Frame does not match AudioResampler setup.')
+
+
 def test_decoded_audio_beyond_one_is_stored_as_decoded(files):
   with av.open(str(files / 'peaks.mp4')) as container:
     peak = max(np.abs(f.to_ndarray()).max() for f in container.decode(audio=0))
@@ -159,7 +175,8 @@ def test_the_converter_stores_damaged_and_short_clips(files, tmp_path):
                                 'packets_skipped': [('damaged.avi', 1), ('b.avi', 2)]}, out,
                                'train')
   assert f'stored 1 short clips (the file ends before the clip):\n  cut.avi: {short.short}' in text
-  assert 'skipped 3 undecodable packets (audio: silence there):\n  damaged.avi: 1\n' in text
+  assert ('skipped undecodable packets in 2 clips (audio: silence there), packets by clip:\n'
+          '  damaged.avi: 1\n  b.avi: 2' in text)
 
 
 def test_the_command_line_passes_the_new_flags(files, tmp_path):

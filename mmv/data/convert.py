@@ -42,6 +42,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import sys
 
 from absl import app
@@ -348,6 +349,20 @@ def _nothing_written(skipped):
   return ConversionError(f'no clip to write: {found}; nothing was changed')
 
 
+def _allow_open_files(num_shards):
+  """Raises this process's soft limit of open files to what `num_shards` writers need (every
+  shard is open until the end: the common soft limit of 1024 would fail a 1024-shard
+  conversion midway); ConversionError, before anything is written, above the hard limit."""
+  needed = num_shards + 256  # The shards, and what TensorFlow, PyAV and the pool hold open.
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  if soft != resource.RLIM_INFINITY and soft < needed:
+    if hard != resource.RLIM_INFINITY and hard < needed:
+      raise ConversionError(f'{num_shards} shards need about {needed} open files, above this '
+                            f'process\'s limit of {hard} (ulimit -Hn); use fewer --num_shards, '
+                            'or the Beam path (--runner), which writes one shard at a time')
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rate, total=None,
                  progress=True, skipped=(), overwrite=False, allow_empty=True, text_files=None,
                  report_path=None):
@@ -366,6 +381,7 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
   if existing and not overwrite:
     raise ConversionError(f'{output_dir} already holds {name} shards ({existing[0]}, ...); '
                           'pass --overwrite to replace them, or choose another --name')
+  _allow_open_files(num_shards)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   created = not os.path.isdir(output_dir)
   os.makedirs(output_dir, exist_ok=True)
@@ -430,8 +446,9 @@ def format_report(report, output_dir, name):
     lines.append(f'stored {len(report["short"])} short clips (the file ends before the clip):')
     lines += [f'  {clip}: {text}' for clip, text in report['short']]
   if report.get('packets_skipped'):
-    lines.append(f'skipped {sum(n for _, n in report["packets_skipped"])} undecodable packets '
-                 '(audio: silence there):')
+    # By clip: overlapping clips of a file (narration) each count a packet they both read.
+    lines.append(f'skipped undecodable packets in {len(report["packets_skipped"])} clips '
+                 '(audio: silence there), packets by clip:')
     lines += [f'  {clip}: {n}' for clip, n in report['packets_skipped']]
   return '\n'.join(lines)
 

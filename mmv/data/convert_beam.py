@@ -269,11 +269,13 @@ def _finish(job, output_dir, *, overwrite, created):
     if created and not tf.io.gfile.listdir(output_dir):
       tf.io.gfile.rmtree(output_dir)  # Nothing written leaves no trace, not the directory.
     raise convert._nothing_written(report['skipped'])  # pylint: disable=protected-access
-  existing = _refuse_existing(output_dir, name, overwrite)
-  for src, dst in zip(staged, report['shards']):
-    tf.io.gfile.rename(src, dst, overwrite=True)
-    # A move cut short: a rerun writes again the shards whose mark is gone, moves them all.
-    tf.io.gfile.remove(_part(src))
+  # A rerun after a move cut short: the shards already moved are in place (their marks kept,
+  # so the pipeline did not write them again); the rest are moved now.
+  moved = [not tf.io.gfile.exists(src) for src in staged]
+  existing = _refuse_existing(output_dir, name, overwrite or any(moved))
+  for src, dst, done in zip(staged, report['shards'], moved):
+    if not done:
+      tf.io.gfile.rename(src, dst, overwrite=True)
   for src, dst in texts.items():
     tf.io.gfile.rename(src, dst, overwrite=True)
   for path in sorted(set(existing) - set(report['shards'])):  # An old set of another count.
@@ -298,7 +300,6 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
                    set(options.get_all_options()))
   if unknown:
     raise convert.ConversionError(f'neither the converter nor Beam knows --{unknown[0]}')
-  _refuse_existing(output_dir, name, overwrite)  # Before any work.
   label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
   job = dict(
       input_csv=input_csv, narration_json=narration_json, video_root=video_root,
@@ -310,6 +311,8 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
       write_vocab=not tf.io.gfile.exists(os.path.join(output_dir, 'vocab.txt')))
   digest = _digest(job, input_csv or narration_json)
   job['staging'] = os.path.join(output_dir, f'.{name}.beam-{digest}')
+  # Before any work; a rerun of this job whose move was cut short finishes the move.
+  _refuse_existing(output_dir, name, overwrite or _move_cut_short(job))
   created = not tf.io.gfile.isdir(output_dir)
   tf.io.gfile.makedirs(job['staging'])
   complete = set(tf.io.gfile.listdir(job['staging']))
@@ -322,6 +325,17 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
     _discard_unless_resumable(job, output_dir, created)
     raise
   return _finish(job, output_dir, overwrite=overwrite, created=created)
+
+
+def _move_cut_short(job):
+  """Whether an earlier run of this job moved some of its shards into the output directory
+  and stopped: a shard's mark is in the staging directory, its file no longer."""
+  if not tf.io.gfile.isdir(job['staging']):
+    return False
+  complete = set(tf.io.gfile.listdir(job['staging']))
+  return any(_part(shard) in complete and shard not in complete
+             for shard in (fmt.shard_name(job['name'], i, job['num_shards'])
+                           for i in range(job['num_shards'])))
 
 
 def _discard_unless_resumable(job, output_dir, created):

@@ -89,15 +89,26 @@ def _seek(container, stream, seconds):
     container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
 
 
-def _decode(container, stream, skips):
-  """(packet, its frames) of `stream` from where the container is, packet by packet.
+# Packets this far past the clip's end stop a read even when none of them decodes: decoders
+# reorder and delay frames by far less.
+_PAST_END_SECONDS = 2.0
+
+
+def _decode(container, stream, skips, end=None):
+  """(packet, its frames) of `stream` from where the container is, packet by packet, up to
+  `end` seconds (None: the end of the file) and a margin.
 
   A packet that FFmpeg cannot decode (e.g. `InvalidDataError` from avcodec_send_packet) gives
   no frames and is counted in `skips`, and decoding goes on, as with the ffmpeg command line;
   PyAV's own `container.decode` would raise and lose the rest of the file. The last packets
-  demux yields are empty: decoding them flushes the decoder.
+  demux yields are empty: decoding them flushes the decoder. The callers stop at the first
+  frame past `end`; packets well past it stop the read too, so that undecodable packets after
+  a clip neither make each clip's read run to the end of the file nor count against it.
   """
   for packet in container.demux(stream):
+    if (end is not None and packet.pts is not None and
+        packet.pts * packet.time_base > end + _PAST_END_SECONDS):
+      break
     try:
       frames = stream.codec_context.decode(packet)
     except av.error.FFmpegError as e:
@@ -165,9 +176,11 @@ def read_frames(container, stream, start, end, *, fps, short_side, qscale, skips
       k += 1
 
   _seek(container, stream, start)
-  for frame in (f for _, frames in _decode(container, stream, skips) for f in frames):
+  for frame in (f for _, frames in _decode(container, stream, skips, end) for f in frames):
     if frame.time is None:
       continue
+    if held is None and not _before(frame.time, end):
+      break  # No frame decodes before the clip's end: it has none (not a later one).
     if held is None:
       held = frame  # Output times before the first decoded frame take that frame.
     hold_until(frame.time)  # Output times before this frame are done: they take `held`.
@@ -203,7 +216,7 @@ def read_audio(container, stream, start, end, *, sample_rate, skips):
     placed += len(samples)
 
   _seek(container, stream, start)
-  for packet, frames in _decode(container, stream, skips):
+  for packet, frames in _decode(container, stream, skips, end):
     if packet.pts is not None and packet.duration:
       packets_end = max(packets_end or 0, float((packet.pts + packet.duration) * packet.time_base))
     for frame in frames:
@@ -273,10 +286,11 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
   waveform, which would take more room than the JPEGs); audio-only files keep theirs.
   Undecodable packets are skipped and counted (`Clip.packets_skipped`); a file with no
   decodable frame in the clip is an error, and so is one without decodable audio there when
-  `require_audio`. A file that ends before the clip does (before `spec.end`, or before the
-  length its header declares when the clip runs to the end) gives a shorter clip, its `end`
-  where its frames end, described in `Clip.short`; one filling less than `min_clip_fraction`
-  of the clip is an error.
+  `require_audio`. A file that ends before the clip does (before `spec.end`, or, for a file
+  with frames, before the length its header declares when the clip runs to the end) gives a
+  shorter clip, its `end` where its frames end, described in `Clip.short`; one filling less
+  than `min_clip_fraction` of the clip is an error. (An audio-only clip running to the end of
+  its file is not checked: audio headers' lengths are not reliable enough to call it short.)
   """
   reason = time_error(spec.start, spec.end)
   if reason:
@@ -336,8 +350,12 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
 
 
 def read_clip_or_reason(spec, **options):
-  """`read_clip`, with a failure returned as its reason: the worker function of the pool."""
+  """`read_clip`, with a failure returned as its reason: the worker function of the pool.
+
+  Any error of one file is its reason (PyAV raises ValueError, e.g. for an audio stream whose
+  sample rate changes midway): one file never stops a conversion of millions.
+  """
   try:
     return read_clip(spec, **options)
-  except (av.error.FFmpegError, OSError, MediaError) as e:
+  except Exception as e:  # pylint: disable=broad-except
     return f'{type(e).__name__}: {e}'

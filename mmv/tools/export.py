@@ -31,10 +31,12 @@ export only (a directory holding saved_model.pb).
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 
 from absl import logging
@@ -224,19 +226,44 @@ def description(config, workdir, step, platforms):
   }
 
 
-def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cuda')):
+def read_config(path, data_dir=None):
+  """The model's config from `path`: a config.json, or a config file `FILE.py[:ARG]` (its
+  get_config(ARG), as training's --config takes it); `data_dir` replaces data.data_dir (where
+  the vocabulary is)."""
+  if path.endswith('.json'):
+    with open(path) as f:
+      config = inference.config_from_dict(json.load(f))
+  else:
+    file, _, arg = path.partition(':')
+    if not os.path.exists(file):
+      raise FileNotFoundError(f'no config file {file}')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(file)))
+    if root not in sys.path:  # Config files import their neighbours (`from configs import`).
+      sys.path.insert(0, root)
+    spec = importlib.util.spec_from_file_location('_export_config', file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+  if data_dir is not None:
+    config.data.data_dir = data_dir
+  return config
+
+
+def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cuda'),
+           config=None):
   """Writes the SavedModel of checkpoint `step` (latest by default) of `workdir` to `output`;
-  returns the step."""
+  returns the step. `config`: the model's (default WORKDIR/config.json; an imported release
+  has none)."""
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'no workdir {workdir}')
   output = os.path.abspath(output)
   check_output(output, overwrite)
-  config = export_config(inference.read_run_config(workdir))
+  config = export_config(config if config is not None else inference.read_run_config(workdir))
   vocab = pipeline.vocab_path(config.data)
   if not os.path.exists(vocab):
     raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of the '
                             'run) is needed for the text signature; run from the directory '
-                            'training ran in')
+                            'training ran in, or pass --config with --data_dir')
   step = checkpoint_step(workdir, step)
   (model, variables, _), step = inference.restore(config, workdir, step)
   variables = jax.device_get(variables)
@@ -278,6 +305,11 @@ def parse_args(argv):
   parser.add_argument('--workdir', required=True,
                       help='Training workdir holding config.json and checkpoints/.')
   parser.add_argument('--step', type=int, help='Checkpoint step; the latest when left out.')
+  parser.add_argument('--config', help='The model\'s config when WORKDIR has no config.json (an '
+                      'imported release): a config file FILE.py[:ARG], e.g. configs/mmv_s3d.py, '
+                      'or a config.json.')
+  parser.add_argument('--data_dir', help='With --config: data.data_dir, where the vocabulary '
+                      '(data.vocab) is.')
   parser.add_argument('--output', required=True, help='Directory of the SavedModel to write.')
   parser.add_argument('--overwrite', action='store_true',
                       help='Replace an earlier export in --output.')
@@ -301,8 +333,9 @@ def main(argv=None):
   logging.get_absl_logger().addFilter(
       lambda record: not record.getMessage().startswith('Given directory is read only'))
   try:
+    config = read_config(args.config, args.data_dir) if args.config else None
     step = export(args.workdir, args.output, step=args.step, overwrite=args.overwrite,
-                  platforms=args.platforms)
+                  platforms=args.platforms, config=config)
   except (FileNotFoundError, FileExistsError, ckpt_lib.DamagedCheckpointError,
           ckpt_lib.IncompatibleCheckpointError) as e:
     raise SystemExit(f'error: {e}') from None
