@@ -168,8 +168,23 @@ def _write_part(index_dir, number, va, vat, entries, unreadable):
     raise
 
 
+# Files decoded and held at once: a part (--part_size files) is embedded in groups of these, so
+# that memory holds a group's decoded frames, not a part's (minutes of video are ~50 MB each).
+READ_GROUP = 16
+
+
 def _embed_chunk(model, specs, clips, batch_size):
-  """(va, vat, entries, unreadable) of a chunk of specs."""
+  """(va, vat, entries, unreadable) of a chunk of specs, embedded READ_GROUP files at a time."""
+  groups = [_embed_group(model, specs[i:i + READ_GROUP], clips, batch_size)
+            for i in range(0, len(specs), READ_GROUP)] or [_embed_group(model, [], clips,
+                                                                       batch_size)]
+  va, vat, entries, unreadable = zip(*groups)
+  return (np.concatenate(va), np.concatenate(vat), [e for g in entries for e in g],
+          [u for g in unreadable for u in g])
+
+
+def _embed_group(model, specs, clips, batch_size):
+  """(va, vat, entries, unreadable) of a few specs, decoded together."""
   read, unreadable = {'video': [], 'audio': []}, []
   for spec in specs:
     try:

@@ -125,7 +125,8 @@ def test_load_names_what_is_missing(workdir, tmp_path):
 
 
 def test_index_resumes_lists_unreadable_files_and_search_finds_a_video_by_itself(
-    workdir, model, videos, tmp_path):
+    workdir, model, videos, tmp_path, monkeypatch):
+  monkeypatch.setattr(embed_cli, 'READ_GROUP', 2)  # Parts of 3 files embedded 2 + 1 at a time.
   specs, rejected = embed_cli.list_inputs(videos)  # The CSV: paths and labels.
   assert len(specs) == NUM_VIDEOS and not rejected and specs[0].labels
   index = str(tmp_path / 'index')
