@@ -157,10 +157,11 @@ class Checkpoint:
   def restored(self):
     return self._restore()[0]  # (model, variables, mesh)
 
-  def embed_fn(self, modality, with_text):
-    key = (modality, with_text)
+  def embed_fn(self, modality, with_text, spaces=False):
+    key = (modality, with_text, spaces)
     if key not in self._embed_fns:
-      self._embed_fns[key] = features_lib.make_embed_fn(self.restored[0], modality, with_text)
+      self._embed_fns[key] = features_lib.make_embed_fn(self.restored[0], modality, with_text,
+                                                        spaces)
     return self._embed_fns[key]
 
   @functools.cached_property
@@ -355,7 +356,7 @@ class Model:
           writer.write(example.SerializeToString(deterministic=True))
       data = self.data_config(modality, num_clips, tmp)
       _, variables, mesh = self.checkpoint.restored
-      embed = self.checkpoint.embed_fn(modality, with_text=False)
+      embed = self.checkpoint.embed_fn(modality, with_text=False, spaces=True)
       arrays, _ = features_lib.extract(data, _SPLIT, embed, variables, mesh,
                                        batch_size=batch_size)
     rows = {int(name): i for i, name in enumerate(arrays.get('filename', []))}

@@ -77,7 +77,8 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
   np.testing.assert_array_equal(sharded['label'], _labels_in_file_order(data.data_dir, 'test'))
   assert sharded['features'].shape[:2] == sharded['video'].shape[:2] == (32, 3)
   assert sharded['text'].shape == (32, config.model.vat_dim) and sharded['has_text'].all()
-  assert set(sharded) == {'features', 'video', 'video_va', 'text', 'has_text', 'label'}
+  # What evaluation uses, and only that (mmv.inference asks for the S_va embeddings too).
+  assert set(sharded) == {'features', 'video', 'text', 'has_text', 'label'}
   for k in sharded:
     np.testing.assert_allclose(sharded[k], single[k], rtol=1e-5, atol=1e-5, err_msg=k)
   # The three clips of a video are different clips.
@@ -363,8 +364,8 @@ def model_inputs(monkeypatch):
   seen = []
   make = features_lib.make_embed_fn
 
-  def spying(model, modality, with_text):
-    embed = make(model, modality, with_text)
+  def spying(model, modality, with_text, spaces=False):
+    embed = make(model, modality, with_text, spaces)
 
     def spy(variables, batch):
       video = np.asarray(batch['video'])

@@ -45,20 +45,26 @@ _PER_CLIP = ('features', 'video', 'video_va', 'audio_va', 'audio_vat')
 _META = 'meta.json'
 
 
-def make_embed_fn(model, modality, with_text):
-  """jit(variables, batch) → {'features', 'video' and 'video_va' (video modality), 'audio_va'
-  and 'audio_vat' (audio modality; no 'audio_vat' for a disjoint head), 'text' (with_text)}."""
+def make_embed_fn(model, modality, with_text, spaces=False):
+  """jit(variables, batch) → {'features', 'video' (video modality), 'text' (with_text)}, and
+  with `spaces` (what mmv.inference embeds) 'video_va' (video), 'audio_va' and 'audio_vat'
+  (audio; no 'audio_vat' for a disjoint head). Evaluation leaves them out: its benchmarks use
+  none of them, and they would take room in every feature cache."""
 
   def embed(variables, batch):
     out = {}
     if modality == 'video':
-      out['features'], out['video_va'], out['video'] = model.apply(
+      out['features'], video_va, out['video'] = model.apply(
           variables, batch['video'], method=model.embed_video)
+      if spaces:
+        out['video_va'] = video_va
     else:
-      out['features'], out['audio_va'], vat = model.apply(variables, batch['audio'],
-                                                          method=model.embed_audio)
-      if vat is not None:
-        out['audio_vat'] = vat
+      out['features'], audio_va, audio_vat = model.apply(variables, batch['audio'],
+                                                         method=model.embed_audio)
+      if spaces:
+        out['audio_va'] = audio_va
+        if audio_vat is not None:
+          out['audio_vat'] = audio_vat
     if with_text:
       out['text'] = model.apply(variables, batch['text'][:, 0], method=model.embed_text)
     return out
