@@ -59,6 +59,7 @@ def main(argv):
   from mmv import sharding as shard_lib  # pylint: disable=g-import-not-at-top
   from mmv import throughput  # pylint: disable=g-import-not-at-top
   from mmv import train  # pylint: disable=g-import-not-at-top
+  from mmv import train_step  # pylint: disable=g-import-not-at-top
   from mmv.data import pipeline  # pylint: disable=g-import-not-at-top
   from mmv.models import mmv as mmv_model  # pylint: disable=g-import-not-at-top
 
@@ -66,16 +67,16 @@ def main(argv):
   mesh = shard_lib.make_mesh(config.mesh)
   train.check_train_config(config, mesh)
   if os.path.exists(pipeline.vocab_path(config.data)):
-    model = train.create_model(config)
+    model = train_step.create_model(config)
     vocab_size = model.text_backbone.vocab_size
   else:
     vocab_size = _VOCAB_SIZE.value
     model = mmv_model.build_model(config.model, vocab_size=vocab_size)
-  tx = train.create_optimizer(config)
+  tx = train_step.create_optimizer(config)
   batch_size = config.train.batch_size
   batch = random_batch(config.data, batch_size, vocab_size, shard_lib.batch_sharding(mesh))
-  abstract = train.abstract_train_state(config, model, tx, mesh)
-  state = train.create_train_state(config, model, tx, mesh, abstract)
+  abstract = train_step.abstract_train_state(config, model, tx, mesh)
+  state = train_step.create_train_state(config, model, tx, mesh, abstract)
   start = time.perf_counter()
   step_fn, flops = train.compile_train_step(config, model, tx, mesh, abstract, batch)
   compile_sec = time.perf_counter() - start

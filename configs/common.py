@@ -112,7 +112,7 @@ def paper():
   c.train.checkpoint_every = 5000
   c.train.max_to_keep = 3
   # Micro-batches per step (gradient accumulation): the negatives still come from the whole
-  # batch (GradCache, see train.cached_loss_and_grads); 1 = one pass.
+  # batch (GradCache, see train_step.cached_loss_and_grads); 1 = one pass.
   c.train.microbatches = 1
   c.train.nonfinite = 'stop'  # A NaN/inf loss: 'stop' (keeping the last checkpoint) | 'skip'.
 

@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
-from mmv import train as train_lib
+from mmv import train_step as step_lib
 from mmv.benchmarks import protocols
 from mmv.data import convert
 from mmv.data import format as fmt
@@ -104,7 +104,7 @@ def model_config(config):
 def abstract_variables(config, model, mesh):
   """ShapeDtypeStructs of {'params', 'batch_stats'} on `mesh`: parameters placed by
   `config.mesh.param_rules`, BatchNorm statistics replicated. No optimiser is built."""
-  init = lambda rng: model.init(rng, *train_lib.dummy_inputs(config.data), train=False)
+  init = lambda rng: model.init(rng, *step_lib.dummy_inputs(config.data), train=False)
   shapes = jax.eval_shape(init, jax.random.key(0))
   shardings = {'params': shard_lib.param_shardings(shapes['params'], mesh,
                                                    config.mesh.param_rules),
@@ -123,7 +123,7 @@ def restore(config, workdir, step=None):
   nothing is moved (the evaluation only reads the run's directory)."""
   config = model_config(config)
   mesh = shard_lib.make_mesh(config.mesh)
-  model = train_lib.create_model(config)
+  model = step_lib.create_model(config)
   abstract = abstract_variables(config, model, mesh)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
   try:

@@ -10,7 +10,7 @@ import numpy as np
 
 from configs import mmv_s3d
 from mmv import sharding
-from mmv import train
+from mmv import train_step
 from mmv.data import text as text_ops
 from mmv.models import word2vec
 from tests import word2vec_files
@@ -34,7 +34,7 @@ def _random_like(abstract, seed=0):
 
 
 def _batch(config, b, vocab_size):
-  video, audio, text = train.dummy_inputs(config.data, batch_size=b)
+  video, audio, text = train_step.dummy_inputs(config.data, batch_size=b)
   rng = np.random.default_rng(1)
   return {'video': rng.random(video.shape, np.float32),
           'audio': rng.standard_normal(audio.shape).astype(np.float32),
@@ -56,22 +56,22 @@ def test_bfloat16_train_step_of_tiny_s3d_g_with_frozen_word2vec(data_dir, tmp_pa
   assert jax.device_count() == 8
 
   mesh = sharding.make_mesh()
-  model = train.create_model(config)
-  tx = train.create_optimizer(config)
-  abstract = train.abstract_train_state(config, model, tx, mesh)
+  model = train_step.create_model(config)
+  tx = train_step.create_optimizer(config)
+  abstract = train_step.abstract_train_state(config, model, tx, mesh)
   replicated = sharding.replicated(mesh)
   matrix = word2vec.load_matrix(config.model, vocabulary)
-  params = train.with_word_embeddings(jax.device_put(_random_like(abstract.params), replicated),
+  params = train_step.with_word_embeddings(jax.device_put(_random_like(abstract.params), replicated),
                                       matrix)
-  state = train.TrainState(
+  state = train_step.TrainState(
       step=jax.device_put(jnp.zeros((), jnp.int32), replicated), params=params,
       batch_stats=jax.device_put(_random_like(abstract.batch_stats), replicated),
       opt_state=jax.jit(tx.init, out_shardings=replicated)(params))
   batch = jax.device_put(_batch(config, 16, len(vocabulary) + 2),
                          sharding.batch_sharding(mesh))
 
-  step = jax.jit(functools.partial(train.train_step, model=model, tx=tx,
-                                   loss_fn=train.make_loss_fn(config.loss, mesh)),
+  step = jax.jit(functools.partial(train_step.train_step, model=model, tx=tx,
+                                   loss_fn=train_step.make_loss_fn(config.loss, mesh)),
                  out_shardings=(jax.tree.map(lambda s: s.sharding, abstract), replicated))
   lowered = step.lower(state, batch)
   # The convolutions run in bfloat16; what the model returns to the losses is float32.

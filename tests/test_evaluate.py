@@ -22,6 +22,7 @@ from mmv import evaluate
 from mmv import inference
 from mmv import sharding
 from mmv import train
+from mmv import train_step
 from mmv.data import format as fmt
 from mmv.data import records
 from mmv.evaluators import features as features_lib
@@ -56,10 +57,10 @@ def _labels_in_file_order(data_dir, split):
 
 
 def test_sharded_features_equal_single_device_and_keep_every_video_once(config, tmp_path):
-  model = train.create_model(config)
+  model = train_step.create_model(config)
   mesh = sharding.make_mesh()
   assert mesh.devices.size == 8
-  state = train.create_train_state(config, model, train.create_optimizer(config), mesh)
+  state = train_step.create_train_state(config, model, train_step.create_optimizer(config), mesh)
   bench = benchmarks.get('synthetic')
   prepared = bench.prepare(config.data.data_dir)['test']
   data = evaluate.benchmark_data_config(config, bench, prepared)
@@ -112,9 +113,9 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
 
 
 def test_augmented_passes_differ_and_read_every_video(config):
-  model = train.create_model(config)
+  model = train_step.create_model(config)
   mesh = sharding.make_mesh()
-  state = train.create_train_state(config, model, train.create_optimizer(config), mesh)
+  state = train_step.create_train_state(config, model, train_step.create_optimizer(config), mesh)
   bench = benchmarks.get('synthetic')
   data = evaluate.benchmark_data_config(config, bench, bench.prepare(config.data.data_dir)['test'])
   embed = features_lib.make_embed_fn(model, 'video', with_text=False)
@@ -487,11 +488,11 @@ def fsdp_run(data_dir, tmp_path_factory):
 def test_restore_reads_the_model_alone_onto_another_mesh(fsdp_run, monkeypatch):
   config, workdir = fsdp_run
   # The reference: the whole train state, restored as training does, on the training mesh.
-  model = train.create_model(config)
-  tx = train.create_optimizer(config)
+  model = train_step.create_model(config)
+  tx = train_step.create_optimizer(config)
   train_mesh = sharding.make_mesh(config.mesh)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  abstract = train.abstract_train_state(config, model, tx, train_mesh)
+  abstract = train_step.abstract_train_state(config, model, tx, train_mesh)
   state, _ = checkpointer.restore(abstract, signature=ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats}))
   checkpointer.close()

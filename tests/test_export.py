@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
-from mmv import train
+from mmv import train_step
 from mmv.data import audio as audio_ops
 from mmv.data import pipeline
 from mmv.tools import export
@@ -70,13 +70,13 @@ def _random_variables(abstract, seed=0):
 
 def make_run(config, workdir):
   """A workdir as training leaves it (config.json, checkpoint STEP), with random variables."""
-  model = train.create_model(config)
+  model = train_step.create_model(config)
   abstract = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                            *train.dummy_inputs(config.data))
+                            *train_step.dummy_inputs(config.data))
   variables = _random_variables({'params': abstract['params'],
                                  'batch_stats': abstract['batch_stats']})
-  tx = train.create_optimizer(config)
-  state = train.TrainState(step=np.int32(STEP), params=variables['params'],
+  tx = train_step.create_optimizer(config)
+  state = train_step.TrainState(step=np.int32(STEP), params=variables['params'],
                            batch_stats=variables['batch_stats'],
                            opt_state=jax.device_get(tx.init(variables['params'])))
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))

@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmv import sharding
-from mmv import train
+from mmv import train_step
 
 
 class StandIn(nn.Module):
@@ -42,7 +42,7 @@ def test_cached_gradients_equal_those_of_the_whole_accumulated_batch(
     config, microbatches, implementation):
   mesh = sharding.make_mesh()
   config.loss.implementation = implementation
-  loss_fn = train.make_loss_fn(config.loss, mesh)
+  loss_fn = train_step.make_loss_fn(config.loss, mesh)
   model = StandIn()
   batch = _batch()
   variables = model.init(jax.random.key(0), batch['video'], batch['audio'], batch['text'],
@@ -54,7 +54,7 @@ def test_cached_gradients_equal_those_of_the_whole_accumulated_batch(
   def one_pass_over_micro_batches(params):
     """What accumulation must compute: each micro-batch embedded with its own BatchNorm
     statistics, one loss over all embeddings, each in its example's row."""
-    embeddings = [train.embed(model, params, stats, mb)[0] for mb in micro]
+    embeddings = [train_step.embed(model, params, stats, mb)[0] for mb in micro]
     rows = lambda *e: functools.reduce(
         lambda full, i: full.at[i::microbatches].set(e[i]),
         range(microbatches), jnp.zeros((len(batch['mask']),) + e[0].shape[1:]))
@@ -62,7 +62,7 @@ def test_cached_gradients_equal_those_of_the_whole_accumulated_batch(
 
   (loss, terms), grads = jax.jit(jax.value_and_grad(one_pass_over_micro_batches,
                                                     has_aux=True))(params)
-  cached = jax.jit(functools.partial(train.cached_loss_and_grads, model=model, loss_fn=loss_fn,
+  cached = jax.jit(functools.partial(train_step.cached_loss_and_grads, model=model, loss_fn=loss_fn,
                                      microbatches=microbatches))
   split = NamedSharding(mesh, P(sharding.BATCH_AXES))
   got = cached(params, stats, jax.device_put(batch, split))
@@ -71,10 +71,10 @@ def test_cached_gradients_equal_those_of_the_whole_accumulated_batch(
 
   expected_stats = stats
   for mb in micro:  # The moving averages are updated once per micro-batch, in order.
-    expected_stats = train.embed(model, params, expected_stats, mb)[1]
+    expected_stats = train_step.embed(model, params, expected_stats, mb)[1]
   chex.assert_trees_all_close(jax.device_get(got[3]), jax.device_get(expected_stats),
                               atol=1e-6)
 
   # The negatives span the whole batch: the micro-batches' own losses average to another value.
-  own_loss = jax.jit(lambda mb: loss_fn(train.embed(model, params, stats, mb)[0], mb)[0])
+  own_loss = jax.jit(lambda mb: loss_fn(train_step.embed(model, params, stats, mb)[0], mb)[0])
   assert abs(np.mean([float(own_loss(mb)) for mb in micro]) - float(loss)) > 1e-2

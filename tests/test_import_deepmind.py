@@ -21,7 +21,7 @@ from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
 from mmv import inference
-from mmv import train
+from mmv import train_step
 from mmv.data import synthetic
 from mmv.models import mmv as mmv_model
 from mmv.tools import deepmind_checkpoint as release_lib
@@ -61,7 +61,7 @@ def release_tree(names, value=lambda key, shape, dtype: np.zeros(shape, dtype)):
 def _abstract_variables(config, vocab_size):
   model = mmv_model.build_model(config.model, vocab_size)
   return jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                        *train.dummy_inputs(config.data))
+                        *train_step.dummy_inputs(config.data))
 
 
 def _flat(tree, prefix=''):

@@ -17,7 +17,7 @@ from mmv import evaluate
 from mmv import inference
 from mmv import search as search_cli
 from mmv import sharding
-from mmv import train
+from mmv import train_step
 from mmv.data import convert
 from mmv.data import synthetic
 from mmv.evaluators import features as features_lib
@@ -34,8 +34,8 @@ def workdir(data_dir, tmp_path_factory):
   """A workdir with config.json and a freshly initialised checkpoint at step 3."""
   config = conftest.small_config(data_dir)
   path = str(tmp_path_factory.mktemp('run'))
-  model = train.create_model(config)
-  state = train.create_train_state(config, model, train.create_optimizer(config),
+  model = train_step.create_model(config)
+  state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
                                    sharding.make_mesh())
   checkpointer = ckpt_lib.Checkpointer(os.path.join(path, 'checkpoints'))
   checkpointer.save(3, state, signature=ckpt_lib.variable_signature(state.variables()))

@@ -15,6 +15,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import optim
 from mmv import sharding
 from mmv import train
+from mmv import train_step
 from tests import launching
 
 DEVICES = 2
@@ -22,8 +23,8 @@ DEVICES = 2
 
 def _final_params(config, workdir, step):
   mesh = sharding.make_mesh()
-  model = train.create_model(config)
-  abstract = train.abstract_train_state(config, model, optim.make_optimizer(config.optim, 1),
+  model = train_step.create_model(config)
+  abstract = train_step.abstract_train_state(config, model, optim.make_optimizer(config.optim, 1),
                                         mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
@@ -163,8 +164,8 @@ def test_sigterm_while_waiting_for_input_stops_the_run(config, tmp_path, capsys,
 
 def _restore(config, workdir, step):
   mesh = sharding.make_mesh()
-  model = train.create_model(config)
-  abstract = train.abstract_train_state(config, model, train.create_optimizer(config), mesh)
+  model = train_step.create_model(config)
+  abstract = train_step.abstract_train_state(config, model, train_step.create_optimizer(config), mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
   checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)

@@ -9,6 +9,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import optim
 from mmv import sharding
 from mmv import train
+from mmv import train_step
 
 FSDP = sharding.FSDP_AXIS
 
@@ -84,8 +85,8 @@ def test_rules_place_parameters_and_adam_moments_through_training(config, tmp_pa
   assert all(abs(logged['loss']) < 1e3 for _, logged in summary['history'])
 
   mesh = sharding.make_mesh(config.mesh)
-  model = train.create_model(config)
-  abstract = train.abstract_train_state(config, model, optim.make_optimizer(config.optim, 2),
+  model = train_step.create_model(config)
+  abstract = train_step.abstract_train_state(config, model, optim.make_optimizer(config.optim, 2),
                                         mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})

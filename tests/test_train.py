@@ -13,6 +13,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import optim
 from mmv import sharding
 from mmv import train
+from mmv import train_step
 
 
 def _losses(workdir):
@@ -22,11 +23,11 @@ def _losses(workdir):
 
 def test_checkpoint_save_restore_is_identical(config, tmp_path):
   mesh = sharding.make_mesh()
-  model = train.create_model(config)
+  model = train_step.create_model(config)
   tx = optim.make_optimizer(config.optim, 10)
-  state = train.create_train_state(config, model, tx, mesh)
+  state = train_step.create_train_state(config, model, tx, mesh)
   state = state.replace(step=state.step + 7)
-  abstract = train.abstract_train_state(config, model, tx, mesh)
+  abstract = train_step.abstract_train_state(config, model, tx, mesh)
   signature = ckpt_lib.variable_signature(state.variables())
   ckpt = ckpt_lib.Checkpointer(str(tmp_path / 'ckpt'))
   ckpt.save(7, state, signature=signature)
@@ -38,8 +39,8 @@ def test_checkpoint_save_restore_is_identical(config, tmp_path):
 
   # A checkpoint of another model (other widths) is refused with the differing names.
   config.model.text_hidden = 48
-  other = train.create_model(config)
-  other_abstract = train.abstract_train_state(config, other, tx, mesh)
+  other = train_step.create_model(config)
+  other_abstract = train_step.abstract_train_state(config, other, tx, mesh)
   other_sig = ckpt_lib.variable_signature(
       {'params': other_abstract.params, 'batch_stats': other_abstract.batch_stats})
   with pytest.raises(ckpt_lib.IncompatibleCheckpointError, match='text_backbone'):

@@ -17,6 +17,7 @@ from mmv import evaluate
 from mmv import inference
 from mmv import sharding
 from mmv import train
+from mmv import train_step
 from mmv.data import stream
 from mmv.evaluators import report
 from tests import dmvr
@@ -124,9 +125,9 @@ def test_evaluation_record_counts_videos_of_a_truncated_shard_and_warns(config, 
   block.train_passes = block.test_clips = block.retrieval_clips = 1
   config.eval.batch_size = 32
   # The model as initialised: the counts do not depend on its weights.
-  model = train.create_model(inference.model_config(config))
+  model = train_step.create_model(inference.model_config(config))
   mesh = sharding.make_mesh()
-  variables = model.init(jax.random.key(0), *train.dummy_inputs(config.data), train=False)
+  variables = model.init(jax.random.key(0), *train_step.dummy_inputs(config.data), train=False)
   monkeypatch.setattr(inference, 'restore',
                       lambda config, workdir, step=None: ((model, variables, mesh), step))
   monkeypatch.setattr(evaluate, 'checkpoint_identity', lambda workdir, step: {})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mmv import sharding
-from mmv import train
+from mmv import train_step
 from mmv.data import text as text_ops
 from mmv.models import word2vec
 from tests import word2vec_files
@@ -53,8 +53,8 @@ def test_a_fresh_train_state_holds_the_word2vec_vectors(config, tmp_path):
   path = str(tmp_path / 'vectors.txt')
   word2vec_files.write_text(path, vocabulary[::-1] + ['unused'], config.model.word_embedding_dim)
   config.model.word2vec = path
-  model = train.create_model(config)
-  state = train.create_train_state(config, model, train.create_optimizer(config),
+  model = train_step.create_model(config)
+  state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
                                    sharding.make_mesh())
   words, vectors = word2vec.read_word2vec(path)
   np.testing.assert_array_equal(

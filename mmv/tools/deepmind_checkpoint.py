@@ -18,7 +18,7 @@ import numpy as np
 
 from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
-from mmv import train as train_lib
+from mmv import train_step as step_lib
 from mmv.tools import deepmind_names as names
 from mmv.tools import safe_pickle
 
@@ -119,15 +119,15 @@ def import_release(path, config, out_dir):
                           f'{steps}); give another OUT_DIR')
   check_model_config(config.model)
   params, state = load_release(path)
-  model = train_lib.create_model(config)
-  tx = train_lib.create_optimizer(config)
-  abstract = train_lib.abstract_train_state(config, model, tx, shard_lib.make_mesh(config.mesh))
+  model = step_lib.create_model(config)
+  tx = step_lib.create_optimizer(config)
+  abstract = step_lib.abstract_train_state(config, model, tx, shard_lib.make_mesh(config.mesh))
   variables = convert(params, state, {'params': abstract.params,
                                       'batch_stats': abstract.batch_stats}, config.model)
   # Host arrays: orbax writes them in seconds, where the first save of the same state as
   # device arrays took a minute on a 2-core CPU; restoring puts them onto the shardings the
   # reader asks for.
-  train_state = train_lib.TrainState(
+  train_state = step_lib.TrainState(
       step=np.zeros((), np.int32), params=variables['params'],
       batch_stats=variables['batch_stats'],
       opt_state=jax.device_get(jax.jit(tx.init)(variables['params'])))
