@@ -15,8 +15,9 @@ INDEX is a directory:
                        `clips`: an index is only extended with the same model and checkpoint
   parts/NNNNN/         one part per run chunk (`--part_size` files): va.npy [n, va],
                        vat.npy [n, vat] (float32, unit rows) and manifest.json, whose `entries`
-                       list each row's file, modality, clip times, labels, and `unreadable` the
-                       files that could not be read and why
+                       list each row's file, modality, clip times (seconds from the file's
+                       start: its first frame, see `mmv.data.timeline`), labels, and
+                       `unreadable` the files that could not be read and why
 A part is written under a temporary name and renamed when complete, and nothing already in
 INDEX is rewritten: an interrupted run (a crash, Ctrl-C) loses at most the chunk it was on, and
 a second run skips the files already in the index (and those listed unreadable). The progress

@@ -142,3 +142,43 @@ def write_mp4_mp3(path, *, rate=16000, seconds=1.0):
         container.mux(packet)
     for packet in audio.encode(None):
       container.mux(packet)
+
+
+def write_from(path, start, *, video=True, audio=True, video_codec='mpeg4', audio_codec='aac'):
+  """`write_video`'s frames and its tone at 48 kHz in `audio_codec` (either may be left out),
+  their timestamps from `start` seconds (a multiple of 1 / FPS), as an MPEG-TS or HLS segment,
+  or a file cut with -copyts, has them: frame k at start + k / FPS, sample i at start + i /
+  48000. The format is the extension's (.ts, .mp4, .m4a, .mkv, .mka). An MP4 keeps its times
+  to the sample (in its default time scale, ms, the sound of one starting at 10 s is 0.67 ms
+  early). The AAC encoder's priming (1024 samples) comes before `start` in the file: MP4 trims
+  it when `start` is 0 (an edit list), plays it otherwise; MPEG-TS always plays it."""
+  rate = 48000
+  mp4 = path.endswith(('.mp4', '.m4a'))
+  with av.open(path, 'w', options={'movie_timescale': str(rate)} if mp4 else {}) as container:
+    streams = []  # (stream, its frames): every stream is added before the first packet.
+    if video:
+      stream = container.add_stream(video_codec, rate=FPS)
+      stream.width, stream.height = SIZE
+      stream.pix_fmt = 'yuv420p'
+      stream.bit_rate = 1_000_000  # Frames decode to their grey to within a level.
+      frames = []
+      for k in range(int(FPS * SECONDS)):
+        frame = av.VideoFrame.from_ndarray(np.full((SIZE[1], SIZE[0], 3), grey(k), np.uint8),
+                                           format='rgb24')
+        frame.pts, frame.time_base = round(start * FPS) + k, fractions.Fraction(1, FPS)
+        frames.append(frame)
+      streams.append((stream, frames))
+    if audio:
+      stream = container.add_stream(audio_codec, rate=rate, layout='mono')
+      wave = tone(rate).astype(np.float32)
+      frames = []
+      for i in range(0, len(wave), 1024):
+        frame = av.AudioFrame.from_ndarray(wave[None, i:i + 1024], format='fltp', layout='mono')
+        frame.sample_rate, frame.time_base = rate, fractions.Fraction(1, rate)
+        frame.pts = round(start * rate) + i
+        frames.append(frame)
+      streams.append((stream, frames))
+    for stream, frames in streams:
+      for frame in frames + [None]:
+        for packet in stream.encode(frame):
+          container.mux(packet)

@@ -12,6 +12,8 @@ lost packet leaves silence of its length and what follows stays in time with the
 file that ends before the clip does (cut short, or shorter than listed) gives a shorter clip,
 reported as `short`, or none when it fills less than `min_clip_fraction` of it. Decoded audio
 is stored as FFmpeg gives it, in float: lossy codecs can exceed ±1, and nothing clips it.
+
+Times are seconds from the file's start, not its timestamps (see `timeline`).
 """
 
 import dataclasses
@@ -21,6 +23,8 @@ from typing import Optional
 
 import av
 import numpy as np
+
+from mmv.data import timeline
 
 
 class MediaError(ValueError):
@@ -84,9 +88,29 @@ def _video_stream(container):
   return None
 
 
-def _seek(container, stream, seconds):
-  if seconds > 0:
-    container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+def _seek(container, stream, seconds, origin):
+  """Seeks `stream` to a key frame at or before `seconds` after `origin`; a clip from time 0
+  reads from the beginning.
+
+  MPEG-TS has no index of key frames: FFmpeg seeks it to a packet whose decoding time is at or
+  before the time asked for, a key frame or not (of H.264 with B-frames, not even the first
+  frame's when asked for its time), and nothing decodes before the next key frame, which may be
+  seconds later. A video seek whose first packet is no key frame is made again 1, 2, 4... s
+  earlier, up to the file's start.
+  """
+  if seconds <= 0:
+    return
+  back = 0.0
+  while True:
+    target = int((origin + seconds - back) / stream.time_base)
+    container.seek(target, stream=stream, backward=True)
+    if stream.type != 'video' or back > seconds:
+      return
+    first = next(iter(container.demux(stream)), None)
+    if first is None or first.size == 0 or first.is_keyframe:
+      break
+    back = max(1.0, 2 * back)
+  container.seek(target, stream=stream, backward=True)  # Back before the packet read.
 
 
 # Packets this far past the clip's end stop a read even when none of them decodes: decoders
@@ -94,9 +118,9 @@ def _seek(container, stream, seconds):
 _PAST_END_SECONDS = 2.0
 
 
-def _decode(container, stream, skips, end=None):
+def _decode(container, stream, skips, end, origin):
   """(packet, its frames) of `stream` from where the container is, packet by packet, up to
-  `end` seconds (None: the end of the file) and a margin.
+  `end` seconds after `origin` (None: the end of the file) and a margin.
 
   A packet that FFmpeg cannot decode (e.g. `InvalidDataError` from avcodec_send_packet) gives
   no frames and is counted in `skips`, and decoding goes on, as with the ffmpeg command line;
@@ -107,7 +131,7 @@ def _decode(container, stream, skips, end=None):
   """
   for packet in container.demux(stream):
     if (end is not None and packet.pts is not None and
-        packet.pts * packet.time_base > end + _PAST_END_SECONDS):
+        packet.pts * packet.time_base > origin + end + _PAST_END_SECONDS):
       break
     try:
       frames = stream.codec_context.decode(packet)
@@ -160,13 +184,14 @@ def frame_count(start, end, fps):
   return k
 
 
-def read_frames(container, stream, start, end, *, fps, short_side, qscale, skips):
+def read_frames(container, stream, start, end, *, origin, fps, short_side, qscale, skips):
   """JPEGs of the frames at start + k/fps for every such time before `end` (None: the end),
-  as far as the file goes; undecodable packets are counted in `skips`."""
+  as far as the file goes; undecodable packets are counted in `skips`. Times are seconds after
+  `origin` (`timeline.Timeline.origin`)."""
   end = math.inf if end is None else end
   encoder = _JpegEncoder(*_output_size(stream.codec_context.width, stream.codec_context.height,
                                        short_side), qscale)
-  jpegs, k, held, held_jpeg = [], 0, None, None
+  jpegs, k, held, held_time, held_jpeg = [], 0, None, None, None
 
   def hold_until(t):
     nonlocal k, held_jpeg
@@ -175,28 +200,30 @@ def read_frames(container, stream, start, end, *, fps, short_side, qscale, skips
       jpegs.append(held_jpeg)
       k += 1
 
-  _seek(container, stream, start)
-  for frame in (f for _, frames in _decode(container, stream, skips, end) for f in frames):
+  _seek(container, stream, start, origin)
+  for frame in (f for _, frames in _decode(container, stream, skips, end, origin) for f in frames):
     if frame.time is None:
       continue
-    if held is None and not _before(frame.time, end):
+    time = frame.time - origin
+    if held is None and not _before(time, end):
       break  # No frame decodes before the clip's end: it has none (not a later one).
     if held is None:
-      held = frame  # Output times before the first decoded frame take that frame.
-    hold_until(frame.time)  # Output times before this frame are done: they take `held`.
+      held, held_time = frame, time  # Output times before the first frame take that frame.
+    hold_until(time)  # Output times before this frame are done: they take `held`.
     if not _before(start + k / fps, end):
       break
     if frame is not held:
-      held, held_jpeg = frame, None
+      held, held_time, held_jpeg = frame, time, None
   if held is not None:  # The file ended: the last frame lasts one source frame period.
     rate = stream.average_rate or fps
-    hold_until(held.time + 1 / float(rate))
+    hold_until(held_time + 1 / float(rate))
   return jpegs
 
 
-def read_audio(container, stream, start, end, *, sample_rate, skips):
-  """float32 mono samples at `sample_rate` from `start` to `end` (None: the end), or None when
-  no audio could be decoded; undecodable packets are counted in `skips`.
+def read_audio(container, stream, start, end, *, origin, sample_rate, skips):
+  """float32 mono samples at `sample_rate` from `start` to `end` (None: the end) seconds after
+  `origin`, or None when no audio could be decoded; undecodable packets are counted in
+  `skips`.
 
   Samples are placed by their timestamps: a gap between one decoded frame and the next (a
   packet skipped) is filled with silence of its length, as is one at the end up to where the
@@ -215,23 +242,25 @@ def read_audio(container, stream, start, end, *, sample_rate, skips):
     chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
     placed += len(samples)
 
-  _seek(container, stream, start)
-  for packet, frames in _decode(container, stream, skips, end):
+  _seek(container, stream, start, origin)
+  for packet, frames in _decode(container, stream, skips, end, origin):
     if packet.pts is not None and packet.duration:
-      packets_end = max(packets_end or 0, float((packet.pts + packet.duration) * packet.time_base))
+      packets_end = max(packets_end or 0,
+                        float((packet.pts + packet.duration) * packet.time_base) - origin)
     for frame in frames:
+      time = None if frame.time is None else frame.time - origin
       if first_time is None:
-        first_time = start if frame.time is None else frame.time
+        first_time = start if time is None else time
       samples = np.concatenate([np.zeros([0], np.float32)] +
                                [f.to_ndarray().reshape(-1) for f in mono.resample(frame)])
-      at = placed if frame.time is None else int(round((frame.time - first_time) * rate))
+      at = placed if time is None else int(round((time - first_time) * rate))
       if at > placed + tolerance:
         emit(np.zeros([at - placed], np.float32))  # The samples of skipped packets.
       elif at < placed - tolerance:
         samples = samples[placed - at:]  # Overlaps what is placed: timestamps decide.
       if len(samples):
         emit(samples)
-    if end is not None and any(f.time is not None and f.time >= end for f in frames):
+    if end is not None and any(f.time is not None and f.time - origin >= end for f in frames):
       break
   if first_time is None:
     return None
@@ -249,16 +278,11 @@ def read_audio(container, stream, start, end, *, sample_rate, skips):
   return samples
 
 
-def duration(container):
-  if container.duration is not None:
-    return container.duration / av.time_base
-  return None
-
-
 def _intended_end(stream, length):
   """Seconds the file says its video lasts, cut short or not: the video stream's frames /
-  rate (an AVI's header, an MP4's sample table), else its duration, else the file's (a
-  Matroska header's, which may include a longer soundtrack), else None."""
+  rate (an AVI's header, an MP4's sample table), else its duration (from its start, time 0),
+  else the file's `length` (a Matroska header's, which may include a longer soundtrack), else
+  None."""
   if stream.frames and stream.average_rate:
     return stream.frames / float(stream.average_rate)
   if stream.duration and stream.time_base:
@@ -298,8 +322,9 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
   if spec.path is None:
     raise MediaError('no such file')
   with av.open(spec.path) as container:
-    length = duration(container)
     video = _video_stream(container)
+    timing = timeline.of_container(container, video)
+    length = timing.length
     has_video = video is not None
     intended = spec.end  # Where the clip should end: as listed, or where the file says.
     if intended is None and has_video:
@@ -318,8 +343,9 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
   jpegs, waveform, skips, short = [], None, _Skips(), None
   if has_video:
     with av.open(spec.path) as container:
-      jpegs = read_frames(container, _video_stream(container), spec.start, end, fps=fps,
-                          short_side=short_side, qscale=qscale, skips=skips)
+      jpegs = read_frames(container, _video_stream(container), spec.start, end,
+                          origin=timing.origin, fps=fps, short_side=short_side, qscale=qscale,
+                          skips=skips)
     if not jpegs:
       raise MediaError(f'no decodable frame between {spec.start} and {end} s{skips.describe()}')
     if intended is not None:
@@ -332,7 +358,7 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
     audio_skips = _Skips()
     with av.open(spec.path) as container:
       waveform = read_audio(container, container.streams.audio[0], spec.start, end,
-                            sample_rate=sample_rate, skips=audio_skips)
+                            origin=timing.origin, sample_rate=sample_rate, skips=audio_skips)
     skips.count += audio_skips.count
     if waveform is None and (require_audio or not has_video):
       raise MediaError(f'no decodable audio between {spec.start} and {end} s'
