@@ -38,6 +38,7 @@ import tensorflow as tf
 import tqdm
 
 from mmv import inference
+from mmv import media_inputs
 from mmv.data import convert
 from mmv.data import media
 
@@ -189,8 +190,8 @@ def _embed_group(model, specs, clips, batch_size):
   read, unreadable = {'video': [], 'audio': []}, []
   for spec in specs:
     try:
-      modality, clip = model.read_media(spec)
-    except inference.UnreadableInput as e:
+      modality, clip = model.inputs.read_media(spec)
+    except media_inputs.UnreadableInput as e:
       unreadable.append(_entry(spec, reason=str(e).removeprefix(f'{spec.name}: ')))
       continue
     read[modality].append((spec, clip))

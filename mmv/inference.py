@@ -13,9 +13,9 @@ state) of a training run's workdir, or of one written by `python -m mmv.tools.im
 where the evaluation binary gets its checkpoint → embeddings code (`restore`, `Checkpoint`),
 so a model embeds here exactly as it is evaluated.
 
-Media files are decoded as the converter decodes them (`mmv.data.media`: PyAV, at the model's
-frame rate `data.fps`, the short side resized to `short_side`, audio at `data.audio_sample_rate`)
-and made into the record the converter writes (`convert.make_example`); the records go through
+Media files are decoded as the converter decodes them (`mmv.media_inputs`: PyAV, at the
+model's frame rate `data.fps`, the short side resized to `short_side`, audio at
+`data.audio_sample_rate`) and made into the record the converter writes (`convert.make_example`); the records go through
 the evaluation pipeline (`mmv.evaluators.features.extract`: clip sampling, central crop,
 log-mel spectrogram, sharding over the devices). Arrays stand for decoded media: uint8 frames
 [T, H, W, 3] at `data.fps`, or float32 mono waveforms at `data.audio_sample_rate`. Sentences are
@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
+from mmv import media_inputs
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.benchmarks import protocols
@@ -49,15 +50,12 @@ from mmv.data import format as fmt
 from mmv.data import media
 from mmv.data import pipeline
 from mmv.data import text as text_ops
-from mmv.data import video as video_ops
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import retrieval
 
 DTYPES = ('float32', 'bfloat16')
-MODALITIES = ('video', 'audio')
 # The record split the inputs of one call are written to, in a temporary directory.
 _SPLIT = 'inputs'
-JPEG_QSCALE = 3  # The converter's default (--jpeg_qscale): frames stored as for training.
 
 
 def _tuples(value):
@@ -198,24 +196,14 @@ class Embeddings:
   clip_times: Optional[np.ndarray] = None
 
 
-class UnreadableInput(ValueError):
-  """An input that gives no clip of the modality asked for."""
-
-
-def default_short_side(data_config):
-  """The short side files are decoded at: the run's `min_resize`, or 1.25 × the crop (the
-  synthetic data's 40 px frames for 32 px crops; 250 px for the paper's 200 px crops, where the
-  converter's default stores 256 px: pass short_side=256 to embed as such records are read)."""
-  return int(data_config.min_resize or 2 * math.ceil(data_config.crop_size * 1.25 / 2))
-
-
 class Model:
   """A restored checkpoint that embeds videos, sounds and sentences (see the module doc)."""
 
   def __init__(self, config, workdir, step, *, short_side=None):
     self.config, self.workdir, self.step = config, workdir, step
     self.data = config.data
-    self.short_side = short_side or default_short_side(config.data)
+    self.inputs = media_inputs.Inputs(config.data, short_side)
+    self.short_side = self.inputs.short_side
     self.checkpoint = Checkpoint(config, workdir, step)
 
   @property
@@ -235,75 +223,6 @@ class Model:
             'mel_lower_hz', 'mel_upper_hz', 'log_offset', 'max_words', 'stop_words', 'vocab')},
         'short_side': self.short_side}))
 
-  # Reading inputs.
-
-  def read(self, spec, modality):
-    """The `media.Clip` of `spec` (a `media.ClipSpec`) with what `modality` needs;
-    `UnreadableInput` saying why when the file gives none."""
-    if modality not in MODALITIES:
-      raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
-    reason = media.read_clip_or_reason(
-        spec, fps=self.data.fps, short_side=self.short_side,
-        sample_rate=int(self.data.audio_sample_rate), qscale=JPEG_QSCALE,
-        audio=modality == 'audio')
-    if isinstance(reason, str):
-      raise UnreadableInput(f'{spec.name}: {reason}')
-    clip = reason
-    if modality == 'video' and not clip.jpegs:
-      raise UnreadableInput(f'{spec.name}: no video stream')
-    if modality == 'audio' and (clip.waveform is None or not clip.waveform.size):
-      raise UnreadableInput(f'{spec.name}: no audio stream')
-    return clip
-
-  def read_media(self, spec):
-    """(modality, `media.Clip`) of a media file: 'video' with its frames if it has any, else
-    'audio' with its waveform; `UnreadableInput` saying why when it has neither."""
-    clip = media.read_clip_or_reason(
-        spec, fps=self.data.fps, short_side=self.short_side,
-        sample_rate=int(self.data.audio_sample_rate), qscale=JPEG_QSCALE, audio=False)
-    if isinstance(clip, str):
-      raise UnreadableInput(f'{spec.name}: {clip}')
-    if clip.jpegs:
-      return 'video', clip
-    if clip.waveform is None or not clip.waveform.size:
-      raise UnreadableInput(f'{spec.name}: no frames and no sound')
-    return 'audio', clip
-
-  def clip_of_array(self, array, modality):
-    """The `media.Clip` of decoded media: uint8 frames [T, H, W, 3] at `data.fps` (resized so
-    the short side is `short_side`, as files are) or a float32 waveform at the sample rate."""
-    array = np.asarray(array)
-    if modality == 'video':
-      if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
-        raise ValueError(f'video arrays must be uint8 [T, H, W, 3] frames, got {array.dtype} '
-                         f'{list(array.shape)}')
-      height, width = array.shape[1:3]
-      scale = self.short_side / min(height, width)
-      size = [max(2, round(height * scale)), max(2, round(width * scale))]
-      frames = tf.cast(tf.round(tf.image.resize(array, size, method='area')),
-                       tf.uint8)
-      jpegs = [tf.io.encode_jpeg(f, quality=95).numpy() for f in frames]
-      return media.Clip(jpegs=jpegs, waveform=None, start=0.0, end=len(jpegs) / self.data.fps)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.floating) or not array.size:
-      raise ValueError(f'audio arrays must be float mono waveforms [samples], got {array.dtype} '
-                       f'{list(array.shape)}')
-    return media.Clip(jpegs=[], waveform=array.astype(np.float32), start=0.0,
-                      end=array.size / self.data.audio_sample_rate)
-
-  def _clips(self, inputs, modality):
-    if isinstance(inputs, (str, os.PathLike, np.ndarray)):
-      inputs = [inputs]
-    clips = []
-    for x in inputs:
-      if isinstance(x, (str, os.PathLike)):
-        path = os.fspath(x)
-        spec = media.ClipSpec(name=path, path=path if os.path.exists(path) else None, start=0.0,
-                              end=None)
-        clips.append(self.read(spec, modality))
-      else:
-        clips.append(self.clip_of_array(x, modality))
-    return clips
-
   # Embedding.
 
   def data_config(self, modality, clips, data_dir):
@@ -317,27 +236,11 @@ class Model:
       c[k] = v
     return c
 
-  def clip_times(self, clip, modality, clips):
-    """(start, end) seconds [clips, 2] of the clips the pipeline samples from `clip`."""
-    d = self.data
-    seconds = pipeline.clip_seconds(d)
-    if modality == 'video':
-      span = (d.num_frames - 1) * d.frame_stride + 1
-      available, rate = len(clip.jpegs), d.fps
-    else:
-      span, available = int(round(seconds * d.audio_sample_rate)), clip.waveform.size
-      rate = d.audio_sample_rate
-    offsets = video_ops.clip_offsets(available, span, num_clips=clips, train=False,
-                                     seed=None).numpy()
-    starts = clip.start + offsets / rate
-    return np.stack([starts, np.minimum(starts + seconds, clip.end)], axis=1).astype(np.float32)
-
   def embed_clips(self, clips, modality, *, num_clips=4, batch_size=None):
     """(`Embeddings` of the decoded `clips` (`media.Clip`s) that the pipeline reads, the
     indices of those it cannot), in `modality`, through the evaluation pipeline: each clip
     becomes the record the converter writes, the records one temporary split."""
-    if modality not in MODALITIES:
-      raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
+    media_inputs.check_modality(modality)
     if num_clips < 1:
       raise ValueError(f'clips must be at least 1, got {num_clips}')
     if not clips:
@@ -366,16 +269,16 @@ class Model:
     failed = [i for i in range(len(clips)) if i not in rows]
     if not read:
       return None, failed
-    times = np.stack([self.clip_times(clips[i], modality, num_clips) for i in read])
+    times = np.stack([self.inputs.clip_times(clips[i], modality, num_clips) for i in read])
     if modality == 'video':
       return Embeddings(per_clip['features'], space('video_va'), space('video'), times), failed
     return Embeddings(per_clip['features'], space('audio_va'), space('audio_vat'), times), failed
 
   def _embed_all(self, inputs, modality, clips, batch_size):
-    embeddings, failed = self.embed_clips(self._clips(inputs, modality), modality,
+    embeddings, failed = self.embed_clips(self.inputs.clips(inputs, modality), modality,
                                           num_clips=clips, batch_size=batch_size)
     if failed:  # The pipeline decodes what the converter wrote: a record of its own fails.
-      raise UnreadableInput(f'{len(failed)} inputs could not be read by the pipeline (input '
+      raise media_inputs.UnreadableInput(f'{len(failed)} inputs could not be read by the pipeline (input '
                             f'{failed[0]} first)')
     return embeddings
 

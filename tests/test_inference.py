@@ -15,6 +15,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import embed as embed_cli
 from mmv import evaluate
 from mmv import inference
+from mmv import media_inputs
 from mmv import search as search_cli
 from mmv import sharding
 from mmv import train_step
@@ -109,7 +110,7 @@ def test_embeddings_are_the_evaluation_pipelines_features_of_the_converted_recor
     model.embed_text(['the'])
   with pytest.raises(ValueError, match='uint8'):
     model.embed_videos([frames.astype(np.float32)])
-  with pytest.raises(inference.UnreadableInput, match='no such file'):
+  with pytest.raises(media_inputs.UnreadableInput, match='no such file'):
     model.embed_videos([str(tmp_path / 'missing.mp4')])
 
 
