@@ -475,3 +475,13 @@ def test_the_cli_names_a_missing_vocabulary_in_one_line(tmp_path):
       'config): the released text embedding is copied row by row onto it; pass '
       '--config.data.data_dir=DIR of a dataset with the released vocabulary (--verbose shows the '
       'traceback)'], result.stderr[-3000:]
+
+
+def test_params_and_state_not_laid_out_by_module_are_named(tmp_path):
+  path = tmp_path / 'flat.pkl'
+  for tree in ({'params': [np.zeros(3)], 'state': {}},
+               {'params': {'text_audio_video/m': np.zeros(3)}, 'state': {}}):
+    path.write_bytes(pickle.dumps(tree))
+    with pytest.raises(release_lib.IncompatibleReleaseError,
+                       match=r'`params` is not a dict \{Haiku module path: \{name: array\}\}'):
+      release_lib.load_release(str(path))
