@@ -26,6 +26,7 @@ from mmv.data import synthetic
 from mmv.models import mmv as mmv_model
 from mmv.tools import deepmind_checkpoint as release_lib
 from mmv.tools import safe_pickle
+from tests import release_pickles as written
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
@@ -266,15 +267,15 @@ def _trained_like(rng):
 
 
 def test_import_round_trip_then_evaluate(data_dir, tmp_path):
-  """The release's S3D-G pickle (its names; its shapes narrowed by `narrowed_shape`) through the
-  CLI into the evaluation binary, on the synthetic benchmark."""
+  """The release's S3D-G pickle (its names; its shapes narrowed by `narrowed_shape`), written as
+  DeepMind wrote it (dill 0.3.3, Haiku FlatMappings of jax DeviceArrays: see release_pickles),
+  through the CLI into the evaluation binary, on the synthetic benchmark."""
   vocab_rows = len(synthetic.vocabulary()) + 2
   names = {k: (narrowed_shape(k, shape, vocab_rows), dtype)
            for k, (shape, dtype) in release_names('s3d').items()}
   release = release_tree(names, _trained_like(np.random.default_rng(0)))
   path = tmp_path / 'mmv_s3d.pkl'
-  with open(path, 'wb') as f:
-    pickle.dump(release, f)
+  path.write_bytes(written.dumps(written.release(release)))
   # The heads and text narrowed as the rule narrows the release's; the backbones are already.
   paper = mmv_s3d.get_config().model
   overrides = {'data.data_dir': data_dir, 'model.dtype': 'float32',
@@ -386,10 +387,14 @@ def test_a_file_that_is_not_a_pickle_is_named_in_one_line(tmp_path):
   assert not marker.exists()
 
 
-def _import_cli(path, out_dir):
+def _import_cli(path, out_dir, *flags):
+  """The CLI on a dataset of only a vocabulary (all the importer reads of it) beside OUT_DIR."""
+  data = out_dir.parent / 'vocab_only'
+  data.mkdir(exist_ok=True)
+  (data / 'vocab.txt').write_text('cat\ndog\n')
   return subprocess.run(
       [sys.executable, '-m', 'mmv.tools.import_deepmind', str(path), str(out_dir),
-       '--config', 'configs/mmv_s3d.py:runlocal'],
+       '--config', 'configs/mmv_s3d.py:runlocal', f'--config.data.data_dir={data}', *flags],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -403,7 +408,8 @@ def test_the_cli_names_a_file_that_is_not_a_pickle_in_one_line(tmp_path):
   result = _import_cli(path, tmp_path / 'out')
   assert result.returncode == 1
   assert _error_lines(result.stderr) == [f'error: {path} is not a pickle: a zip archive (an .npz '
-                                         'or a PyTorch file?)'], result.stderr[-3000:]
+                                         'or a PyTorch file?) (--verbose shows the traceback)'
+                                         ], result.stderr[-3000:]
   assert not (tmp_path / 'out').exists()  # Nothing written.
 
 
@@ -419,5 +425,63 @@ def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(tmp
   assert result.returncode == 1
   assert _error_lines(result.stderr) == [
       f'error: {out_dir / "checkpoints"} already holds checkpoints (steps [4]); give another '
-      'OUT_DIR'], result.stderr[-3000:]
+      'OUT_DIR (--verbose shows the traceback)'], result.stderr[-3000:]
   assert sorted(p.relative_to(out_dir) for p in out_dir.rglob('*')) == before
+
+
+def test_the_cli_names_a_release_of_another_layout_in_one_line(tmp_path):
+  path = tmp_path / 'other.pkl'  # Another model's names.
+  path.write_bytes(pickle.dumps({'params': {'mmv/conv': {'w': np.zeros(3)}}, 'state': {}}))
+  result = _import_cli(path, tmp_path / 'out')
+  assert result.returncode == 1
+  assert _error_lines(result.stderr) == [
+      "error: not a released MMV checkpoint: expected every module of the checkpoint under one "
+      "of text_audio_video, audio_text_video_model (the model name of the release's config.py; "
+      "the class default), found ['mmv'] (--verbose shows the traceback)"], result.stderr[-3000:]
+  assert not (tmp_path / 'out').exists()
+
+
+def test_the_cli_names_a_refused_pickle_and_a_missing_file_in_one_line(tmp_path):
+  marker = tmp_path / 'ran'
+  path = tmp_path / 'evil.pkl'
+  path.write_bytes(written.dumps({'params': _RunsCode(marker), 'state': {}}))
+  result = _import_cli(path, tmp_path / 'out')
+  assert result.returncode == 1 and not marker.exists()
+  assert _error_lines(result.stderr) == [
+      "error: refusing to load dill._dill._import_module('posix'): only modules on the "
+      "allow-list (numpy's) are accepted (--verbose shows the traceback)"
+  ], result.stderr[-3000:]
+  result = _import_cli(tmp_path / 'missing.pkl', tmp_path / 'out')
+  assert result.returncode == 1
+  assert _error_lines(result.stderr) == [
+      f"error: [Errno 2] No such file or directory: '{tmp_path / 'missing.pkl'}' (--verbose "
+      'shows the traceback)'], result.stderr[-3000:]
+  assert not (tmp_path / 'out').exists()
+
+
+def test_the_cli_shows_the_traceback_with_verbose(tmp_path):
+  result = _import_cli(tmp_path / 'missing.pkl', tmp_path / 'out', '--verbose')
+  assert result.returncode == 1
+  assert 'Traceback (most recent call last)' in result.stderr
+  assert result.stderr.rstrip().splitlines()[-1].startswith('FileNotFoundError: [Errno 2]')
+
+
+def test_the_cli_names_a_missing_vocabulary_in_one_line(tmp_path):
+  path = tmp_path / 'mmv_s3d.pkl'  # Never read: the vocabulary is checked first.
+  result = _import_cli(path, tmp_path / 'out', f'--config.data.data_dir={tmp_path / "none"}')
+  assert result.returncode == 1
+  assert _error_lines(result.stderr) == [
+      f"error: no vocabulary '{tmp_path / 'none' / 'vocab.txt'}' (data.data_dir/data.vocab of the "
+      'config): the released text embedding is copied row by row onto it; pass '
+      '--config.data.data_dir=DIR of a dataset with the released vocabulary (--verbose shows the '
+      'traceback)'], result.stderr[-3000:]
+
+
+def test_params_and_state_not_laid_out_by_module_are_named(tmp_path):
+  path = tmp_path / 'flat.pkl'
+  for tree in ({'params': [np.zeros(3)], 'state': {}},
+               {'params': {'text_audio_video/m': np.zeros(3)}, 'state': {}}):
+    path.write_bytes(pickle.dumps(tree))
+    with pytest.raises(release_lib.IncompatibleReleaseError,
+                       match=r'`params` is not a dict \{Haiku module path: \{name: array\}\}'):
+      release_lib.load_release(str(path))

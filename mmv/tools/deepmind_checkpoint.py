@@ -8,17 +8,20 @@ writes the result as step 0 of a workdir's checkpoints, with a freshly initialis
 state, so `python -m mmv.evaluate` reads it and training can continue from it.
 
 The release's pickle is read by an allow-list unpickler (`safe_pickle`): numpy arrays in plain
-containers only, so a file cannot run code on load.
+containers, and the release files as DeepMind wrote them (dill; Haiku's FlatMapping and jax's
+DeviceArray read as dicts and numpy arrays), so a file cannot run code on load.
 """
 
 import os
 
 import jax
 import numpy as np
+import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
+from mmv.data import pipeline
 from mmv.tools import deepmind_names as names
 from mmv.tools import safe_pickle
 
@@ -35,7 +38,21 @@ def load_release(path):
   tree = safe_pickle.load(path)
   if not isinstance(tree, dict) or not {'params', 'state'} <= set(tree):
     raise IncompatibleReleaseError(f'{path} is not a dict with `params` and `state`')
+  for collection in ('params', 'state'):
+    modules = tree[collection]
+    if not (isinstance(modules, dict) and all(isinstance(k, str) and isinstance(v, dict)
+                                              for k, v in modules.items())):
+      raise IncompatibleReleaseError(f'{path}: `{collection}` is not a dict {{Haiku module '
+                                     'path: {name: array}}')
   return tree['params'], tree['state']
+
+
+def release_layout(params, state):
+  """The `deepmind_names.Layout` of a release's module paths; IncompatibleReleaseError if none."""
+  try:
+    return names.release_layout([*params, *state])
+  except names.UnknownLayoutError as e:
+    raise IncompatibleReleaseError(f'not a released MMV checkpoint: {e}') from e
 
 
 def check_model_config(c):
@@ -57,10 +74,7 @@ def convert(params, state, abstract_variables, model_config):
   that differ and the release arrays nothing uses.
   """
   source = {'params': _flat(params), 'state': _flat(state)}
-  try:
-    layout = names.release_layout([*params, *state])
-  except names.UnknownLayoutError as e:
-    raise IncompatibleReleaseError(f'not a released MMV checkpoint: {e}') from e
+  layout = release_layout(params, state)
   used, missing, mismatched = set(), [], []
 
   def take(collection, path, leaf):
@@ -118,7 +132,13 @@ def import_release(path, config, out_dir):
     raise FileExistsError(f'{os.path.abspath(directory)} already holds checkpoints (steps '
                           f'{steps}); give another OUT_DIR')
   check_model_config(config.model)
+  vocab = pipeline.vocab_path(config.data)
+  if not tf.io.gfile.exists(vocab):  # The text embedding has one row per word of it.
+    raise FileNotFoundError(f'no vocabulary {vocab!r} (data.data_dir/data.vocab of the config): '
+                            'the released text embedding is copied row by row onto it; pass '
+                            '--config.data.data_dir=DIR of a dataset with the released vocabulary')
   params, state = load_release(path)
+  release_layout(params, state)  # A file of another layout, told before building the model.
   model = step_lib.create_model(config)
   tx = step_lib.create_optimizer(config)
   abstract = step_lib.abstract_train_state(config, model, tx, shard_lib.make_mesh(config.mesh))

@@ -7,6 +7,18 @@ numbers need no lookup. Any other name is refused before anything is called, wit
 naming it. Object arrays are refused too: their items would not be weights. A file that is not
 a pickle at all (a text file, a zip archive such as an .npz, random bytes) raises
 `NotAPickleError`, one line.
+
+DeepMind's released MMV checkpoints are read as they were written (December 2020: `dill` 0.3.3
+on the Haiku and jax of that time), by stand-ins that rebuild plain data and import nothing:
+
+- Haiku's `FlatMapping` (and `frozendict`, the container it replaced in August 2020) reduce to
+  `haiku._src.data_structures.FlatMapping(a_dict)`: that dict is what loads.
+- A jax `DeviceArray` (and `ShardedDeviceArray`) reduces to the numpy array it holds
+  (`__reduce__` forwarded to its `_value`), so the file names numpy only.
+- dill writes numpy's C functions as `dill._dill._get_attr(dill._dill._import_module(
+  'numpy.core._multiarray_umath'), '_reconstruct')`, and an array as
+  `dill._dill._create_array(_reconstruct, args, state, None)` once an array was dumped on its
+  own in that process: both resolve to the allow-list above and refuse anything else.
 """
 
 import collections
@@ -31,6 +43,8 @@ class NotAPickleError(pickle.UnpicklingError):
 # TypeError, AttributeError).
 _NOT_A_PICKLE = (pickle.UnpicklingError, EOFError, ValueError, OverflowError, MemoryError,
                  IndexError, KeyError, TypeError, AttributeError)
+_HAIKU = 'haiku._src.data_structures'
+_DILL = 'dill._dill'
 
 
 def _numpy_private(module, name):
@@ -51,31 +65,91 @@ def _latin1_encode(text, encoding):
   return text.encode('latin-1')
 
 
+class _HaikuMapping:
+  """Haiku's FlatMapping / frozendict, read as the dict their `__reduce__` gives.
+
+  A class, so that a file rebuilding one some other way (NEWOBJ: no arguments) is refused here
+  too, by name.
+  """
+
+  def __new__(cls, *args, **kwargs):
+    if kwargs or len(args) != 1 or type(args[0]) is not dict:
+      raise UnsafePickleError(
+          f'refusing a Haiku FlatMapping or frozendict rebuilt from {len(args)} argument(s) and '
+          f'{len(kwargs)} keyword(s): Haiku pickles them as FlatMapping(a dict)')
+    return args[0]
+
+
+class _DillModule:
+  """What `dill._dill._import_module(name)` gives here: the name, for `_dill_get_attr`."""
+
+  def __init__(self, name):
+    self.name = name
+
+  def __repr__(self):
+    return f'_import_module({self.name!r})'
+
+
+def _dill_import_module(name):
+  if not any(module == name for module, _ in _ALLOWED):
+    raise UnsafePickleError(f'refusing to load {_DILL}._import_module({name!r}): only modules '
+                            'on the allow-list (numpy\'s) are accepted')
+  return _DillModule(name)
+
+
+def _dill_get_attr(module, name):
+  key = (getattr(module, 'name', None), name)
+  if not isinstance(module, _DillModule) or key not in _ALLOWED:
+    raise UnsafePickleError(f'refusing to load {_DILL}._get_attr({module!r}, {name!r}): only '
+                            'names on the allow-list (numpy\'s) are accepted')
+  return _ALLOWED[key]
+
+
+def _dill_create_array(f, args, state, npdict=None):
+  # dill 0.3.3's `_create_array`: `array = f(*args); array.__setstate__(state)`.
+  if f is not _reconstruct or npdict is not None:
+    raise UnsafePickleError(f'refusing {_DILL}._create_array with {f!r}: only numpy arrays '
+                            '(numpy _reconstruct, no __dict__) are accepted')
+  array = f(*args)
+  array.__setstate__(state)
+  return array
+
+
 def _allowed():
   table = {
       ('numpy', 'ndarray'): np.ndarray,
       ('numpy', 'dtype'): np.dtype,
       ('collections', 'OrderedDict'): collections.OrderedDict,
       ('_codecs', 'encode'): _latin1_encode,
+      (_HAIKU, 'FlatMapping'): _HaikuMapping,
+      (_HAIKU, 'frozendict'): _HaikuMapping,
+      (_DILL, '_import_module'): _dill_import_module,
+      (_DILL, '_get_attr'): _dill_get_attr,
+      (_DILL, '_create_array'): _dill_create_array,
   }
   for core in ('numpy.core', 'numpy._core'):
-    table[(f'{core}.multiarray', '_reconstruct')] = _reconstruct
-    table[(f'{core}.multiarray', 'scalar')] = _numpy_private(f'{core}.multiarray', 'scalar')
+    scalar = _numpy_private(f'{core}.multiarray', 'scalar')
+    # `.multiarray` is the name plain pickles give; dill names the C module that defines them.
+    for module in (f'{core}.multiarray', f'{core}._multiarray_umath'):
+      table[(module, '_reconstruct')] = _reconstruct
+      table[(module, 'scalar')] = scalar
     table[(f'{core}.numeric', '_frombuffer')] = _numpy_private(f'{core}.numeric', '_frombuffer')
   return table
 
 
+_ALLOWED = _allowed()
+
+
 class _AllowListUnpickler(pickle.Unpickler):
 
-  _ALLOWED = _allowed()
-
   def find_class(self, module, name):
-    if (module, name) not in self._ALLOWED:
+    if (module, name) not in _ALLOWED:
       raise UnsafePickleError(
           f'refusing to load {module}.{name}: this file would call it while unpickling. Only '
-          'numpy arrays in plain containers are accepted; re-save the checkpoint as nested '
-          'dicts of numpy arrays (e.g. jax.device_get + dict) if it holds other types.')
-    return self._ALLOWED[(module, name)]
+          'numpy arrays in dicts, lists and tuples are accepted (and DeepMind\'s released '
+          'checkpoints as written: Haiku mappings, jax arrays, dill); re-save other types as '
+          'nested dicts of numpy arrays.')
+    return _ALLOWED[(module, name)]
 
 
 def _check_leaves(tree, where='checkpoint'):
