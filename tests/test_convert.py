@@ -1,6 +1,7 @@
 """The converter on real media files made with PyAV: mp4 (H.264 + AAC, MPEG-4 without audio),
 avi (MJPEG + PCM at 44.1 kHz), wav; a broken and a missing file; dense narration."""
 
+import collections
 import json
 import os
 import subprocess
@@ -156,6 +157,25 @@ def test_narration_and_audio_only_inputs(media_dir, tmp_path):
   c.stft_window, c.stft_hop = 512, 256
   batch, = list(stream.eval_stream(c, 'sounds', batch_size=1))
   assert batch['audio_mask'][0] == 1 and np.isfinite(batch['audio']).all()
+
+
+def test_the_vocabulary_counts_each_narration_caption_once(media_dir, tmp_path):
+  """Every clip stores its 3 nearest captions, so a caption is in up to 3 clips' records;
+  vocab.txt counts it once, as the narration lists it."""
+  narration = {'talk': {'start': [0.0, 0.3, 0.6, 0.9, 1.2], 'end': [0.3, 0.6, 0.9, 1.2, 1.5],
+                        'text': ['a dog', 'the dog runs', 'a cat', 'the dog sits', 'a bird']},
+               'silent': {'start': [0.1, 0.5], 'end': [0.4, 0.9], 'text': ['a cat', 'a cat']}}
+  (tmp_path / 'narration.json').write_text(json.dumps(narration))
+  specs = convert.read_narration(str(tmp_path / 'narration.json'), str(media_dir),
+                                 min_clip_seconds=0.3, num_captions=3)
+  assert max(sum(c == 'the dog runs' for c in s.captions) for s in specs) == 1
+  assert sum('the dog runs' in s.captions for s in specs) == 3  # Stored by three clips.
+  out = tmp_path / 'out'
+  convert.convert(specs, str(out), name='train', num_shards=1, **OPTIONS)
+  counts = collections.Counter(word for entry in narration.values() for caption in entry['text']
+                               for word in caption.split())
+  assert counts['a'] == 5 and counts['dog'] == 3
+  assert (out / 'vocab.txt').read_text().split() == sorted(counts, key=lambda w: (-counts[w], w))
 
 
 def test_command_line_with_parallel_workers_writes_the_same_shards(media_dir, tmp_path):

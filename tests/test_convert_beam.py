@@ -4,6 +4,7 @@ stable shard assignment of both paths."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,9 +12,11 @@ import pytest
 import tensorflow as tf
 
 import mmv.data
+from mmv.data import clip_records
 from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import media
+from tests import cut_short
 from tests import media_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,40 +172,64 @@ def test_a_failed_beam_job_on_urls_resumes_from_its_complete_shards(beam, media_
   report = convert_beam.run(out, **kwargs)
   # Only the clips of the unfinished shards were decoded again; the result is the local one.
   assert sorted(decoded) == sorted((s.name, s.start) for s in specs
-                                   if convert.shard_of(s, 4) not in complete)
+                                   if clip_records.shard_of(s, 4) not in complete)
   assert report['written'] == 5 and report['skipped'] == [('gone', 'MediaError: no such file')]
   assert _url_files(out) == _files(local)
 
 
-def test_a_beam_job_whose_move_was_cut_short_finishes_it_when_run_again(beam, media_dir,
-                                                                         tmp_path, monkeypatch):
-  """The launcher moves the staged shards one by one: a rerun after a failure halfway (no
-  --overwrite: the shards there are this job's) moves the rest and gives the local result."""
+def _old_set(directory):
+  """Two shards of an earlier conversion, for a conversion of 3 to replace (--overwrite)."""
+  directory.mkdir()
+  for i in range(2):
+    with tf.io.TFRecordWriter(str(directory / fmt.shard_name('train', i, 2))) as w:
+      w.write(f'old record {i}'.encode())
+  return cut_short.shard_sets(str(directory), 'train')[2]
+
+
+@pytest.mark.parametrize('replace', [False, True], ids=['new', 'overwrite'])
+def test_a_beam_move_cut_short_at_any_point_is_finished_by_a_rerun(beam, replace, media_dir,
+                                                                    tmp_path):
+  """The launcher's move (the old set out, then every shard, labels.txt, vocab.txt, the
+  report, the staging directory) stopped before any of its steps: the same command run again
+  finishes it, and the directory is the local path's, byte for byte, with no staging left."""
   from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
   del beam
-  local, out = tmp_path / 'local', str(tmp_path / 'beam')
+  local, out, saved = tmp_path / 'local', tmp_path / 'beam', tmp_path / 'saved'
+  old = _old_set(local) if replace else {}
+  if replace:
+    _old_set(out)
   specs, rejected = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
   expected = convert.convert(specs, str(local), name='train', num_shards=3, progress=False,
-                             skipped=rejected, write_report=True, **OPTIONS)
+                             skipped=rejected, overwrite=replace, write_report=True, **OPTIONS)
+  new = cut_short.shard_sets(str(local), 'train')[3]
   kwargs = dict(name='train', num_shards=3, input_csv=str(media_dir / 'train.csv'),
-                video_root=str(media_dir), beam_args=['--runner=DirectRunner'], **OPTIONS)
-  rename, moves = tf.io.gfile.rename, []
-
-  def cut_short(src, dst, overwrite=False):
-    if os.path.dirname(dst) == out:  # The launcher's moves, not the workers' renames.
-      moves.append(dst)
-      if len(moves) == 2:
-        raise OSError('launcher lost')
-    return rename(src, dst, overwrite=overwrite)
-
-  monkeypatch.setattr(tf.io.gfile, 'rename', cut_short)
-  with pytest.raises(OSError, match='launcher lost'):
-    convert_beam.run(out, **kwargs)
-  monkeypatch.setattr(tf.io.gfile, 'rename', rename)
-  assert len([n for n in os.listdir(out) if n.startswith('train-')]) == 1
-  report = convert_beam.run(out, **kwargs)
-  assert report['written'] == expected['written'] == 4
-  assert _files(out) == _files(local)
+                video_root=str(media_dir), overwrite=replace,
+                beam_args=['--runner=DirectRunner'], **OPTIONS)
+  # The launcher's operations, in OUTPUT_DIR itself (the workers' are in the staging directory).
+  launcher = lambda path: os.path.dirname(path) == str(out)
+  with cut_short.cut_at(1, launcher), pytest.raises(OSError, match='cut short'):
+    convert_beam.run(str(out), **kwargs)  # The pipeline has run: the move is all that is left.
+  shutil.copytree(out, saved)
+  k, cut = 0, True
+  while cut:
+    k += 1
+    shutil.rmtree(out)
+    shutil.copytree(saved, out)
+    with cut_short.cut_at(k, launcher) as met:
+      try:
+        report = convert_beam.run(str(out), **kwargs)
+      except OSError:
+        pass
+    cut = met['operations'] >= k
+    if cut:
+      cut_short.check_one_set(str(out), 'train', [old, new])
+      report = convert_beam.run(str(out), **kwargs)
+    assert ({**report, 'shards': [os.path.basename(path) for path in report['shards']]} ==
+            {**expected, 'shards': sorted(new)}), k
+    assert _files(out) == _files(local), k
+  # The old shards, 3 shards, labels.txt, vocab.txt, the report, the staging directory: each
+  # cut before, and a last run not cut.
+  assert k == len(old) + 3 + 2 + 1 + 1 + 1
 
 
 def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_dir, tmp_path):

@@ -3,15 +3,18 @@ shards, bad CSV times, a failure half-way; where the progress bar goes."""
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import tensorflow as tf
 
+from mmv.data import clip_records
 from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import media
+from tests import cut_short
 from tests import media_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,8 +48,10 @@ def _spec(media_dir, name, start, end, label, caption):
 
 
 def _files(directory):
-  """{name: bytes} of every file, hidden ones (temporary names) included."""
-  return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+  """{name: bytes} of every file, hidden ones (temporary names, staging) included."""
+  return {os.path.relpath(os.path.join(parent, name), directory):
+          open(os.path.join(parent, name), 'rb').read()
+          for parent, _, names in os.walk(directory) for name in names}
 
 
 def _run(csv_path, media_dir, out, *extra):
@@ -111,7 +116,7 @@ def test_a_failure_half_way_leaves_the_old_dataset(dataset, media_dir, tmp_path,
   specs = [_spec(media_dir, 'talk.mp4', 0.0, 1.0, 'bird', 'a bird'),
            _spec(media_dir, 'street.mp4', 0.0, 1.0, 'bird', 'a bird')]
   calls = []
-  make_example = convert.make_example
+  make_example = clip_records.make_example
 
   def failing(*args, **kwargs):
     calls.append(1)
@@ -119,13 +124,52 @@ def test_a_failure_half_way_leaves_the_old_dataset(dataset, media_dir, tmp_path,
       raise OSError('disk full')
     return make_example(*args, **kwargs)
 
-  monkeypatch.setattr(convert, 'make_example', failing)
+  monkeypatch.setattr(clip_records, 'make_example', failing)
   os.remove(dataset / 'labels.txt')  # So that the conversion would write a new map.
   del before['labels.txt']
   with pytest.raises(OSError, match='disk full'):
     convert.convert(specs, str(dataset), name='train', num_shards=2, progress=False,
                     overwrite=True, **OPTIONS)
   assert len(calls) == 2 and _files(dataset) == before  # No temporary file left either.
+
+
+@pytest.mark.parametrize('num_shards', [2, 3])
+def test_a_replacement_cut_short_at_any_point_shows_one_set_and_a_rerun_finishes_it(
+    num_shards, dataset, media_dir, tmp_path):
+  """--overwrite with the same or another shard count, stopped at each file operation in the
+  directory (as a killed process): it never shows two sets, nor a set of old and new shards,
+  and the same call run again gives an uninterrupted conversion's files, no staging left."""
+  old = cut_short.shard_sets(str(dataset), 'train')[2]
+  specs = [_spec(media_dir, 'talk.mp4', 0.0, 1.0, 'dog', 'a dog barks'),
+           _spec(media_dir, 'street.mp4', 0.0, 0.5, 'cat', 'a cat'),
+           _spec(media_dir, 'talk.mp4', 0.5, 1.5, 'cat', 'a cat again')]
+  replace = lambda out: convert.convert(specs, str(out), name='train', num_shards=num_shards,
+                                        progress=False, overwrite=True, write_report=True,
+                                        **OPTIONS)
+  saved, expected = tmp_path / 'saved', tmp_path / 'expected'
+  shutil.copytree(dataset, saved)
+  shutil.copytree(dataset, expected)
+  report = replace(expected)
+  new = cut_short.shard_sets(str(expected), 'train')[num_shards]
+  assert old != new and report['written'] == 3
+  k, cut = 0, True
+  while cut:
+    k += 1
+    shutil.rmtree(dataset)
+    shutil.copytree(saved, dataset)
+    with cut_short.cut_at(k, lambda path: path.startswith(str(dataset))) as met:
+      try:
+        replace(dataset)
+      except OSError:
+        pass
+    cut = met['operations'] >= k
+    if cut:
+      cut_short.check_one_set(str(dataset), 'train', [old, new])
+      replace(dataset)
+    assert _files(dataset) == _files(expected), k
+  # Cut before each: the manifest's rename, the 2 old shards' removals, the new shards' and the
+  # report's renames, the staging directory's removal; then a run not cut.
+  assert k == 1 + 2 + num_shards + 1 + 1 + 1
 
 
 def test_bad_times_are_skipped_and_reported_by_row(dataset, media_dir, tmp_path):

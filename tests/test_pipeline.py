@@ -113,6 +113,32 @@ def test_missing_split_is_a_clear_error(config):
     stream.eval_stream(config.data, 'validation', batch_size=8)
 
 
+def test_a_split_of_two_shard_sets_or_a_set_missing_a_shard_is_refused(config, tmp_path):
+  """What a conversion cut short while replacing 2 shards by 3 could leave, if it left
+  anything: readers would take 5 files, records of both sets (or of part of one)."""
+  shard = os.path.join(config.data.data_dir, 'test-00000-of-00002')
+  for name in os.listdir(config.data.data_dir):
+    os.symlink(os.path.join(config.data.data_dir, name), tmp_path / name)
+  for i in range(3):
+    os.symlink(shard, tmp_path / f'test-{i:05d}-of-00003')
+  config.data.data_dir = str(tmp_path)
+  with pytest.raises(ValueError) as refused:
+    list(stream.eval_stream(config.data, 'test', batch_size=8))
+  message = str(refused.value)
+  assert 'test-*-of-00002 (2 files) and test-*-of-00003 (3 files)' in message
+  assert '\n' not in message
+  for name in ('test-00000-of-00002', 'test-00001-of-00002', 'test-00002-of-00003'):
+    os.remove(tmp_path / name)
+  with pytest.raises(ValueError, match=r'holds 2 files of the 3 shards test-\*-of-00003 '
+                     r'\(missing test-00002-of-00003\)'):
+    records.split_files(str(tmp_path), 'test')
+  # Another split whose name begins with this one's is not a set of it.
+  os.symlink(shard, tmp_path / 'test-extra-00000-of-00001')
+  os.symlink(shard, tmp_path / 'test-00002-of-00003')
+  assert records.split_files(str(tmp_path), 'test') == [
+      str(tmp_path / f'test-{i:05d}-of-00003') for i in range(3)]
+
+
 def test_eval_reads_every_example_once_and_pads(config):
   batches = list(stream.eval_stream(config.data, 'test', batch_size=12))
   assert [b['frames'].shape[0] for b in batches] == [12, 12, 12]

@@ -17,281 +17,56 @@ frames (`clip/has_video` 0), videos without an audio track records without a wav
 (`clip/has_audio` 0). Labels get ids from the sorted label names, written to
 OUTPUT_DIR/labels.txt; a later split converted into the same directory reuses that map (and
 refuses labels it lacks), so ids agree across splits. Caption words make OUTPUT_DIR/vocab.txt
-(most frequent first) unless one is there. A file that cannot be read, or a CSV row whose
-times are not a clip (not numbers, a negative start, an end not after the start), is skipped
-and reported. Shards, and a new labels.txt or vocab.txt, are written under temporary names and
-renamed only when all are complete; a conversion that writes no clip is an error that changes
-nothing, and existing shards of NAME are replaced only with --overwrite. The progress bar goes
-to a terminal only. The report is also written as OUTPUT_DIR/NAME.report.json.
+(most frequent first, each caption counted once: a narrated clip stores its neighbours' too)
+unless one is there. A file that cannot be read, or a CSV row whose times are not a clip (not
+numbers, a negative start, an end not after the start), is skipped and reported. Shards, a new
+labels.txt or vocab.txt and the report are staged in a hidden directory and moved into place
+only when all are complete (mmv/data/staging.py), existing shards of NAME (of any count)
+removed first and only with --overwrite: no set of old and new shards, or two sets, is ever
+visible, and a conversion stopped while moving is finished by the next one of NAME (a rerun
+of the same command does only that). A conversion that writes no clip is an error that changes
+nothing. The progress bar goes to a terminal only. The report is also written as
+OUTPUT_DIR/NAME.report.json.
 
-A clip goes to the shard a hash of its CSV row or caption picks (`shard_of`), in input order
-within it, so that the Beam pipeline (`--runner`, mmv/data/convert_beam.py), which decodes on
-many machines in any order, writes the same shards byte for byte. Without --runner the output
+A clip goes to the shard a hash of its CSV row or caption picks (`clip_records.shard_of`), in
+input order within it, so that the Beam pipeline (`--runner`, mmv/data/convert_beam.py), which
+decodes on many machines in any order, writes the same shards byte for byte. Without --runner the output
 directory is local; arguments the converter does not know go to Beam's PipelineOptions.
 
-TensorFlow is imported inside the functions that make records or open URLs: the decoding
-workers are spawned and import this module (their __main__), and need only PyAV.
+The inputs are read by mmv/data/clip_lists.py, labels.txt and vocab.txt made by
+mmv/data/text_files.py, records by mmv/data/clip_records.py. TensorFlow is imported inside the
+functions that make records or move files: the decoding workers are spawned and import this
+module (their __main__), and need only PyAV.
 """
 
-import collections
-import csv
+import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import multiprocessing
 import os
-import re
 import resource
+import shutil
 import sys
 
 from absl import app
 from absl import flags
 import tqdm
 
+from mmv.data import clip_lists
+from mmv.data import clip_records
 from mmv.data import format as fmt
 from mmv.data import media
+from mmv.data import staging
+from mmv.data import text_files
 
-
-class ConversionError(ValueError):
-  """A conversion refused before it changed anything in the output directory."""
-
-
-def _seconds(value, default, what):
-  value = value.strip()
-  if not value:
-    return default
-  try:
-    return float(value)
-  except ValueError:
-    raise ValueError(f'{what} {value!r} is not a number of seconds') from None
-
-
-def _csv_spec(row, video_root):
-  """The ClipSpec of one CSV row; ValueError saying why the row cannot be one."""
-  if not 3 <= len(row) <= 5:
-    raise ValueError(f'expected video_path,start,end[,label][,caption], got {len(row)} fields')
-  row = row + [''] * (5 - len(row))
-  start, end = _seconds(row[1], 0.0, 'start'), _seconds(row[2], None, 'end')
-  reason = media.time_error(start, end)
-  if reason:
-    raise ValueError(reason)
-  labels = tuple(l.strip() for l in row[3].split(';') if l.strip())
-  return media.ClipSpec(name=row[0], path=os.path.join(video_root, row[0]), start=start,
-                        end=end, labels=labels,
-                        captions=(row[4].strip(),) if row[4].strip() else ())
-
-
-def _open(path):
-  """A text file to read, local or a URL (gs://...) through TensorFlow's file systems."""
-  if '://' in path:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.io.gfile.GFile(path)
-  return open(path, newline='')
-
-
-def read_csv(path, video_root=''):
-  """(ClipSpecs of a clip CSV, its rows that are not clips as [(where, reason)]), `where`
-  naming the file, the row (its line) and the row's video path."""
-  specs, rejected, first = [], [], True
-  with _open(path) as f:
-    reader = csv.reader(f)
-    for row in reader:
-      if not any(v.strip() for v in row):
-        continue
-      header = first and [v.strip() for v in row[:3]] == ['video_path', 'start', 'end']
-      first = False
-      if header:
-        continue
-      try:
-        specs.append(_csv_spec(row, video_root))
-      except ValueError as e:
-        rejected.append((f'{path} row {reader.line_num} ({row[0]})', str(e)))
-  return specs, rejected
-
-
-def read_narration_json(path):
-  """{video_id: {"start": [s], "end": [s], "text": [...]}} of a dense narration JSON."""
-  with _open(path) as f:
-    return json.load(f)
-
-
-# Files a downloader leaves beside a video (yt-dlp's .description, .info.json, subtitles,
-# thumbnails, partial downloads): never the video of an id.
-_NOT_MEDIA = frozenset(['.description', '.json', '.txt', '.vtt', '.srt', '.jpg', '.jpeg',
-                        '.png', '.webp', '.part', '.ytdl', '.temp', '.tmp'])
-
-
-def find_video(video_root, video_id):
-  """VIDEO_ROOT/video_id.<extension> (the first in name order, leaving out what a downloader
-  writes beside a video: .description, .info.json, subtitles, thumbnails, .part), or None."""
-  pattern = os.path.join(video_root, glob.escape(video_id) + '.*')
-  if '://' in video_root:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    matches = tf.io.gfile.glob(pattern)
-  else:
-    matches = glob.glob(pattern)
-  media_files = [m for m in matches if os.path.splitext(m)[1].lower() not in _NOT_MEDIA]
-  return min(media_files, default=None)
-
-
-def narration_clips(video_id, entry, path, *, min_clip_seconds, num_captions):
-  """The ClipSpecs of one narrated video (file `path`): one per caption, in time order, with
-  its nearest captions."""
-  segments = sorted(zip(entry['start'], entry['end'], entry['text']))
-  specs = []
-  for start, end, _ in segments:
-    middle = (start + end) / 2
-    half = max(end - start, min_clip_seconds) / 2
-    nearest = sorted(segments, key=lambda s: abs((s[0] + s[1]) / 2 - middle))[:num_captions]
-    specs.append(media.ClipSpec(
-        name=video_id, path=path, start=max(0.0, middle - half), end=middle + half,
-        captions=tuple(s[2] for s in nearest), caption_starts=tuple(s[0] for s in nearest),
-        caption_ends=tuple(s[1] for s in nearest)))
-  return specs
-
-
-def read_narration(path, video_root, *, min_clip_seconds, num_captions):
-  """ClipSpecs of a dense narration JSON: the videos in id order, one clip per caption."""
-  narration = read_narration_json(path)
-  return [spec for video_id in sorted(narration)
-          for spec in narration_clips(video_id, narration[video_id],
-                                      find_video(video_root, video_id),
-                                      min_clip_seconds=min_clip_seconds,
-                                      num_captions=num_captions)]
-
-
-def resolve_labels(names, existing, where):
-  """Label names in id order: `existing` (the lines of the map file `where`; None when there
-  is none) refusing names it lacks, else the sorted `names` (for the caller to write once the
-  shards are complete)."""
-  if existing is None:
-    return sorted(names)
-  unknown = sorted(set(names) - set(existing))
-  if unknown:
-    raise ConversionError(f'labels {unknown} are not in the label map {where}; convert every '
-                          'split with one map (delete it to build a new one)')
-  return list(existing)
-
-
-def read_lines(path):
-  """The non-empty lines of a labels.txt."""
-  with _open(path) as f:
-    return [line.rstrip('\n') for line in f if line.strip()]
-
-
-def label_map(specs, path):
-  """Label names in id order: those of `path` if it exists, else the sorted names."""
-  existing = read_lines(path) if os.path.exists(path) else None
-  return resolve_labels({label for spec in specs for label in spec.labels}, existing, path)
-
-
-def caption_words(spec):
-  """The words of a clip's captions, split as the tokenizer splits."""
-  return [word for caption in spec.captions
-          for word in re.sub(fmt.NON_WORD, ' ', caption.lower()).split()]
-
-
-def vocabulary_order(word, count):
-  """The vocabulary's order: most frequent first, ties alphabetical."""
-  return (-count, word)
-
-
-MAX_WORDS = 65536  # Of a vocab.txt the converter writes.
-
-
-def vocabulary(specs, max_words=MAX_WORDS):
-  """Caption words, most frequent first (ties alphabetical), split as the tokenizer splits."""
-  counts = collections.Counter(word for spec in specs for word in caption_words(spec))
-  return sorted(counts, key=lambda w: vocabulary_order(w, counts[w]))[:max_words]
-
-
-def shard_of(spec, num_shards):
-  """The shard of a clip: a hash (SHA-256, the same on every machine and Python run, unlike
-  `hash`) of what the input says of it: name, times, labels and captions, not the file's path
-  (the same list converted from another directory gives the same shards)."""
-  key = json.dumps([spec.name, spec.start, spec.end, spec.labels, spec.captions,
-                    spec.caption_starts, spec.caption_ends])
-  return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], 'big') % num_shards
-
-
-def read_options(*, fps=fmt.DEFAULT_FPS, short_side=256, sample_rate=int(fmt.DEFAULT_SAMPLE_RATE),
-                 jpeg_qscale=3, audio=True, min_clip_fraction=0.5, require_audio=False):
-  """The keyword arguments of `media.read_clip_or_reason`: one place for both paths, local
-  (`convert`) and Beam (`convert_beam.run`, which passes its own keyword arguments here), so
-  that they decode alike; ConversionError for options that cannot work together."""
-  if not 0 <= min_clip_fraction <= 1:
-    raise ConversionError(f'min_clip_fraction {min_clip_fraction} is not a fraction (0 to 1)')
-  if require_audio and not audio:
-    raise ConversionError('require_audio asks for the audio that audio=False leaves out')
-  return dict(fps=fps, short_side=short_side, sample_rate=sample_rate, qscale=jpeg_qscale,
-              audio=audio, min_clip_fraction=min_clip_fraction, require_audio=require_audio)
-
-
-def report_name(name):
-  """The report file of split `name`: not `name-*-of-*`, so no reader takes it for a shard."""
-  return f'{name}.report.json'
-
-
-def report_text(report):
-  """The report file's content: JSON of what `format_report` prints, shards by file name."""
-  return json.dumps({
-      'written': report['written'],
-      'shards': [os.path.basename(path) for path in report['shards']],
-      'skipped': [list(item) for item in report['skipped']],
-      'short': [list(item) for item in report['short']],
-      'packets_skipped': [list(item) for item in report['packets_skipped']],
-  }, indent=1) + '\n'
-
-
-def _temporary(path):
-  """Where `path` is written before it is complete: the same directory, so that the rename is
-  atomic, and a hidden name, so that no reader's NAME-*-of-* pattern takes it."""
-  directory, base = os.path.split(path)
-  return os.path.join(directory, f'.{base}.tmp')
-
-
-def is_shard(filename, name):
-  """Whether `filename` is a shard of `name`, of any shard count."""
-  return re.fullmatch(re.escape(name) + r'-\d{5,}-of-\d{5,}', filename) is not None
-
-
-def _shards_of(output_dir, name):
-  """The shard files of `name` in `output_dir`, of any shard count."""
-  if not os.path.isdir(output_dir):
-    return []
-  return sorted(os.path.join(output_dir, f) for f in os.listdir(output_dir) if is_shard(f, name))
-
-
-def make_example(spec, clip, label_ids, *, fps, sample_rate):
-  """The SequenceExample of one converted clip."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  _bytes, _ints, _floats = fmt.bytes_feature, fmt.ints_feature, fmt.floats_feature
-  us = lambda seconds: int(round(seconds * 1e6))
-  context = {
-      fmt.FILENAME: _bytes([spec.name.encode()]),
-      fmt.START_US: _ints([us(clip.start)]),
-      fmt.END_US: _ints([us(clip.end)]),
-      fmt.FPS: _floats([fps]),
-      fmt.SAMPLE_RATE: _floats([sample_rate]),
-      fmt.HAS_VIDEO: _ints([int(bool(clip.jpegs))]),
-      fmt.HAS_AUDIO: _ints([int(clip.waveform is not None)]),
-  }
-  if spec.labels:
-    context[fmt.LABEL_INDEX] = _ints([label_ids[l] for l in spec.labels])
-    context[fmt.LABEL_TEXT] = _bytes([l.encode() for l in spec.labels])
-  if spec.captions:
-    context[fmt.CAPTION] = _bytes([c.encode() for c in spec.captions])
-  if spec.caption_starts:
-    context[fmt.CAPTION_START_US] = _ints([us(s) for s in spec.caption_starts])
-    context[fmt.CAPTION_END_US] = _ints([us(s) for s in spec.caption_ends])
-  feature_lists = {}
-  if clip.jpegs:
-    feature_lists[fmt.IMAGE] = tf.train.FeatureList(feature=[_bytes([j]) for j in clip.jpegs])
-  if clip.waveform is not None:
-    feature_lists[fmt.WAVEFORM] = tf.train.FeatureList(feature=[_floats(clip.waveform)])
-  return tf.train.SequenceExample(context=tf.train.Features(feature=context),
-                                  feature_lists=tf.train.FeatureLists(feature_list=feature_lists))
+# The converter's API as mmv.embed, mmv.inference, the benchmarks and the tests use it, from
+# the modules that hold it.
+ConversionError = clip_records.ConversionError
+read_csv = clip_lists.read_csv
+read_narration = clip_lists.read_narration
+make_example = clip_records.make_example
+vocabulary = text_files.vocabulary
 
 
 def _clips(specs, num_workers, read):
@@ -318,35 +93,47 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
   OUTPUT_DIR/NAME.report.json are written with the shards: all or, on any failure, none. See
   `write_shards` for `overwrite` and `allow_empty`. audio=False stores no soundtrack for files
   with frames (see `media.read_clip`, also for `min_clip_fraction` and `require_audio`).
+
+  A move of `name` into `output_dir` that was cut short is finished first (see
+  `mmv.data.staging`); if it was this conversion's (the same specs and settings), that is all,
+  and its report is returned.
   """
   if not specs and not allow_empty:  # Before anything, the output directory included.
-    raise _nothing_written(list(skipped))
+    raise clip_records.nothing_written(list(skipped))
   label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
-  labels = label_map(specs, label_map_path)
-  text_files = {}
+  settings = dict(name=name, num_shards=num_shards, fps=fps, short_side=short_side,
+                  sample_rate=sample_rate, jpeg_qscale=jpeg_qscale, label_map_path=label_map_path,
+                  audio=audio, write_report=write_report, min_clip_fraction=min_clip_fraction,
+                  require_audio=require_audio)
+  command = _digest([settings, [dataclasses.asdict(spec) for spec in specs], list(skipped)])
+  # Before the label map and vocab.txt are looked for: such a move may bring them.
+  finished = [manifest['report'] for manifest in staging.finish_cut_short(output_dir, name)
+              if manifest.get('command') == command]
+  labels = text_files.label_map(specs, label_map_path)
+  if finished:  # This conversion's own move, cut short: now done.
+    return {**finished[0], 'labels': labels}
+  new_files = {}
   if labels and not os.path.exists(label_map_path):
-    text_files[label_map_path] = labels
+    new_files[label_map_path] = labels
   vocab_file = os.path.join(output_dir, 'vocab.txt')
   if any(spec.captions for spec in specs) and not os.path.exists(vocab_file):
-    text_files[vocab_file] = vocabulary(specs)
-  read = functools.partial(media.read_clip_or_reason, **read_options(
+    new_files[vocab_file] = text_files.vocabulary(specs)
+  read = functools.partial(media.read_clip_or_reason, **clip_records.read_options(
       fps=fps, short_side=short_side, sample_rate=sample_rate, jpeg_qscale=jpeg_qscale,
       audio=audio, min_clip_fraction=min_clip_fraction, require_audio=require_audio))
   clips = zip(specs, _clips(specs, num_workers, read))
   report = write_shards(clips, output_dir, name=name, num_shards=num_shards, labels=labels,
                         fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress,
                         skipped=skipped, overwrite=overwrite, allow_empty=allow_empty,
-                        text_files=text_files,
-                        report_path=(os.path.join(output_dir, report_name(name))
+                        text_files=new_files, command=command,
+                        report_path=(os.path.join(output_dir, clip_records.report_name(name))
                                      if write_report else None))
   return {**report, 'labels': labels}
 
 
-def _nothing_written(skipped):
-  reasons = '; '.join(f'{clip}: {reason}' for clip, reason in skipped[:3])
-  more = ', ...' if len(skipped) > 3 else ''
-  found = f'all {len(skipped)} skipped ({reasons}{more})' if skipped else 'none listed'
-  return ConversionError(f'no clip to write: {found}; nothing was changed')
+def _digest(value):
+  """Names a conversion (its specs and settings, as JSON) in its move's manifest."""
+  return hashlib.sha256(json.dumps(value).encode()).hexdigest()
 
 
 def _allow_open_files(num_shards):
@@ -365,73 +152,84 @@ def _allow_open_files(num_shards):
 
 def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rate, total=None,
                  progress=True, skipped=(), overwrite=False, allow_empty=True, text_files=None,
-                 report_path=None):
+                 report_path=None, command=None):
   """Writes `clips`, pairs (ClipSpec, Clip or the reason it could not be read), each to the
   shard `shard_of` picks, in their order, as `output_dir/name-*-of-{num_shards}`, label ids
   the positions in `labels`; returns {'written': clips, 'shards': paths, 'skipped': [(name,
   reason)], 'short': [(name, text)], 'packets_skipped': [(name, count)]}.
 
   Everything, shards, `text_files` ({path: lines}) and the report at `report_path` (if given),
-  is written under temporary names and renamed only when all is complete, so a failure leaves
-  the directory as it was. Existing shards of `name` are an error unless `overwrite` (then
-  they are replaced, after the new ones are complete); writing no clip is an error (nothing
-  changed) unless `allow_empty`.
+  is staged (`mmv.data.staging`) and moved into place only when all is complete, so a failure
+  before leaves the visible directory as it was, and a move cut short is finished by the next
+  conversion of `name` into `output_dir`. Existing shards of `name` are an error unless
+  `overwrite` (then they are replaced, after the new ones are complete, never beside them);
+  writing no clip is an error (nothing changed) unless `allow_empty`. `command` names the
+  conversion in the move's manifest (see `convert`).
   """
-  existing = _shards_of(output_dir, name)
-  if existing and not overwrite:
-    raise ConversionError(f'{output_dir} already holds {name} shards ({existing[0]}, ...); '
-                          'pass --overwrite to replace them, or choose another --name')
+  staging.finish_cut_short(output_dir, name)
+  existing = staging.refuse_existing(output_dir, name, overwrite)
   _allow_open_files(num_shards)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   created = not os.path.isdir(output_dir)
-  os.makedirs(output_dir, exist_ok=True)
+  stage = staging.directory(output_dir, name, 'convert')
+  # Left by a conversion stopped before its move began (one with a move was finished above).
+  shutil.rmtree(stage, ignore_errors=True)
+  os.makedirs(stage)
   shards = [os.path.join(output_dir, fmt.shard_name(name, i, num_shards))
             for i in range(num_shards)]
   text_files = text_files or {}
-  label_ids = {label: i for i, label in enumerate(labels)}
-  written, skipped, short, packets_skipped = 0, list(skipped), [], []
-  reports = [report_path] if report_path else []
-  staged = {_temporary(path): path for path in shards + list(text_files) + reports}
+  moves = [(staging.staged_path(stage, path), path)
+           for path in shards + list(text_files) + ([report_path] if report_path else [])]
   try:
-    writers = [tf.io.TFRecordWriter(_temporary(path)) for path in shards]
-    # disable=None: a bar on a terminal only, never in a log file.
-    for spec, clip in tqdm.tqdm(clips, total=total, unit='clip',
-                                disable=None if progress else True, file=sys.stderr):
-      if isinstance(clip, str):
-        skipped.append((spec.name, clip))
-        continue
-      example = make_example(spec, clip, label_ids, fps=fps, sample_rate=sample_rate)
-      # Deterministic: map fields in key order, so a conversion reproduces byte for byte.
-      writers[shard_of(spec, num_shards)].write(example.SerializeToString(deterministic=True))
-      written += 1
-      if clip.short:
-        short.append((spec.name, clip.short))
-      if clip.packets_skipped:
-        packets_skipped.append((spec.name, clip.packets_skipped))
-    for writer in writers:
-      writer.close()
-    if not written and not allow_empty:
-      raise _nothing_written(skipped)
-    for path, lines in text_files.items():
-      with open(_temporary(path), 'w') as f:
+    report = _write_staged(clips, [src for src, _ in moves[:num_shards]], shards=shards,
+                           labels=labels, fps=fps, sample_rate=sample_rate, total=total,
+                           progress=progress, skipped=skipped, allow_empty=allow_empty)
+    for (src, _), lines in zip(moves[num_shards:], text_files.values()):
+      with open(src, 'w') as f:
         f.write(''.join(f'{line}\n' for line in lines))
-    report = {'written': written, 'shards': shards, 'skipped': skipped, 'short': short,
-              'packets_skipped': packets_skipped}
-    for path in reports:
-      with open(_temporary(path), 'w') as f:
-        f.write(report_text(report))
-    for tmp, path in staged.items():
-      os.replace(tmp, path)
+    if report_path:
+      with open(moves[-1][0], 'w') as f:
+        f.write(clip_records.report_text(report))
+    staging.begin_move(stage, moves=moves, remove=existing, report=report, command=command)
   except BaseException:
-    for tmp in staged:
-      if os.path.exists(tmp):
-        os.remove(tmp)
+    for src, _ in moves:
+      if os.path.exists(src):
+        os.remove(src)
+    shutil.rmtree(stage, ignore_errors=True)
     if created and not os.listdir(output_dir):
       os.rmdir(output_dir)  # A failure leaves no trace, not even the directory.
     raise
-  for path in sorted(set(existing) - set(shards)):  # An old set of another shard count.
-    os.remove(path)
-  return report
+  return staging.finish_move(stage)['report']
+
+
+def _write_staged(clips, paths, *, shards, labels, fps, sample_rate, total, progress,
+                  skipped, allow_empty):
+  """Writes the records of `clips` into the shard files `paths`; the report (see
+  `write_shards`), its shards `shards`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  label_ids = {label: i for i, label in enumerate(labels)}
+  written, skipped, short, packets_skipped = 0, list(skipped), [], []
+  writers = [tf.io.TFRecordWriter(path) for path in paths]
+  # disable=None: a bar on a terminal only, never in a log file.
+  for spec, clip in tqdm.tqdm(clips, total=total, unit='clip',
+                              disable=None if progress else True, file=sys.stderr):
+    if isinstance(clip, str):
+      skipped.append((spec.name, clip))
+      continue
+    example = clip_records.make_example(spec, clip, label_ids, fps=fps, sample_rate=sample_rate)
+    # Deterministic: map fields in key order, so a conversion reproduces byte for byte.
+    writers[clip_records.shard_of(spec, len(paths))].write(
+        example.SerializeToString(deterministic=True))
+    written += 1
+    if clip.short:
+      short.append((spec.name, clip.short))
+    if clip.packets_skipped:
+      packets_skipped.append((spec.name, clip.packets_skipped))
+  for writer in writers:
+    writer.close()
+  if not written and not allow_empty:
+    raise clip_records.nothing_written(skipped)
+  return {'written': written, 'shards': shards, 'skipped': skipped, 'short': short,
+          'packets_skipped': packets_skipped}
 
 
 def format_report(report, output_dir, name):
@@ -527,11 +325,11 @@ def main(argv):
           **_settings(f))
     else:
       if f.input_csv:
-        specs, rejected = read_csv(f.input_csv, f.video_root)
+        specs, rejected = clip_lists.read_csv(f.input_csv, f.video_root)
       else:
-        specs, rejected = read_narration(f.narration_json, f.video_root,
-                                         min_clip_seconds=f.min_clip_seconds,
-                                         num_captions=f.narration_captions), []
+        specs, rejected = clip_lists.read_narration(f.narration_json, f.video_root,
+                                                    min_clip_seconds=f.min_clip_seconds,
+                                                    num_captions=f.narration_captions), []
       report = convert(specs, f.output_dir, num_workers=f.num_workers, skipped=rejected,
                        allow_empty=False, write_report=True, **_settings(f))
   except ConversionError as e:
@@ -540,8 +338,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # The importable module's main: mmv.data.convert_beam raises that module's ConversionError,
-  # a class apart from __main__'s.
-  from mmv.data import convert as importable  # pylint: disable=g-import-not-at-top
-  importable.define_flags()
-  app.run(importable.main, flags_parser=importable.parse_flags)
+  define_flags()
+  app.run(main, flags_parser=parse_flags)

@@ -1,23 +1,25 @@
 """The converter on Apache Beam: `python -m mmv.data.convert ... --runner=DataflowRunner`.
 
-It reads the same inputs as the local path (mmv/data/convert.py), decodes every clip with the
-same options (`convert.read_options`) on whichever worker the runner picks, and writes the same
-files: the shards byte for byte (a clip goes to the shard `convert.shard_of` picks, in input
-order within it, whatever order the workers finish in), labels.txt, vocab.txt and
-NAME.report.json. The label map and the vocabulary are combined in the pipeline from every
-clip, with the local path's rules (an existing labels.txt or vocab.txt is reused).
+It reads the same inputs as the local path (mmv/data/clip_lists.py), decodes every clip with
+the same options (`clip_records.read_options`) on whichever worker the runner picks, and writes
+the same files: the shards byte for byte (a clip goes to the shard `clip_records.shard_of`
+picks, in input order within it, whatever order the workers finish in), labels.txt, vocab.txt
+and NAME.report.json. The label map and the vocabulary are combined in the pipeline from every
+clip, with the local path's rules (mmv/data/text_files.py: an existing labels.txt or
+vocab.txt is reused).
 
 Clips are decoded by video (a video at a URL is copied to the worker's disk once for all of its
 clips: PyAV reads local files), then grouped by shard; one worker writes a whole shard, under a
 temporary name, into the staging directory OUTPUT_DIR/.NAME.beam-DIGEST/ (hidden, so that no
 reader's NAME-*-of-* takes anything in it), renames it there when complete and then writes its
 part of the report next to it, which marks it done; a retried worker writes it again. Once the
-pipeline has succeeded, the launcher moves the shards and new text files into OUTPUT_DIR and
-writes the report: until then OUTPUT_DIR shows nothing new but the staging directory. DIGEST
-names the inputs (path, size, modification time) and every setting, so that a failed job run
-again with the same command decodes only the clips of the shards it had not finished (shards
-are written once every clip is decoded: this saves the work of a job that failed while
-writing or moving them).
+pipeline has succeeded, the launcher stages the report and moves the new files into OUTPUT_DIR
+(mmv/data/staging.py): until then OUTPUT_DIR shows nothing new but the staging directory.
+DIGEST names the inputs (path, size, modification time) and every setting, so that a failed
+job run again with the same command decodes only the clips of the shards it had not finished
+(shards are written once every clip is decoded: this saves the work of a job that failed while
+writing them). A move cut short is finished by the next run into OUTPUT_DIR of that split;
+when that run is the same command, it is all the run does.
 
 Files go through tf.io.gfile: OUTPUT_DIR, the inputs and VIDEO_ROOT may be gs:// paths.
 """
@@ -28,22 +30,25 @@ import hashlib
 import json
 import os
 import tempfile
-import uuid
 
 import apache_beam as beam
 from apache_beam.options import pipeline_options
 import tensorflow as tf
 
-from mmv.data import convert
+from mmv.data import clip_lists
+from mmv.data import clip_records
 from mmv.data import format as fmt
 from mmv.data import media
+from mmv.data import shard_names
+from mmv.data import staging
+from mmv.data import text_files
 
 _REJECTED = 'rejected'
 
 
 def _csv_clips(path, video_root):
   """((row index,), ClipSpec) of a CSV's clips; its rows that are not clips tagged REJECTED."""
-  specs, rejected = convert.read_csv(path, video_root)
+  specs, rejected = clip_lists.read_csv(path, video_root)
   for i, item in enumerate(rejected):
     yield beam.pvalue.TaggedOutput(_REJECTED, ((i,), item))
   for i, spec in enumerate(specs):
@@ -52,14 +57,15 @@ def _csv_clips(path, video_root):
 
 def _narrated_videos(path):
   """(video_id, entry) of a narration JSON, read by one worker and spread by the next step."""
-  yield from convert.read_narration_json(path).items()
+  yield from clip_lists.read_narration_json(path).items()
 
 
 def _narration_clips(video, video_root, min_clip_seconds, num_captions):
   """((video_id, k), ClipSpec) of one narrated video's clips, in `read_narration`'s order."""
   video_id, entry = video
-  specs = convert.narration_clips(video_id, entry, convert.find_video(video_root, video_id),
-                                  min_clip_seconds=min_clip_seconds, num_captions=num_captions)
+  specs = clip_lists.narration_clips(
+      video_id, entry, clip_lists.find_video(video_root, video_id),
+      min_clip_seconds=min_clip_seconds, num_captions=num_captions)
   for k, spec in enumerate(specs):
     yield (video_id, k), spec
 
@@ -87,34 +93,19 @@ def _decode_video(group, labels, *, options, num_shards):
   label_ids = {label: i for i, label in enumerate(labels)}
   with _local(path) as local:
     for order, spec in items:
-      shard = convert.shard_of(spec, num_shards)
+      shard = clip_records.shard_of(spec, num_shards)
       clip = media.read_clip_or_reason(dataclasses.replace(spec, path=local), **options)
       if isinstance(clip, str):  # The reason names the URL, not the worker's copy.
         reason = clip.replace(local, path) if local and local != path else clip
         yield shard, (order, 'skipped', (spec.name, reason))
         continue
-      example = convert.make_example(spec, clip, label_ids, fps=options['fps'],
+      example = clip_records.make_example(spec, clip, label_ids, fps=options['fps'],
                                      sample_rate=options['sample_rate'])
       yield shard, (order, 'example', example.SerializeToString(deterministic=True))
       if clip.short:
         yield shard, (order, 'short', (spec.name, clip.short))
       if clip.packets_skipped:
         yield shard, (order, 'packets_skipped', (spec.name, clip.packets_skipped))
-
-
-def _temporary(path):
-  """Where `path` is written before it is renamed: hidden, and unique, so that two attempts
-  of one worker never mix."""
-  directory, base = os.path.split(path)
-  return os.path.join(directory, f'.{base}.tmp-{uuid.uuid4().hex}')
-
-
-def _write_text(path, text):
-  """Writes `path` whole or not at all."""
-  tmp = _temporary(path)
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _lines(lines):
@@ -126,13 +117,14 @@ def _part(path):
   return path + '.json'
 
 
-def _write_shard(group, *, staging, name, num_shards):
-  """Writes one shard's records, in input order, into `staging`, then its part of the report."""
+def _write_shard(group, *, staging_dir, name, num_shards):
+  """Writes one shard's records, in input order, into `staging_dir`, then its part of the
+  report."""
   shard, values = group
   items = sorted((v for v in values if v is not None), key=lambda v: (v[0], v[1]))
-  path = os.path.join(staging, fmt.shard_name(name, shard, num_shards))
+  path = os.path.join(staging_dir, fmt.shard_name(name, shard, num_shards))
   part = {'written': 0, 'skipped': [], 'short': [], 'packets_skipped': []}
-  tmp = _temporary(path)
+  tmp = staging.temporary(path)
   with tf.io.TFRecordWriter(tmp) as writer:
     for order, kind, payload in items:
       if kind == 'example':
@@ -141,18 +133,18 @@ def _write_shard(group, *, staging, name, num_shards):
       else:
         part[kind].append([order, *payload])
   tf.io.gfile.rename(tmp, path, overwrite=True)
-  _write_text(_part(path), json.dumps(part))
+  staging.write_text(_part(path), json.dumps(part))
   return shard
 
 
 def _write_vocab(captioned, words, path):
   if captioned:  # As the local path: a vocab.txt when some clip has captions.
-    _write_text(path, _lines(word for word, _ in words))
+    staging.write_text(path, _lines(word for word, _ in words))
 
 
 def _write_labels(labels, path):
   if labels:
-    _write_text(path, _lines(labels))
+    staging.write_text(path, _lines(labels))
 
 
 def _build(p, job):
@@ -172,32 +164,37 @@ def _build(p, job):
                  _narration_clips, job['video_root'], job['min_clip_seconds'],
                  job['num_captions']))
     rejected = p | 'NoRejectedRows' >> beam.Create([])
-  staging = job['staging']
+  staging_dir = job['staging']
 
   labels = (specs | 'Labels' >> beam.FlatMap(lambda item: item[1].labels)
             | 'DistinctLabels' >> beam.Distinct()
             | 'LabelSet' >> beam.combiners.ToList()
-            | 'LabelMap' >> beam.Map(convert.resolve_labels, job['existing_labels'],
+            | 'LabelMap' >> beam.Map(text_files.resolve_labels, job['existing_labels'],
                                      job['label_map_path']))
   if job['existing_labels'] is None:
-    _ = labels | 'WriteLabels' >> beam.Map(_write_labels, os.path.join(staging, fmt.LABEL_MAP))
+    _ = labels | 'WriteLabels' >> beam.Map(_write_labels,
+                                           os.path.join(staging_dir, fmt.LABEL_MAP))
   if job['write_vocab']:
-    words = (specs | 'Words' >> beam.FlatMap(lambda item: convert.caption_words(item[1]))
+    # Each caption once, as the local path counts: a narration's is stored by several clips.
+    words = (specs | 'Captions' >> beam.FlatMap(lambda item: text_files.caption_keys(*item))
+             | 'DistinctCaptions' >> beam.Distinct()
+             | 'Words' >> beam.FlatMap(lambda caption: text_files.words(caption[1]))
              | 'CountWords' >> beam.combiners.Count.PerElement()
              | 'Vocabulary' >> beam.combiners.Top.Of(
-                 convert.MAX_WORDS, key=lambda wc: convert.vocabulary_order(*wc), reverse=True))
+                 text_files.MAX_WORDS, key=lambda wc: text_files.vocabulary_order(*wc),
+                 reverse=True))
     _ = (specs | 'Captioned' >> beam.Map(lambda item: bool(item[1].captions))
          | 'AnyCaptioned' >> beam.CombineGlobally(any)
          | 'WriteVocab' >> beam.Map(_write_vocab, beam.pvalue.AsSingleton(words),
-                                    os.path.join(staging, 'vocab.txt')))
+                                    os.path.join(staging_dir, 'vocab.txt')))
   _ = (rejected | 'RejectedRows' >> beam.combiners.ToList()
        | 'WriteRejected' >> beam.Map(
-           lambda items: _write_text(os.path.join(staging, 'rejected.json'),
-                                     json.dumps(sorted(items)))))
+           lambda items: staging.write_text(os.path.join(staging_dir, 'rejected.json'),
+                                            json.dumps(sorted(items)))))
 
   num_shards, done = job['num_shards'], job['done']
   records = (specs | 'NotDone' >> beam.Filter(
-      lambda item: convert.shard_of(item[1], num_shards) not in done)
+      lambda item: clip_records.shard_of(item[1], num_shards) not in done)
              | 'ByVideo' >> beam.GroupBy(lambda item: item[1].path)
              | 'Decode' >> beam.FlatMap(
                  _decode_video, beam.pvalue.AsSingleton(labels), options=job['read_options'],
@@ -206,83 +203,57 @@ def _build(p, job):
   todo = p | 'Shards' >> beam.Create([(i, None) for i in range(num_shards) if i not in done])
   _ = ((records, todo) | 'Flatten' >> beam.Flatten()
        | 'ByShard' >> beam.GroupByKey()
-       | 'WriteShards' >> beam.Map(_write_shard, staging=staging, name=job['name'],
+       | 'WriteShards' >> beam.Map(_write_shard, staging_dir=staging_dir, name=job['name'],
                                    num_shards=num_shards))
 
 
-def _shards_of(output_dir, name):
-  """The shard files of `name` in `output_dir`, of any shard count."""
-  if not tf.io.gfile.isdir(output_dir):
-    return []
-  return sorted(os.path.join(output_dir, f) for f in tf.io.gfile.listdir(output_dir)
-                if convert.is_shard(f, name))
-
-
-def _refuse_existing(output_dir, name, overwrite):
-  existing = _shards_of(output_dir, name)
-  if existing and not overwrite:
-    raise convert.ConversionError(
-        f'{output_dir} already holds {name} shards ({existing[0]}, ...); pass --overwrite to '
-        'replace them, or choose another --name')
-  return existing
-
-
-def _digest(job, input_path):
-  """Names the staging directory: the input file as it is now and every setting."""
+def _digest(settings, input_path):
+  """Names what a job makes: the input file as it is now and `settings`."""
   stat = tf.io.gfile.stat(input_path)
-  key = {k: v for k, v in job.items() if k not in ('staging', 'done')}
-  key['input'] = [input_path, stat.length, stat.mtime_nsec]
+  key = {**settings, 'input': [input_path, stat.length, stat.mtime_nsec]}
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read(path):
-  with tf.io.gfile.GFile(path) as f:
-    return f.read()
-
-
 def _finish(job, output_dir, *, overwrite, created):
-  """Moves the staged shards and new text files into `output_dir`, writes the report there;
-  the report dict, as `convert.convert` returns it."""
-  staging, name, num_shards = job['staging'], job['name'], job['num_shards']
-  staged = [os.path.join(staging, fmt.shard_name(name, i, num_shards))
+  """Stages the report, then moves the staged shards and new text files into `output_dir`
+  (`staging.finish_move`, which a rerun finishes if it is cut short); the report dict, as
+  `convert.convert` returns it."""
+  staging_dir, name, num_shards = job['staging'], job['name'], job['num_shards']
+  staged = [os.path.join(staging_dir, fmt.shard_name(name, i, num_shards))
             for i in range(num_shards)]
-  parts = [json.loads(_read(_part(path))) for path in staged]
-  rejected_path = os.path.join(staging, 'rejected.json')
-  rejected = json.loads(_read(rejected_path)) if tf.io.gfile.exists(rejected_path) else []
+  parts = [json.loads(staging.read_text(_part(path))) for path in staged]
+  rejected_path = os.path.join(staging_dir, 'rejected.json')
+  rejected = (json.loads(staging.read_text(rejected_path))
+              if tf.io.gfile.exists(rejected_path) else [])
   by_order = lambda key: [tuple(item[1:]) for item in
                           sorted((i for part in parts for i in part[key]), key=lambda i: i[0])]
   report = {'written': sum(part['written'] for part in parts),
             'shards': [os.path.join(output_dir, os.path.basename(path)) for path in staged],
             'skipped': [tuple(item) for _, item in rejected] + by_order('skipped'),
             'short': by_order('short'), 'packets_skipped': by_order('packets_skipped')}
-  texts = {}
+  texts = []
   if job['existing_labels'] is None:
-    texts[os.path.join(staging, fmt.LABEL_MAP)] = job['label_map_path']
+    texts.append((os.path.join(staging_dir, fmt.LABEL_MAP), job['label_map_path']))
   if job['write_vocab']:
-    texts[os.path.join(staging, 'vocab.txt')] = os.path.join(output_dir, 'vocab.txt')
-  texts = {src: dst for src, dst in texts.items() if tf.io.gfile.exists(src)}
-  label_file = os.path.join(staging, fmt.LABEL_MAP)
+    texts.append((os.path.join(staging_dir, 'vocab.txt'), os.path.join(output_dir, 'vocab.txt')))
+  texts = [(src, dst) for src, dst in texts if tf.io.gfile.exists(src)]
+  label_file = os.path.join(staging_dir, fmt.LABEL_MAP)
   report['labels'] = (job['existing_labels'] if job['existing_labels'] is not None else
-                      _read(label_file).splitlines() if label_file in texts else [])
+                      staging.read_text(label_file).splitlines()
+                      if tf.io.gfile.exists(label_file) else [])
   if not report['written']:
-    tf.io.gfile.rmtree(staging)
+    tf.io.gfile.rmtree(staging_dir)
     if created and not tf.io.gfile.listdir(output_dir):
       tf.io.gfile.rmtree(output_dir)  # Nothing written leaves no trace, not the directory.
-    raise convert._nothing_written(report['skipped'])  # pylint: disable=protected-access
-  # A rerun after a move cut short: the shards already moved are in place (their marks kept,
-  # so the pipeline did not write them again); the rest are moved now.
-  moved = [not tf.io.gfile.exists(src) for src in staged]
-  existing = _refuse_existing(output_dir, name, overwrite or any(moved))
-  for src, dst, done in zip(staged, report['shards'], moved):
-    if not done:
-      tf.io.gfile.rename(src, dst, overwrite=True)
-  for src, dst in texts.items():
-    tf.io.gfile.rename(src, dst, overwrite=True)
-  for path in sorted(set(existing) - set(report['shards'])):  # An old set of another count.
-    tf.io.gfile.remove(path)
-  _write_text(os.path.join(output_dir, convert.report_name(name)), convert.report_text(report))
-  tf.io.gfile.rmtree(staging)
-  return report
+    raise clip_records.nothing_written(report['skipped'])
+  existing = staging.refuse_existing(output_dir, name, overwrite)
+  report_path = os.path.join(output_dir, clip_records.report_name(name))
+  staged_report = staging.staged_path(staging_dir, report_path)
+  staging.write_text(staged_report, clip_records.report_text(report))
+  moves = list(zip(staged, report['shards'])) + texts + [(staged_report, report_path)]
+  staging.begin_move(staging_dir, moves=moves, remove=existing, report=report,
+                     command=job['command'])
+  return staging.finish_move(staging_dir)['report']
 
 
 def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, video_root='',
@@ -290,8 +261,11 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
         beam_args=(), **decoding):
   """Converts the clips of `input_csv` or `narration_json` with Beam (`beam_args`: Beam's
   command line, --runner included) into `output_dir`, as `convert.convert` does locally;
-  returns its report dict. `decoding`: the keyword arguments of `convert.read_options` (fps,
-  short_side, ...). Waits for the pipeline to finish."""
+  returns its report dict. `decoding`: the keyword arguments of `clip_records.read_options`
+  (fps, short_side, ...). Waits for the pipeline to finish.
+
+  A move of `name` into `output_dir` that was cut short is finished first; if it was this
+  command's (the same inputs and settings), that is all, and its report is returned."""
   if (input_csv is None) == (narration_json is None):
     raise ValueError('give one of input_csv and narration_json')
   options = pipeline_options.PipelineOptions(list(beam_args))
@@ -299,20 +273,25 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
   unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) -
                    set(options.get_all_options()))
   if unknown:
-    raise convert.ConversionError(f'neither the converter nor Beam knows --{unknown[0]}')
+    raise clip_records.ConversionError(f'neither the converter nor Beam knows --{unknown[0]}')
   label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
-  job = dict(
+  settings = dict(
       input_csv=input_csv, narration_json=narration_json, video_root=video_root,
       min_clip_seconds=min_clip_seconds, num_captions=num_captions, name=name,
-      num_shards=num_shards, read_options=convert.read_options(**decoding),
-      label_map_path=label_map_path,
-      existing_labels=(convert.read_lines(label_map_path)
-                       if tf.io.gfile.exists(label_map_path) else None),
-      write_vocab=not tf.io.gfile.exists(os.path.join(output_dir, 'vocab.txt')))
+      num_shards=num_shards, read_options=clip_records.read_options(**decoding),
+      label_map_path=label_map_path)
+  command = _digest(settings, input_csv or narration_json)
+  for manifest in staging.finish_cut_short(output_dir, name):
+    if manifest.get('command') == command:
+      return manifest['report']
+  # After the moves: they may have brought labels.txt and vocab.txt.
+  job = dict(settings, existing_labels=(text_files.read_lines(label_map_path)
+                                        if tf.io.gfile.exists(label_map_path) else None),
+             write_vocab=not tf.io.gfile.exists(os.path.join(output_dir, 'vocab.txt')))
+  # The staged files depend on the label map and vocabulary found too.
   digest = _digest(job, input_csv or narration_json)
-  job['staging'] = os.path.join(output_dir, f'.{name}.beam-{digest}')
-  # Before any work; a rerun of this job whose move was cut short finishes the move.
-  _refuse_existing(output_dir, name, overwrite or _move_cut_short(job))
+  job.update(command=command, staging=staging.directory(output_dir, name, f'beam-{digest}'))
+  staging.refuse_existing(output_dir, name, overwrite)  # Before any work.
   created = not tf.io.gfile.isdir(output_dir)
   tf.io.gfile.makedirs(job['staging'])
   complete = set(tf.io.gfile.listdir(job['staging']))
@@ -327,24 +306,14 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
   return _finish(job, output_dir, overwrite=overwrite, created=created)
 
 
-def _move_cut_short(job):
-  """Whether an earlier run of this job moved some of its shards into the output directory
-  and stopped: a shard's mark is in the staging directory, its file no longer."""
-  if not tf.io.gfile.isdir(job['staging']):
-    return False
-  complete = set(tf.io.gfile.listdir(job['staging']))
-  return any(_part(shard) in complete and shard not in complete
-             for shard in (fmt.shard_name(job['name'], i, job['num_shards'])
-                           for i in range(job['num_shards'])))
-
-
 def _discard_unless_resumable(job, output_dir, created):
   """After a failed job: its staging directory goes unless it holds a complete shard, and the
   output directory too if the job made it and nothing else is there."""
-  staging = job['staging']
-  if any(name.endswith('.json') and convert.is_shard(name[:-len('.json')], job['name'])
-         for name in tf.io.gfile.listdir(staging)):
+  staging_dir = job['staging']
+  if any(name.endswith('.json') and
+         shard_names.shard_sets([name[:-len('.json')]], job['name'])
+         for name in tf.io.gfile.listdir(staging_dir)):
     return
-  tf.io.gfile.rmtree(staging)
+  tf.io.gfile.rmtree(staging_dir)
   if created and not tf.io.gfile.listdir(output_dir):
     tf.io.gfile.rmtree(output_dir)

@@ -1,21 +1,23 @@
 """The record stream: a process's share of the shards, in a seeded order, with positions.
 
 Training reads the files epoch after epoch, in parts. Epoch e visits the files in an order
-drawn from (seed, e) and cuts that order into parts of `CYCLE` files (the last part may hold
-fewer); the stream reads part after part, part p being part p mod P of epoch p div P (P parts
-per epoch). A part interleaves its files record by record and passes them through a shuffle
-buffer seeded by (seed, p), so every record gets a position (part, index within the part) that
+drawn from (seed, e) and cuts that order into P = ceil(files / `CYCLE`) parts as equal as
+possible (`part_sizes`: 9 files make parts of 5 and 4, not 8 and 1), so that every part
+interleaves as many files as the others, or one fewer, and no batch at an epoch's end comes
+from one file. The stream reads part after part, part p being part p mod P of epoch p div P.
+A part interleaves its files record by record and passes them through a shuffle buffer
+seeded by (seed, p), so every record gets a position (part, index within the part) that
 names it. A stream started at position (p, i) yields exactly what the uninterrupted stream
 yields from there on, and getting there reads (but does not parse or decode) the first i
 records of part p only: a resume re-reads at most one part's files, whatever the size of the
 epoch. With at most `CYCLE` files there is one part per epoch, and the part is the epoch.
 
-The shuffle is thus a buffer of `shuffle_buffer` records sliding over the interleave of
-`CYCLE` files, as it slid over a whole epoch before parts, restarted at each part: records of
-different parts of an epoch never swap, but the parts' files and their order are drawn anew
-every epoch. The next part is prepared (its buffer filled) while one is read, so that no part
-waits for its buffer: up to two buffers' records are in memory (tf.data's own interleave would
-prepare two parts ahead, three buffers).
+The shuffle is thus a buffer of `shuffle_buffer` records sliding over the interleave of a
+part's files (at most `CYCLE`), as it slid over a whole epoch before parts, restarted at each
+part: records of different parts of an epoch never swap, but the parts' files and their order
+are drawn anew every epoch. The next part is prepared (its buffer filled) while one is read,
+so that no part waits for its buffer: up to two buffers' records are in memory (tf.data's own
+interleave would prepare two parts ahead, three buffers).
 
 Evaluation reads the files once, in order, as one part (position (0, index)).
 
@@ -30,11 +32,15 @@ description, so that the reader tells a lost tail from a record that failed to d
 """
 
 import dataclasses
-
 import os
+
+import numpy as np
 
 import tensorflow as tf
 from tensorflow.python.util import deprecation  # pylint: disable=g-direct-tensorflow-import
+
+from mmv.data import format as fmt
+from mmv.data import shard_names
 
 # Files read at once: a part of an epoch interleaves this many, record by record.
 CYCLE = 8
@@ -43,13 +49,31 @@ _RECORD_OVERHEAD = 16
 
 
 def split_files(data_dir, split):
-  """The shards `data_dir/split-*-of-*`, sorted; an error if there are none."""
-  files = sorted(tf.io.gfile.glob(os.path.join(data_dir, f'{split}-*-of-*')))
-  if not files:
+  """The shards `data_dir/split-*-of-*`, sorted; an error if there are none, or if they are not
+  one complete set: two sets (another shard count) beside each other, or a set missing a
+  shard, as a conversion cut short while it replaced a set could leave them."""
+  paths = tf.io.gfile.glob(os.path.join(data_dir, f'{split}-*-of-*'))
+  sets = shard_names.shard_sets([os.path.basename(path) for path in paths], split)
+  if not sets:
     raise FileNotFoundError(f'no shards {split}-*-of-* in {data_dir!r}; make them with '
                             '`python -m mmv.data.convert` or `python -m mmv.data.synthetic` '
                             '(see the README)')
-  return files
+  if len(sets) > 1:
+    named = ' and '.join(f'{split}-*-of-{count:05d} ({len(shards)} files)'
+                         for count, shards in sorted(sets.items()))
+    raise ValueError(f'{data_dir!r} holds more than one shard set of split {split!r}: '
+                     f'{named}; run the conversion that replaced one again (it finishes the '
+                     'replacement), or delete the set you do not want')
+  (count, shards), = sets.items()
+  if sorted(shards) != list(range(count)):
+    missing = [fmt.shard_name(split, i, count) for i in range(count) if i not in shards]
+    beyond = [shards[i] for i in sorted(shards) if i >= count]
+    problems = ([f'missing {", ".join(missing[:2])}{", ..." if len(missing) > 2 else ""}']
+                if missing else []) + [f'{name} beyond the count' for name in beyond[:1]]
+    raise ValueError(f'{data_dir!r} holds {len(shards)} files of the {count} shards '
+                     f'{split}-*-of-{count:05d} ({"; ".join(problems)}); run the conversion '
+                     'that wrote them again (it finishes a replacement cut short)')
+  return [os.path.join(data_dir, shards[i]) for i in range(count)]
 
 
 def process_files(files, process_index, process_count):
@@ -89,6 +113,14 @@ def parts_per_epoch(num_files):
   return -(-num_files // CYCLE)
 
 
+def part_sizes(num_files):
+  """Files in each part of an epoch over `num_files` files: `parts_per_epoch` parts as equal
+  as possible, the first ones a file more when they cannot all be equal."""
+  parts = parts_per_epoch(num_files)
+  size, remainder = divmod(num_files, parts)
+  return [size + (j < remainder) for j in range(parts)]
+
+
 def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
   """Elements {file, record_number, record, damaged, tail, part, index, seq, tails,
   last_tail} from `files`.
@@ -103,13 +135,15 @@ def record_stream(files, *, train, seed=0, shuffle_buffer=0, start=(0, 0)):
   sizes_t = tf.constant(sizes, tf.int64)
   n = len(files)
   per_epoch = parts_per_epoch(n)
+  starts = tf.constant(np.cumsum([0] + part_sizes(n)), tf.int64)
 
   def part(p):
     if train:
       epoch = p // per_epoch
       order = tf.argsort(tf.random.stateless_uniform(
           [n], tf.stack([tf.cast(seed, tf.int64), epoch])))
-      order = order[(p % per_epoch) * CYCLE:][:CYCLE]
+      j = p % per_epoch
+      order = order[starts[j]:starts[j + 1]]
     else:
       order = tf.range(n)
     ds = tf.data.Dataset.from_tensor_slices((tf.gather(files_t, order), tf.gather(sizes_t, order)))

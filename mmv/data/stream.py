@@ -261,19 +261,24 @@ def eval_stream(c, split, *, batch_size, process_index=0, process_count=1, augme
 
 
 # The order a checkpoint's data positions refer to, saved beside them (as 'data_order'):
-# (part, index) of `mmv.data.records`. Checkpoints without it hold (epoch, index) positions in
-# a shuffle of the whole epoch.
-ORDER = 'parts'
+# (part, index) of `mmv.data.records`, its parts as equal as possible. Checkpoints without it
+# hold (epoch, index) positions in a shuffle of the whole epoch; those of order 'parts',
+# positions in parts of `records.CYCLE` files but the last (files mod CYCLE).
+ORDER = 'even_parts'
+_PARTS_OF_CYCLE = 'parts'
 
 
 def upgrade_state(c, state, order):
-  """A checkpoint's data `state`, saved in data `order` (None: before parts), in the current
-  order → (state, a line to log or None).
+  """A checkpoint's data `state`, saved in data `order`, in the current order → (state, a line
+  to log or None).
 
-  A process's share of a source that fits one part (at most `records.CYCLE` shards) was read
-  in the order read now, epoch e being part e, so its position carries over exactly. Elsewhere
-  the records before an old position are spread over all the epoch's parts, so that source
-  restarts at the beginning of the saved epoch (its first part), and the line says so.
+  A source whose layout is unchanged for a process keeps its position exactly: one part per
+  epoch (at most `records.CYCLE` shards), or, from order 'parts', parts that were equal
+  already (a multiple of CYCLE shards). Elsewhere the records before the old position lie in
+  other parts, so the source restarts where no record of the epoch is missed, and the line
+  says so: at the saved epoch's first part after a whole-epoch shuffle; at the saved part after
+  order 'parts' (new part j starts at most CYCLE·j files into the epoch's order, where old
+  part j started), reading again the records of its files read before.
   """
   if state is None or order == ORDER:
     return state, None
@@ -285,19 +290,25 @@ def upgrade_state(c, state, order):
   positions = []
   for process, row in enumerate(state['positions']):
     positions.append([])
-    for name, (epoch, index) in zip(state['sources'], row):
+    for name, (at, index) in zip(state['sources'], row):
       source = by_name[name]
-      files = records.process_files(records.split_files(source.data_dir, source.split),
-                                    process, count)
-      parts = records.parts_per_epoch(len(files))
-      if parts > 1:
-        restarted.add(f'{name} (epoch {epoch})')
-      positions[-1].append([epoch, index] if parts == 1 else [epoch * parts, 0])
+      num_files = len(records.process_files(records.split_files(source.data_dir, source.split),
+                                            process, count))
+      parts = records.parts_per_epoch(num_files)
+      if parts == 1 or (order == _PARTS_OF_CYCLE and num_files % records.CYCLE == 0):
+        positions[-1].append([at, index])
+      elif order == _PARTS_OF_CYCLE:
+        restarted.add(f'{name} (part {at})')
+        positions[-1].append([at, 0])
+      else:
+        restarted.add(f'{name} (epoch {at})')
+        positions[-1].append([at * parts, 0])
   note = None
   if restarted:
     note = (f'the checkpoint\'s data positions are in the order of an older version, which '
             f'cannot be continued exactly: {", ".join(sorted(restarted))} restart at the '
-            'beginning of the saved epoch (its records are read again), in the new order')
+            'beginning of the saved epoch or part (records read before may be read again), '
+            'in the new order')
   return {**state, 'positions': positions}, note
 
 
