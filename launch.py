@@ -3,8 +3,9 @@
     python launch.py --config configs/tiny.py --workdir runs/demo [--config.train.steps=100]
 
 Mistakes (a missing config file, a mistyped override, a missing dataset, a workdir in use)
-end in one line saying what to do; `--verbose` shows the traceback too. Ctrl-C stops at the
-next step with a checkpoint (exit status 130); a second Ctrl-C aborts without one.
+end in one line saying what to do; `--verbose` shows the traceback too. Ctrl-C (on any
+process) stops at the next step with a checkpoint (exit status 130); a second Ctrl-C aborts
+without one.
 
 On several hosts, run the same command on every host with
 `--coordinator_address HOST:PORT --num_processes N --process_id I`; on TPU pods and SLURM
@@ -31,6 +32,10 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'HOST:PORT of process 0 for jax.distributed.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes (hosts).')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'Index of this process.')
+_LOCK_STALE_AFTER = flags.DEFINE_float(
+    'lock_stale_after', workdir_lock.STALE_AFTER_SECONDS,
+    'Seconds after which the workdir lock of a run whose heartbeat stopped (killed, its host '
+    'lost) is taken over.')
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'Tracebacks for errors, not one line.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -111,7 +116,7 @@ def _train(argv):
   tf.config.set_visible_devices([], 'GPU')  # tf.data only; the accelerators are JAX's.
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO.
   initialize_distributed()
-  summary = train.train(config, _WORKDIR.value)
+  summary = train.train(config, _WORKDIR.value, lock_stale_after=_LOCK_STALE_AFTER.value)
   # A preempted run exits cleanly (status 0) too: its checkpoint is complete. Ctrl-C exits
   # with 130, the shell's status for it, so that scripts stop too.
   ending = {'SIGINT': 'interrupted', False: 'finished'}.get(summary['preempted'], 'preempted')

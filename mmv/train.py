@@ -287,15 +287,18 @@ def check_data(c):
                             'shards; the converters write it (see the README)')
 
 
-def train(config, workdir, *, input_fn=input_batches):
+def train(config, workdir, *, input_fn=input_batches,
+          lock_stale_after=workdir_lock.STALE_AFTER_SECONDS):
   """Trains (resuming from the newest intact checkpoint in `workdir/checkpoints` if any; a
   damaged newer one is moved to `checkpoints/damaged/`).
 
-  On SIGTERM or Ctrl-C it saves a checkpoint at the next step boundary (the same step on every
-  process) and returns with `preempted` set ('SIGTERM' or 'SIGINT'); a signal while it waits for
-  input stops it too, with no new checkpoint if no step ran since the last. The config and the
-  data are checked before the workdir is touched; the workdir is locked while training (see
-  `mmv.workdir_lock`). `input_fn(config, mesh, data_state)` gives the global batches and the
+  On SIGTERM or Ctrl-C (on any process) it saves a checkpoint at the next step boundary (the
+  same step on every process) and returns with `preempted` set ('SIGTERM', or 'SIGINT' on every
+  process if any got a Ctrl-C); a signal while it waits for input stops it too, with no new
+  checkpoint if no step ran since the last. The config and the data are checked before the
+  workdir is touched; the workdir is locked while training, and a lock whose heartbeat is older
+  than `lock_stale_after` seconds is taken over (see `mmv.workdir_lock`).
+  `input_fn(config, mesh, data_state)` gives the global batches and the
   data state after them (see `input_batches`). Returns {'step': last step, 'history': [(step,
   metrics), ...] logged in this call, 'state', 'preempted', 'skipped_steps'}.
   """
@@ -303,7 +306,8 @@ def train(config, workdir, *, input_fn=input_batches):
   check_train_config(config, mesh)
   check_data(config.data)
   # Watching from the start: a signal while restoring or compiling stops after one step.
-  with preemption.PreemptionWatcher() as watcher, workdir_lock.WorkdirLock(workdir):
+  with preemption.PreemptionWatcher() as watcher, workdir_lock.WorkdirLock(
+      workdir, stale_after=lock_stale_after):
     return _train(config, workdir, input_fn, watcher, mesh)
 
 

@@ -73,3 +73,27 @@ def logged_losses(workdir):
     for record in map(json.loads, f):
       losses.setdefault(record['step'], []).append(record['loss'])
   return losses
+
+
+def start_processes(workdir, data_dir, *flags, count=2, devices=2, script='launch.py'):
+  """`count` processes of one run of `script` (gloo on 127.0.0.1), `devices` devices each."""
+  port = free_port()
+  return [Process(train_args(workdir, data_dir, *flags, f'--coordinator_address=127.0.0.1:{port}',
+                             f'--num_processes={count}', f'--process_id={i}', script=script),
+                  devices) for i in range(count)]
+
+
+def ended(process, timeout):
+  """(exit status, stdout, stderr lines without the logging of TF and XLA) once `process` ends;
+  fails, killing it, if it runs for `timeout` more seconds."""
+  try:
+    out, _ = process.popen.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    process.popen.kill()
+    process.popen.communicate()
+    raise AssertionError(f'still running after {timeout} s:\n{process.output()}') from None
+  process.lines.append(out)
+  process._stderr.seek(0)  # pylint: disable=protected-access
+  stderr = [l for l in process._stderr.read().splitlines()  # pylint: disable=protected-access
+            if not l.startswith(('WARNING: All log messages', 'I0000', 'W0000', 'E0000'))]
+  return process.popen.returncode, ''.join(process.lines), stderr

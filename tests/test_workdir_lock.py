@@ -1,0 +1,199 @@
+"""The workdir lock: without hard links (gcsfuse), its owner's previous life, a heartbeat that a
+run on another host takes over from once stale, two runs taking over at once; with two
+processes, a refusal both report at once and a Ctrl-C both stop at with a checkpoint."""
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from mmv import checkpoint as ckpt_lib
+from mmv import workdir_lock
+from tests import launching
+
+
+def _write_lock(workdir, pid, host, age=0.0):
+  """A lock file of `pid` on `host` whose heartbeat (modification time) is `age` seconds old."""
+  path = os.path.join(workdir, 'lock')
+  with open(path, 'w') as f:
+    json.dump({'pid': pid, 'host': host, 'since': time.time() - age}, f)
+  os.utime(path, (time.time() - age,) * 2)
+  return path
+
+
+def _owner(workdir):
+  with open(os.path.join(workdir, 'lock')) as f:
+    return json.load(f)
+
+
+def _dead_pid():
+  process = subprocess.Popen(['true'])
+  process.wait()
+  return process.pid
+
+
+@pytest.fixture
+def no_hard_links(monkeypatch):
+  """gcsfuse: link(2) fails with ENOSYS."""
+
+  def link(*args, **kwargs):
+    raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+  monkeypatch.setattr(os, 'link', link)
+
+
+def test_works_without_hard_links(tmp_path, no_hard_links):
+  workdir = str(tmp_path / 'run')
+  with workdir_lock.WorkdirLock(workdir):
+    assert _owner(workdir)['pid'] == os.getpid()
+    with pytest.raises(workdir_lock.WorkdirLockedError,
+                       match='in use by another run in this process'):
+      with workdir_lock.WorkdirLock(workdir):
+        pass
+  assert os.listdir(workdir) == []  # Nothing left behind.
+
+
+def test_own_pid_from_a_previous_life_and_dead_pids_are_taken_over(tmp_path):
+  """A container's trainer is PID 1 in every life: the lock of its previous one is stale."""
+  for pid in (os.getpid(), _dead_pid()):
+    _write_lock(str(tmp_path), pid, socket.gethostname())
+    with workdir_lock.WorkdirLock(str(tmp_path)):
+      assert _owner(str(tmp_path))['pid'] == os.getpid()
+    assert not os.path.exists(tmp_path / 'lock')
+
+
+def test_another_hosts_lock_is_taken_over_once_its_heartbeat_is_stale(tmp_path):
+  """SLURM --requeue onto another node: taken over once the heartbeat is older than the
+  threshold (default 300 s), refused before."""
+  _write_lock(str(tmp_path), 1234, 'another-host', age=301)
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    assert _owner(str(tmp_path))['host'] == socket.gethostname()
+  _write_lock(str(tmp_path), 1234, 'another-host', age=270)
+  with pytest.raises(workdir_lock.WorkdirLockedError,
+                     match=r'in use by pid 1234 on host another-host .*heartbeat 270 s ago.*'
+                     r'taken over once its heartbeat is 300 s old'):
+    with workdir_lock.WorkdirLock(str(tmp_path)):
+      pass
+
+
+def test_the_holder_refreshes_its_heartbeat(tmp_path):
+  path = str(tmp_path / 'lock')
+  with workdir_lock.WorkdirLock(str(tmp_path), stale_after=1.0):  # A beat every 0.1 s.
+    os.utime(path, (time.time() - 3600,) * 2)
+    time.sleep(0.5)
+    assert time.time() - os.stat(path).st_mtime < 0.5
+    # A run elsewhere would not take it over: it is refused.
+    with pytest.raises(workdir_lock.WorkdirLockedError):
+      with workdir_lock.WorkdirLock(str(tmp_path), stale_after=1.0):
+        pass
+
+
+def test_a_lock_being_written_is_young_not_stale(tmp_path):
+  """An empty file: a run between creating its lock and writing it, or one that died there."""
+  path = str(tmp_path / 'lock')
+  open(path, 'w').close()
+  with pytest.raises(workdir_lock.WorkdirLockedError, match='being written by another run'):
+    with workdir_lock.WorkdirLock(str(tmp_path)):
+      pass
+  os.utime(path, (time.time() - 301,) * 2)
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    assert _owner(str(tmp_path))['pid'] == os.getpid()
+
+
+def test_the_end_of_a_run_leaves_the_lock_of_a_run_that_took_it_over(tmp_path):
+  """A holder stalled past the threshold, another host took over: the first run's end must not
+  remove the second's lock."""
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    os.remove(tmp_path / 'lock')
+    _write_lock(str(tmp_path), 1234, 'another-host')
+  assert _owner(str(tmp_path))['host'] == 'another-host'
+
+
+def test_of_two_runs_taking_over_a_stale_lock_at_once_one_gets_it(tmp_path, monkeypatch):
+  """Run A reads the stale lock; before A acts on it, run B (another live process on this host)
+  takes it over. A must not remove B's fresh lock: A is refused and B keeps it."""
+  workdir = str(tmp_path)
+  _write_lock(workdir, _dead_pid(), socket.gethostname(), age=3600)
+  run_b = workdir_lock.WorkdirLock(workdir)
+  real_open = open
+
+  def open_then_b_takes_over(path, *args, **kwargs):
+    f = real_open(path, *args, **kwargs)
+    if path.endswith('lock') and 'r' in (args[0] if args else kwargs.get('mode', 'r')) and \
+        not monkeypatch.b_done:
+      monkeypatch.b_done = True
+      with monkeypatch.context() as m:  # A holds the stale file open: it reads the stale owner.
+        m.setattr(os, 'getpid', os.getppid)
+        run_b.__enter__()
+    return f
+
+  monkeypatch.b_done = False
+  monkeypatch.setattr(workdir_lock, 'open', open_then_b_takes_over, raising=False)
+  with pytest.raises(workdir_lock.WorkdirLockedError, match=f'in use by pid {os.getppid()} '):
+    with workdir_lock.WorkdirLock(workdir):
+      pass
+  assert monkeypatch.b_done and _owner(workdir)['pid'] == os.getppid()
+  run_b.__exit__(None, None, None)
+  assert not os.path.exists(tmp_path / 'lock')
+
+
+def test_two_processes_report_a_busy_workdir_at_once(data_dir, tmp_path):
+  """A live run on another host holds the workdir: both processes end promptly with the same
+  one-line error (before, process 1 went on until the coordinator's timeout)."""
+  workdir = str(tmp_path)
+  _write_lock(workdir, 4321, 'another-host')
+  processes = launching.start_processes(workdir, data_dir, '--config.train.steps=4')
+  for process in processes:
+    status, _, stderr = launching.ended(process, timeout=120)
+    assert status == 1 and len(stderr) == 1, stderr
+    assert stderr[0].startswith(f'error: {workdir} is in use by pid 4321 on host another-host '),\
+        stderr
+  assert _owner(workdir)['pid'] == 4321
+
+
+def test_ctrl_c_to_one_of_two_processes_stops_both_with_a_checkpoint(data_dir, tmp_path):
+  steps = 30
+  workdir = str(tmp_path)
+  processes = launching.start_processes(workdir, data_dir, f'--config.train.steps={steps}',
+                                        '--config.train.checkpoint_every=100')
+  processes[0].wait_for(f'step 2/{steps}')
+  processes[1].popen.send_signal(signal.SIGINT)  # Only one host is told; both must stop.
+  ended = [launching.ended(p, timeout=120) for p in processes]
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
+  stopped = checkpointer.all_steps()
+  checkpointer.close()
+  assert len(stopped) == 1 and 2 < stopped[0] < steps, (stopped, ended)
+  for status, out, _ in ended:
+    assert status == 130 and f'interrupted at step {stopped[0]}' in out, out
+  assert (f'interrupted (Ctrl-C): saved the checkpoint of step {stopped[0]}; run the same '
+          'command again to resume') in ended[0][1]
+  assert not os.path.exists(os.path.join(workdir, 'lock'))
+
+
+def test_a_second_ctrl_c_aborts_that_process_at_once(data_dir, tmp_path):
+  """Steps of 3 s: the second Ctrl-C comes before the step the processes stop at. That process
+  exits at once; the other one goes on until jax.distributed finds it gone (100 s)."""
+  steps = 30
+  processes = launching.start_processes(str(tmp_path), data_dir, f'--config.train.steps={steps}',
+                                        '--config.train.checkpoint_every=100',
+                                        script='tests/slow_steps.py')
+  try:
+    processes[0].wait_for(f'step 1/{steps}')
+    processes[1].popen.send_signal(signal.SIGINT)
+    processes[1].wait_for('press Ctrl-C again to abort')
+    processes[1].popen.send_signal(signal.SIGINT)
+    status, _, stderr = launching.ended(processes[1], timeout=10)
+    assert status == 130 and stderr[-1:] == [
+        'aborted by Ctrl-C: nothing saved since the last checkpoint'], stderr
+  finally:
+    processes[0].popen.kill()
+    processes[0].popen.wait()
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(str(tmp_path), 'checkpoints'),
+                                       read_only=True)
+  assert checkpointer.all_steps() == []
+  checkpointer.close()
