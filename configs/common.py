@@ -115,6 +115,12 @@ def paper():
   # batch (GradCache, see train_step.cached_loss_and_grads); 1 = one pass.
   c.train.microbatches = 1
   c.train.nonfinite = 'stop'  # A NaN/inf loss: 'stop' (keeping the last checkpoint) | 'skip'.
+  # Resuming from a checkpoint whose optimiser state does not fit this config (another
+  # optimiser, e.g. optim.weight_decay 0 -> 1e-4 turns Adam into AdamW) is refused, naming what
+  # differs. True restores its step, params, BatchNorm statistics and data position, with a
+  # new optimiser state (zero moments; the learning-rate schedule goes on from the step); a
+  # checkpoint that fits is still restored whole, so the flag can stay in the relaunch command.
+  c.train.restore_params_only = False
 
   c.profile_steps = ()  # (first, last): a profiler trace of these steps in workdir/profile.
 

@@ -15,6 +15,7 @@ import jax
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
+from mmv import optim
 from mmv import preemption
 from mmv import sharding as shard_lib
 from mmv import throughput
@@ -319,9 +320,12 @@ def _train(config, workdir, input_fn, watcher, mesh):
   abstract = step_lib.abstract_train_state(config, model, tx, mesh)
   signature = ckpt_lib.variable_signature(
       {'params': abstract.params, 'batch_stats': abstract.batch_stats})
-  restored = checkpointer.restore_newest_intact(abstract, signature=signature)
+  restored = checkpointer.restore_newest_intact(
+      abstract, signature=signature, params_only=config.train.restore_params_only)
   if restored is not None:
     state, meta = restored
+    if state.opt_state is None:  # train.restore_params_only: a new optimiser state.
+      state = _with_new_opt_state(state, tx, abstract)
     print(f'resumed from step {int(state.step)} in {checkpointer.directory}', flush=True)
     data_state, note = data_stream.upgrade_state(config.data, meta.get('data'),
                                                  meta.get('data_order'))
@@ -354,3 +358,12 @@ def _train(config, workdir, input_fn, watcher, mesh):
       print(f'{what}: {saved}; run the same command again to resume', flush=True)
   return {'step': step, 'history': results.history if results else [], 'state': state,
           'preempted': preempted, 'skipped_steps': results.skipped if results else []}
+
+
+def _with_new_opt_state(state, tx, abstract):
+  """`state` with the optimiser state that `tx` starts from, on its shardings; the learning-rate
+  schedule's count is set to the restored step, so the schedule goes on where it was."""
+  shardings = jax.tree.map(lambda s: s.sharding, abstract.opt_state)
+  init = jax.jit(lambda params, step: optim.with_schedule_count(tx.init(params), step),
+                 out_shardings=shardings)
+  return state.replace(opt_state=init(state.params, state.step))

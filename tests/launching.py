@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The `config` fixture's sizes, as flags.
@@ -97,3 +99,32 @@ def ended(process, timeout):
   stderr = [l for l in process._stderr.read().splitlines()  # pylint: disable=protected-access
             if not l.startswith(('WARNING: All log messages', 'I0000', 'W0000', 'E0000'))]
   return process.popen.returncode, ''.join(process.lines), stderr
+
+
+def finish_together(processes, timeout):
+  """Waits for the processes of one multi-process run; returns their stdouts.
+
+  A process that fails, or the timeout, ends the others at once (SIGKILL) and fails with every
+  process's output: processes that disagree hang in a collective rather than exit.
+  """
+  readers = [threading.Thread(target=lambda p=p: p.lines.extend(p.popen.stdout), daemon=True)
+             for p in processes]
+  for reader in readers:
+    reader.start()
+  deadline = time.monotonic() + timeout
+  while any(p.popen.poll() is None for p in processes):
+    if time.monotonic() > deadline or any(p.popen.returncode for p in processes):
+      for p in processes:
+        if p.popen.poll() is None:
+          p.popen.kill()
+      break
+    time.sleep(0.2)
+  for p, reader in zip(processes, readers):
+    p.popen.wait()
+    reader.join()
+  codes = [p.popen.returncode for p in processes]
+  if codes != [0] * len(processes):
+    outputs = '\n'.join(f'--- process {i} ---\n{p.output()}' for i, p in enumerate(processes))
+    raise AssertionError(f'exit statuses {codes} (-9: killed after another failed or after '
+                         f'{timeout} s):\n{outputs}')
+  return [''.join(p.lines) for p in processes]

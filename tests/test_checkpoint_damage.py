@@ -1,6 +1,9 @@
 """A damaged latest checkpoint: training resumes from the newest intact one and keeps the damaged
-one aside; the evaluation names it in one line and still reads the others, moving nothing."""
+one aside; the evaluation names it in one line and still reads the others, moving nothing. A
+checkpoint that reads but does not fit the config (another optimiser) is not damaged: training
+refuses it in one line, moving nothing, unless asked to restore its parameters only."""
 
+import copy
 import glob
 import os
 import shutil
@@ -8,6 +11,7 @@ import shutil
 import chex
 import jax
 import numpy as np
+import optax
 import pytest
 
 from mmv import checkpoint as ckpt_lib
@@ -126,7 +130,61 @@ def test_a_device_failure_is_not_taken_for_damage(series, tmp_path, monkeypatch)
   def out_of_memory(*args, **kwargs):
     raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: out of memory')
 
-  monkeypatch.setattr(ckpt_lib.ocp.CheckpointManager, 'restore', out_of_memory)
+  monkeypatch.setattr(ckpt_lib.ocp.PyTreeCheckpointHandler, 'restore', out_of_memory)
   with pytest.raises(jax.errors.JaxRuntimeError, match='RESOURCE_EXHAUSTED'):
     train.train(config, workdir)
   assert _tree(os.path.join(workdir, 'checkpoints')) == _tree(os.path.join(source, 'checkpoints'))
+
+
+def _state_paths(opt_state):
+  return {jax.tree_util.keystr(path, simple=True, separator='/')
+          for path, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]}
+
+
+def test_another_optimiser_is_refused_in_one_line_not_taken_for_damage(series, tmp_path):
+  """Weight decay turns Adam into AdamW, whose state has another tree: resuming names the
+  paths that differ, in one line, and moves nothing; `train.restore_params_only` resumes at the
+  saved step and data position with the saved parameters and a new optimiser state."""
+  config, source, full_params = series
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(source, workdir)
+  before = _tree(workdir)
+  config = copy.deepcopy(config)
+  config.optim.weight_decay = 1e-4
+
+  with pytest.raises(ckpt_lib.IncompatibleCheckpointError) as raised:
+    train.train(config, workdir)
+  message = str(raised.value)
+  assert isinstance(raised.value, ckpt_lib.StateMismatchError) and '\n' not in message, message
+  # The optimiser states' own paths (optax's, not the checkpoint's): what differs.
+  schedule, params = lambda count: 1e-3, {'w': np.zeros(3)}
+  differing = (_state_paths(optax.adam(schedule).init(params)) ^
+               _state_paths(optax.adamw(schedule, weight_decay=1e-4).init(params)))
+  assert differing
+  for path in differing:
+    assert f'opt_state/{path}' in message, (path, message)
+  assert message.startswith('checkpoint 4 in ') and 'restore_params_only=True' in message
+  assert _tree(workdir) == before  # Nothing moved or written.
+
+  config.train.restore_params_only = True
+  result = train.train(config, workdir)  # Steps = 4: restored, nothing to train.
+  assert result['step'] == 4
+  state = jax.device_get(result['state'])
+  chex.assert_trees_all_equal(state.params, full_params)
+  # A new AdamW state (zero moments, no update counted), its schedule at the step.
+  new = optax.adamw(schedule, weight_decay=1e-4).init(full_params)
+  assert jax.tree.structure(state.opt_state) == jax.tree.structure(new)
+  chex.assert_trees_all_equal(state.opt_state[0], new[0])
+  assert int(state.opt_state[2].count) == 4
+
+  # One more step: its loss is the one the old config's resumed run logs at step 5, so the
+  # step, parameters, BatchNorm statistics and data position were all restored.
+  config.train.steps = 5
+  resumed = train.train(config, workdir)
+  reference = str(tmp_path / 'reference')
+  shutil.copytree(source, reference)
+  old = copy.deepcopy(series[0])
+  old.train.steps = 5
+  expected = train.train(old, reference)
+  assert [s for s, _ in resumed['history']] == [s for s, _ in expected['history']] == [5]
+  assert resumed['history'][0][1]['loss'] == expected['history'][0][1]['loss']
