@@ -16,7 +16,7 @@ import pytest
 
 from mmv.models import heads
 from mmv.models import mmv as mmv_model
-from mmv.train import dummy_inputs
+from mmv.train_step import dummy_inputs
 
 
 def _train_passes(model, variables, video, audio, text, passes=4):

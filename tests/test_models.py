@@ -7,7 +7,7 @@ import pytest
 
 from mmv.models import heads
 from mmv.models import mmv as mmv_model
-from mmv.train import dummy_inputs
+from mmv.train_step import dummy_inputs
 
 
 def _model(config, graph):
