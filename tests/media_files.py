@@ -182,3 +182,40 @@ def write_from(path, start, *, video=True, audio=True, video_codec='mpeg4', audi
       for frame in frames + [None]:
         for packet in stream.encode(frame):
           container.mux(packet)
+
+
+# Frame k (< 512) of video v (< 9) of `write_numbered_video`: k in base 16 in red and green, and
+# 2 v + k // 256 in blue, each digit d a level 16 + LEVEL_STEP d, so a decoded frame tells both
+# through lossy JPEG steps and resizing.
+LEVEL_STEP = 14
+
+
+def numbered_colour(k, video=0):
+  if not (0 <= k < 512 and 0 <= video < 9):
+    raise ValueError(f'frame {k} of video {video}: up to frame 511 of video 8')
+  digits = (k % 16, k // 16 % 16, 2 * video + k // 256)
+  return tuple(16 + LEVEL_STEP * d for d in digits)
+
+
+def frame_numbers(rgb):
+  """(video, frame) of `numbered_colour` colours [..., 3] (0-255), the nearest levels."""
+  d = np.rint((np.asarray(rgb, np.float64) - 16) / LEVEL_STEP).astype(int)
+  return d[..., 2] // 2, d[..., 0] + 16 * d[..., 1] + 256 * (d[..., 2] % 2)
+
+
+def write_numbered_video(path, frames, video=0):
+  """A FPS-rate video of SIZE and `frames` frames (up to 512), frame k the flat colour
+  `numbered_colour(k, video)`, losslessly coded (FFV1)."""
+  with av.open(path, 'w') as container:
+    stream = container.add_stream('ffv1', rate=FPS)
+    stream.width, stream.height = SIZE
+    stream.pix_fmt = 'yuv444p'
+    for k in range(frames):
+      image = np.empty((SIZE[1], SIZE[0], 3), np.uint8)
+      image[:] = numbered_colour(k, video)
+      frame = av.VideoFrame.from_ndarray(image, format='rgb24')
+      frame.pts, frame.time_base = k, fractions.Fraction(1, FPS)
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode(None):
+      container.mux(packet)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from configs import tiny
 from mmv import benchmarks
+from mmv import evaluate_protocol
 from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import stream
@@ -427,8 +428,8 @@ def test_tfds_build_without_tensorflow_datasets(tmp_path, monkeypatch):
     benchmarks.prepare('ucf101', str(tmp_path), split=2)
 
 
-def _fake_tfds_ucf101(tfds_dir, frames):
-  """A TFDS build of ucf101/ucf101_1 made by TFDS from in-memory frames (no download)."""
+def _fake_tfds_ucf101(tfds_dir, frames, config='ucf101_1'):
+  """A TFDS build of ucf101/`config` made by TFDS from in-memory frames (no download)."""
   tfds = pytest.importorskip('tensorflow_datasets')
   from tensorflow_datasets.video import ucf101 as tfds_ucf101  # pylint: disable=g-import-not-at-top
 
@@ -443,7 +444,7 @@ def _fake_tfds_ucf101(tfds_dir, frames):
       for i, label in enumerate(labels):
         yield f'{label}_{i}', {'video': frames, 'label': label}
 
-  builder = Fake(config='ucf101_1', data_dir=tfds_dir)
+  builder = Fake(config=config, data_dir=tfds_dir)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       compute_stats=tfds.download.ComputeStatsMode.SKIP))
   return builder
@@ -457,6 +458,7 @@ def test_tfds_build_is_read_instead_of_raw_videos(tmp_path, count_conversions):
   names = builder.info.features['label'].names
   p = benchmarks.prepare('ucf101', tfds_dir, split=1, **OPTIONS)['1']
   assert count_conversions == [] and p.source == 'tfds' and p.fps == 25.0
+  assert p.departures == ()  # ucf101_1: the videos' own frame size, as the released script.
   assert p.class_names == tuple(names) and len(names) == 101
   assert p.data_dir == os.path.join(tfds_dir, '.mmv_cache', 'ucf101', '1')
   assert sorted(_labels(p.train).values()) == sorted(
@@ -470,3 +472,18 @@ def test_tfds_build_is_read_instead_of_raw_videos(tmp_path, count_conversions):
   # Splits 2 and 3 have no build here, and no raw layout either.
   with pytest.raises(FileNotFoundError, match='classInd.txt'):
     benchmarks.prepare('ucf101', tfds_dir, split=2, **OPTIONS)
+
+
+def test_a_tfds_build_of_squashed_frames_is_not_the_published_input(tmp_path):
+  """ucf101_1_256 resizes every video to 256x256; the released script read ucf101_1."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  tfds_dir = str(tmp_path / 'tensorflow_datasets')
+  _fake_tfds_ucf101(tfds_dir, np.zeros((2, 256, 256, 3), np.uint8), config='ucf101_1_256')
+  p = benchmarks.prepare('ucf101', tfds_dir, split=1, **OPTIONS)['1']
+  assert p.source == 'tfds' and len(p.departures) == 1
+  assert p.departures[0].startswith('frames: TFDS ucf101_1_256 resized every video to 256x256')
+  config = tiny.get_config()
+  settings = evaluate_protocol.protocol_settings(config, benchmarks.get('ucf101'), ['1'],
+                                                 p.departures)
+  assert not settings['published']
+  assert settings['differs_from_published'] == list(p.departures)

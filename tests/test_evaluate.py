@@ -19,6 +19,8 @@ from configs import common as configs_common
 from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
+from mmv import evaluate_inputs
+from mmv import evaluate_protocol
 from mmv import inference
 from mmv import sharding
 from mmv import train
@@ -85,7 +87,7 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
   # The three clips of a video are different clips.
   assert not np.allclose(sharded['features'][:, 0], sharded['features'][:, 1])
 
-  with pytest.raises(ValueError, match='eval.batch_size'):
+  with pytest.raises(ValueError, match=r'clips per batch \(videos x clips\)=36 is not '):
     features_lib.extract(data, 'test', embed, state.variables(), mesh, batch_size=12)
 
   # The cache: the same settings load what was computed; other settings compute again.
@@ -96,7 +98,8 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
     return embed, state.variables(), mesh
 
   directory = str(tmp_path / 'cache')
-  kw = dict(step=7, key={'model': 'a'}, modality='video', with_text=True, batch_size=24)
+  kw = dict(step=7, key={'model': 'a'}, modality='video', with_text=True, batch_clips=72,
+            num_videos=32)
   first, _, cached = features_lib.cached_extract(directory, data, 'test', embed_fn, **kw)
   assert not cached and len(calls) == 1
   again, skipped, cached = features_lib.cached_extract(directory, data, 'test', embed_fn, **kw)
@@ -132,10 +135,10 @@ def test_a_class_caption_of_stop_words_only_is_an_error(config):
   bench = benchmarks.get('synthetic')
   data = evaluate.benchmark_data_config(config, bench, bench.prepare(config.data.data_dir)['test'])
   assert 'the' in data.stop_words
-  tokens = evaluate.caption_tokens(data, ['red square', 'the square'])
+  tokens = evaluate_inputs.caption_tokens(data, ['red square', 'the square'])
   assert (tokens != 0).any(axis=1).all()
   with pytest.raises(ValueError, match=r"no word left .*\['the'\]"):
-    evaluate.caption_tokens(data, ['red square', 'the'])
+    evaluate_inputs.caption_tokens(data, ['red square', 'the'])
 
 
 def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(config):
@@ -159,9 +162,10 @@ def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(con
                                        prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
   assert esc.modalities == ('audio',) and (esc.fps, esc.frame_stride, esc.num_frames) == (
       10.0, 1, 32)
+  evaluate_protocol.check_prepared(config, benchmarks.get('msrvtt'), prepared)
   with pytest.raises(ValueError, match='stored at 10.0 fps.*eval.msrvtt.fps is 25.0'):
-    evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'),
-                                   prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
+    evaluate_protocol.check_prepared(config, benchmarks.get('msrvtt'),
+                                     prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
   config.data.data_dir = '/nowhere'
   with pytest.raises(FileNotFoundError, match='training vocabulary'):
     evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
@@ -188,9 +192,27 @@ def test_eval_config_errors_and_the_run_config(run, tmp_path):
   assert old.eval.ucf101.c == (1e-3,) and old.eval.ucf101.fps == 25.0
   assert old.eval.dtype == 'float32' and 'linear_c' not in old.eval
   assert old.model.to_dict() == config.model.to_dict()
-  evaluate.check_eval_config(old, benchmarks.get('synthetic'))
+  evaluate_protocol.check_eval_config(old, benchmarks.get('synthetic'))
+  # Per-benchmark blocks written before fields were added: those get their defaults.
+  stored = json.loads(json.dumps(config.to_dict()))
+  for block in stored['eval'].values():
+    for field in ('max_seconds', 'clip_offsets', 'svm_solver', 'svm_max_iter'):
+      if isinstance(block, dict):
+        block.pop(field, None)
+  stored['eval']['ucf101']['c'] = [0.01]
+  (older / 'config.json').write_text(json.dumps(stored))
+  old, added = evaluate_protocol.with_new_fields(inference.read_run_config(str(older)))
+  assert 'eval.ucf101.max_seconds' in added and 'eval.msrvtt.clip_offsets' in added
+  assert (old.eval.ucf101.max_seconds, old.eval.ucf101.clip_offsets) == (20.0, 'dmvr')
+  assert old.eval.ucf101.c == (0.01,)  # What the run set stays.
+  with pytest.raises(AttributeError):
+    old.eval.ucf101.train_pases = 1  # Still locked.
   ucf = benchmarks.get('ucf101')
+  evaluate_protocol.check_eval_config(old, ucf)
   for field, value, match in (('classifier', 'sgd', 'classifier'),
+                              ('svm_solver', 'lbfgs', 'svm_solver'),
+                              ('clip_offsets', 'random', 'clip_offsets'),
+                              ('max_seconds', -1.0, 'max_seconds'),
                               ('train_passes', 0, 'train_passes'),
                               ('c', (0.0,), r'eval.ucf101.c'),
                               ('splits', ('4',), 'splits'),
@@ -198,17 +220,17 @@ def test_eval_config_errors_and_the_run_config(run, tmp_path):
     bad = conftest.small_config(config.data.data_dir)
     bad.eval.ucf101[field] = value
     with pytest.raises(ValueError, match=match):
-      evaluate.check_eval_config(bad, ucf)
+      evaluate_protocol.check_eval_config(bad, ucf)
   bad = conftest.small_config(config.data.data_dir)
   bad.eval.dtype = 'float16'
   with pytest.raises(ValueError, match='eval.dtype'):
-    evaluate.check_eval_config(bad, ucf)
+    evaluate_protocol.check_eval_config(bad, ucf)
   bad.eval.msrvtt.c = (1.0,)  # A field retrieval does not have.
   with pytest.raises(ValueError, match='eval.msrvtt must have the fields'):
-    evaluate.check_eval_config(bad, benchmarks.get('msrvtt'))
+    evaluate_protocol.check_eval_config(bad, benchmarks.get('msrvtt'))
   del bad.eval['esc50']  # A config of an older version.
   with pytest.raises(ValueError, match='no protocol block eval.esc50'):
-    evaluate.check_eval_config(bad, benchmarks.get('esc50'))
+    evaluate_protocol.check_eval_config(bad, benchmarks.get('esc50'))
 
 
 def test_watch_evaluates_each_checkpoint_once_in_order_until_the_final_one(run, tmp_path):
@@ -384,11 +406,12 @@ def test_ucf101_is_measured_by_the_released_script_protocol(run, tmp_path, model
   and cropped to 224, C = 0.001, split 1; passes and test clips shrunk to 2 for the CPU."""
   config, workdir = run
   bench = benchmarks.get('ucf101')
-  defaults = evaluate.protocol_settings(config, bench, ['1'])
+  defaults = evaluate_protocol.protocol_settings(config, bench, ['1'])
   assert defaults['published'] and 'differs_from_published' not in defaults
   assert defaults['linear']['train_passes'] == 10 and defaults['linear']['test_clips'] == 10
   assert defaults['linear']['C'] == 0.001 and defaults['dtype'] == 'float32'
-  assert defaults['linear']['classifier'] == 'StandardScaler + scikit-learn LinearSVC'
+  assert defaults['linear']['classifier'] == (
+      'StandardScaler + scikit-learn LinearSVC (solver dual, max_iter 1000)')
   assert defaults['linear']['train_clip'] == 'random offset, random crop 224, left-right flip'
 
   root = str(tmp_path / 'ucf')
@@ -508,7 +531,7 @@ def test_restore_reads_the_model_alone_onto_another_mesh(fsdp_run, monkeypatch):
     return out
 
   monkeypatch.setattr(ocp.CheckpointManager, 'restore', spying)
-  monkeypatch.setattr(train, 'create_optimizer', None)  # No optimiser is built.
+  monkeypatch.setattr(train_step, 'create_optimizer', None)  # No optimiser is built.
   for fsdp in (1, 4):
     other = copy.deepcopy(config)
     other.mesh.fsdp = fsdp

@@ -223,11 +223,13 @@ def test_zero_shot_takes_the_nearest_caption():
 
 
 def _linear_record(backbone, benchmark, published=True):
-  per_split = {f'split{i}': {'linear_top1': 80.0 + i, 'linear_top5': 95.0, 'linear_C': 1e-3, 'cv_top1': [1.0],
-                             'linear_num_test_videos': np.int64(100)} for i in (1, 2, 3)}
+  per_split = {f'split{i}': {'linear_top1': 80.0 + i, 'linear_top5': 95.0, 'linear_C': 1e-3,
+                             'cv_top1': [1.0], 'linear_num_test_videos': np.int64(100)}
+               for i in (1, 2, 3)}
   protocol = {'protocols': ['linear'], 'published': published, 'train_clips': 10,
               'test_clips': 10, 'test_crop': 'central',
-              'videos_listed': {'1': {'train_pass0': 9537}}, 'videos_read': {'1': {'train_pass0': 9537}},
+              'videos_listed': {'1': {'train_pass0': 9537}},
+              'videos_read': {'1': {'train_pass0': 9537}},
               'videos_skipped': {'1': {'train_pass0': 0}}}
   return report.make_record(benchmark, 1000, backbone, protocol, per_split)
 
@@ -235,7 +237,8 @@ def _linear_record(backbone, benchmark, published=True):
 def test_record_averages_splits_and_is_json():
   record = _linear_record('s3d_g', 'UCF-101')
   assert record['benchmark'] == 'ucf101' and record['step'] == 1000
-  assert record['metrics'] == {'linear_top1': 82.0, 'linear_top5': 95.0}  # C and counts are not averaged.
+  # C and counts are not averaged.
+  assert record['metrics'] == {'linear_top1': 82.0, 'linear_top5': 95.0}
   assert record['protocol']['splits'] == ['split1', 'split2', 'split3']
   assert record['splits']['split2']['linear_C'] == 1e-3
   assert json.loads(json.dumps(record)) == record
@@ -250,7 +253,8 @@ def test_report_puts_paper_numbers_beside_ours(tmp_path):
   retrieval_md = report.render_markdown(report.make_record(
       'msrvtt', 5, 'tsm_resnet50x2', {'clips': 4, 'published': True},
       {'test': retrieval.metrics_from_similarity(np.eye(3))}))
-  assert '| t2v_R@10 | 100.00 | 31.1 |' in retrieval_md and '| t2v_MedR | 1.00 | 38 |' in retrieval_md
+  assert '| t2v_R@10 | 100.00 | 31.1 |' in retrieval_md
+  assert '| t2v_MedR | 1.00 | 38 |' in retrieval_md
   assert '| v2t_R@1 | 100.00 | — |' in retrieval_md
   other = report.render_markdown(_linear_record('tiny_video', 'ucf101'))
   assert '89.6' not in other and 'reports no number' in other
@@ -263,3 +267,12 @@ def test_report_puts_paper_numbers_beside_ours(tmp_path):
   json_path, md_path = report.write(_linear_record('s3d_g', 'hmdb51'), str(tmp_path))
   assert json.load(open(json_path))['benchmark'] == 'hmdb51'
   assert '62.6' in open(md_path).read()
+
+
+def test_linear_probe_in_the_dual_as_released_or_the_primal_finds_the_same_classifier():
+  data = _clustered(5, classes=4, dim=8, train_videos=10, test_videos=10, train_clips=2,
+                    test_clips=2, separation=0.6)
+  dual = linear_probe.linear_probe(*data, c=1e-3, dual=True, max_iter=1000)
+  primal = linear_probe.linear_probe(*data, c=1e-3, dual=False, max_iter=1000)
+  assert 30.0 < dual['top1'] < 100.0  # Neither chance nor separable.
+  assert (dual['top1'], dual['top5']) == (primal['top1'], primal['top5'])

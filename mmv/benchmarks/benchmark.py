@@ -97,7 +97,9 @@ class Prepared:
   `train.split` / `test.split` (always 'train' / 'test'); `train` is None for retrieval.
 
   source: 'raw' (converted from the official layout), 'tfds' (read from a TFDS build) or
-  'shards' (already shards, used in place); fps: frame rate of the stored frames.
+  'shards' (already shards, used in place); fps: frame rate of the stored frames; departures:
+  how the stored frames depart from the benchmark's published input (a TFDS build's frames
+  resized to a fixed size), for the record's `differs_from_published`.
   """
   benchmark: str
   split: str
@@ -107,6 +109,7 @@ class Prepared:
   class_names: tuple
   source: str
   fps: float
+  departures: tuple = ()
 
   def summary(self):
     """The counts of the conversion, JSON-serialisable: per side the clips the split lists,

@@ -184,7 +184,8 @@ def prepare_layout(benchmark, layout, data_dir, root, splits, options, source='r
           for split in splits}
 
 
-def link_prepared(benchmark, root, split, roles, markers, class_names, source, fps):
+def link_prepared(benchmark, root, split, roles, markers, class_names, source, fps,
+                  departures=()):
   """Links the directory of `split` (roles: {'train'|'test': [parts]}) to the shards of its
   parts (markers: {part: marker}); its `Prepared`."""
   links = _link_split(root, split, roles, markers)
@@ -192,4 +193,5 @@ def link_prepared(benchmark, root, split, roles, markers, class_names, source, f
            for role, parts in roles.items()}
   return bm.Prepared(benchmark=benchmark.name, split=split, data_dir=os.path.join(root, split),
                      train=sides.get('train'), test=sides['test'],
-                     class_names=tuple(class_names), source=source, fps=fps)
+                     class_names=tuple(class_names), source=source, fps=fps,
+                     departures=tuple(departures))

@@ -5,6 +5,8 @@ fields, by what the benchmark measures (`fields`):
   every benchmark  splits        official splits evaluated (the metric is their mean)
                    fps           frame rate the frames are stored and read at (`prepare`
                                  converts the videos at this rate)
+                   max_seconds   clips are drawn from each video's first seconds only (0: all)
+                   clip_offsets  where clips start: 'dmvr' | 'mmv' (`CLIP_OFFSETS`)
                    frame_stride  stored frames between the frames of a clip
                    num_frames    frames per clip (for audio: the window is as long as them)
   video            min_resize    short side the frames are resized to (0: kept)
@@ -14,6 +16,8 @@ fields, by what the benchmark measures (`fields`):
                    train_scale_jitter  (min, max) scale of the random training crop; (1, 1): none
                    test_clips    evenly spaced test clips, decision scores averaged
                    classifier    'svm' (StandardScaler + LinearSVC) | 'jax_lbfgs' | 'jax_adam'
+                   svm_solver    LinearSVC's dual: 'dual' | 'primal' | 'auto' (svm only)
+                   svm_max_iter  LinearSVC's max_iter (svm only)
                    c             one C, or several chosen by cross-validation (`cv_folds` folds)
   retrieval        retrieval_clips  evenly spaced clips whose S_vat embeddings are averaged
   zero_shot        zero_shot_template  the caption made of a class name
@@ -21,12 +25,28 @@ Training clips are a random offset and a random crop (plus the flip and scale na
 clips are centrally cropped. Nothing else of the training augmentation (colour) is applied.
 
 Sources:
-- UCF101 and HMDB51: DeepMind's released UCF101 linear-evaluation script for MMV, which its
-  authors state reproduces Table 2 of the paper (S3D-G 89.6, TSM-50 91.5, TSM-50x2 91.8):
-  frames at 25 fps, 32 frames at stride 2, short side resized to 224 and cropped to 224
-  (random crop and left-right flip for the 10 training passes, central crop for the 10 test
-  windows), StandardScaler + LinearSVC(C=0.001) on the video backbone's pooled features, in
-  float32, split 1. HMDB51 uses the same script settings (the paper states no other).
+- UCF101 and HMDB51: DeepMind's released UCF101 linear-evaluation script for MMV
+  (deepmind-research, mmv/eval_ucf101.py and mmv/utils/ucf101_dataset.py), which its authors
+  state reproduces Table 2 of the paper (S3D-G 89.6, TSM-50 91.5, TSM-50x2 91.8): frames at
+  25 fps, 32 frames at stride 2, short side resized to 224 and cropped to 224 (random crop and
+  left-right flip for the 10 training passes, central crop for the 10 test windows),
+  StandardScaler + LinearSVC(C=0.001) on the video backbone's pooled features, in float32,
+  split 1. In its words:
+  - its dataset decodes each video with FFmpeg's `-qscale:v 2 -r 25 -t 00:00:20`: at 25 fps
+    and only its first 20 seconds (`max_seconds` 20), JPEGs at quality 2 and the video's size
+    (the converter stores quality 3 at short side 256, both resized to 224 when read);
+  - its test windows start at `tf.linspace(0, L - num_frames * stride, windows)` cast to
+    int32, L the video's frames: from 0 to L - 64, truncated (`clip_offsets` 'dmvr');
+  - a training clip starts uniformly in [0, L - (num_frames - 1) * stride), or in [0, L) when
+    the video has no more than (num_frames - 1) * stride = 62 frames, and frames past the end
+    wrap around to the start (its sampling repeats the video) (`clip_offsets` 'dmvr');
+  - it reads the TFDS config `Ucf101.BUILDER_CONFIGS[split]`, for split 1 `ucf101_1`: frames at
+    their native size (not `ucf101_1_256`, squashed to 256x256: `prepare` records that
+    departure when it reads such a build);
+  - `LinearSVC(C=0.001)` leaves the rest to the scikit-learn of 2020 (unpinned): the dual
+    problem (`dual=True`, today 'auto') and `max_iter=1000` (`svm_solver`, `svm_max_iter`).
+  Its sampling functions are DMVR's, hence the name of the rule. HMDB51 uses the same script
+  settings (the paper states no other).
 - ESC-50: the paper (appendix) says a linear SVM on the audio backbone's features over the 5
   official folds; it does not state the window, the passes, the test clips or C. Those follow
   the UCF101 script (10 passes, 10 clips, C = 0.001) and the training window (3.2 s).
@@ -47,31 +67,48 @@ CLASSIFIERS = {'svm': 'StandardScaler + scikit-learn LinearSVC',
                'jax_adam': 'standardised features + linear SVM objective, JAX Adam'}
 NO_AUGMENTATION = (1.0, 1.0)
 
-_CLIP = ('splits', 'fps', 'frame_stride', 'num_frames')
+# Where clips start in a video of L frames, a clip spanning S = (num_frames - 1) * stride + 1
+# (audio: samples, stride 1). Frames past the end wrap around to the start.
+CLIP_OFFSETS = {
+    # The released script's (DMVR's): test windows at int(linspace(0, L - num_frames * stride)),
+    # truncated; a training offset uniform in [0, L - S], or in [0, L) when L < S.
+    'dmvr': 'test windows truncated from linspace(0, L - frames * stride); short videos: a '
+            'random training offset in [0, L)',
+    # Test windows at round(linspace(0, L - S)), a single one in the middle; a training offset
+    # uniform in [0, L - S], 0 when L < S.
+    'mmv': 'test windows rounded from linspace(0, L - span); short videos: training offset 0',
+}
+SVM_SOLVERS = {'dual': True, 'primal': False, 'auto': 'auto'}  # LinearSVC's `dual`.
+
+_CLIP = ('splits', 'fps', 'max_seconds', 'clip_offsets', 'frame_stride', 'num_frames')
 _VIDEO = ('min_resize', 'crop_size')
-_LINEAR = ('train_passes', 'test_clips', 'classifier', 'c', 'cv_folds')
+_LINEAR = ('train_passes', 'test_clips', 'classifier', 'svm_solver', 'svm_max_iter', 'c',
+           'cv_folds')
 _LINEAR_VIDEO = ('train_flip', 'train_scale_jitter')
 
 # DeepMind's released UCF101 script (see the module doc).
-_RELEASED_SCRIPT = dict(fps=25.0, frame_stride=2, num_frames=32, min_resize=224, crop_size=224,
-                        train_passes=10, train_flip=True, train_scale_jitter=NO_AUGMENTATION,
-                        test_clips=10, classifier='svm', c=(1e-3,), cv_folds=3,
-                        zero_shot_template='{}')
-_RETRIEVAL = dict(fps=25.0, frame_stride=2, num_frames=32, min_resize=224, crop_size=224,
-                  retrieval_clips=4)
+_RELEASED_SVM = dict(classifier='svm', svm_solver='dual', svm_max_iter=1000, c=(1e-3,),
+                     cv_folds=3)
+_RELEASED_SCRIPT = dict(fps=25.0, max_seconds=20.0, clip_offsets='dmvr', frame_stride=2,
+                        num_frames=32, min_resize=224, crop_size=224, train_passes=10,
+                        train_flip=True, train_scale_jitter=NO_AUGMENTATION, test_clips=10,
+                        **_RELEASED_SVM, zero_shot_template='{}')
+_RETRIEVAL = dict(fps=25.0, max_seconds=0.0, clip_offsets='mmv', frame_stride=2, num_frames=32,
+                  min_resize=224, crop_size=224, retrieval_clips=4)
 
 DEFAULTS = {
     'ucf101': dict(splits=('1',), **_RELEASED_SCRIPT),
     'hmdb51': dict(splits=('1',), **_RELEASED_SCRIPT),
     'kinetics': dict(splits=('val',), **_RELEASED_SCRIPT),
-    'esc50': dict(splits=FOLDS, fps=10.0, frame_stride=1, num_frames=32, train_passes=10,
-                  test_clips=10, classifier='svm', c=(1e-3,), cv_folds=3),
+    'esc50': dict(splits=FOLDS, fps=10.0, max_seconds=0.0, clip_offsets='mmv', frame_stride=1,
+                  num_frames=32, train_passes=10, test_clips=10, **_RELEASED_SVM),
     'msrvtt': dict(splits=('1k-A',), **_RETRIEVAL),
     'youcook2': dict(splits=('validation',), **_RETRIEVAL),
     # The synthetic dataset's clips (10 fps, 40 px), as tiny.py trains on them; C by CV.
-    'synthetic': dict(splits=('test',), fps=10.0, frame_stride=2, num_frames=8, min_resize=0,
-                      crop_size=32, train_passes=10, train_flip=False,
-                      train_scale_jitter=(0.9, 1.1), test_clips=10, classifier='svm',
+    'synthetic': dict(splits=('test',), fps=10.0, max_seconds=0.0, clip_offsets='mmv',
+                      frame_stride=2, num_frames=8, min_resize=0, crop_size=32, train_passes=10,
+                      train_flip=False, train_scale_jitter=(0.9, 1.1), test_clips=10,
+                      classifier='svm', svm_solver='auto', svm_max_iter=10000,
                       c=(0.01, 0.1, 1.0, 10.0), cv_folds=3, retrieval_clips=4,
                       zero_shot_template='{}'),
 }
@@ -80,7 +117,10 @@ PUBLISHED = ('ucf101', 'hmdb51', 'esc50', 'msrvtt', 'youcook2')
 # script's UCF101 settings are assumed for HMDB51, its passes, clips and C for ESC-50.
 NOT_IN_PAPER = {
     'hmdb51': tuple(k for k in _RELEASED_SCRIPT if k != 'zero_shot_template'),
-    'esc50': ('fps', 'frame_stride', 'num_frames', 'train_passes', 'test_clips', 'c'),
+    'esc50': ('fps', 'clip_offsets', 'frame_stride', 'num_frames', 'train_passes', 'test_clips',
+              'svm_solver', 'svm_max_iter', 'c'),
+    'msrvtt': ('clip_offsets',),
+    'youcook2': ('clip_offsets',),
 }
 SOURCES = {
     'ucf101': "DeepMind's released UCF101 linear-evaluation script (reproduces the paper's "
@@ -125,7 +165,9 @@ def eval_config():
   """The `eval` section of every config: the binary's batch and dtype, and a protocol block per
   benchmark at its default."""
   c = ml_collections.ConfigDict()
-  c.batch_size = 64  # Videos per batch (each gives its clips' rows); divides the devices.
+  # Clips per batch, what the model sees at once (the README says how to size it): whole
+  # videos, their clips split evenly over the devices (at least one video per device group).
+  c.batch_size = 64
   # The model's compute dtype when evaluating, whatever `model.dtype` trained with: the
   # published numbers are float32 (bfloat16 moved video features by 8 % on a test model).
   c.dtype = 'float32'

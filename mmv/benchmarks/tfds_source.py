@@ -7,7 +7,9 @@ copied into the shard format as they are (no decoding, no re-encoding; frames of
 encoding are re-encoded as JPEG), once per build, into the same cache as raw conversions. The
 frames keep the build's frame rate, which TFDS does not record: the benchmark says it (25 fps
 for UCF101). Labels keep the build's ClassLabel order (TFDS's UCF101 labels are classInd's,
-from 0).
+from 0). A build of frames resized to a fixed size (TFDS's `ucf101_1_256`: 256x256, whatever
+the video's aspect) departs from the published input, which read the videos at their own size:
+its `Prepared` says so (`departures`).
 
 tensorflow-datasets is imported only when a build is found (`pip install 'mmv[tfds]'`).
 """
@@ -95,4 +97,14 @@ def prepare_split(benchmark, build_dir, root, split, options, *, fps):
       return report, fps
 
     markers[part] = cache.write_part(parts_dir, part, key, write)
-  return cache.link_prepared(benchmark, root, split, roles, markers, names, 'tfds', fps)
+  return cache.link_prepared(benchmark, root, split, roles, markers, names, 'tfds', fps,
+                             departures=_departures(builder, config))
+
+
+def _departures(builder, config):
+  """How the build's frames depart from the videos as they are: a fixed frame size."""
+  height, width = builder.info.features['video'].shape[1:3]
+  if height is None and width is None:
+    return ()
+  return (f'frames: TFDS {config} resized every video to {width}x{height} (the published '
+          'protocol reads the videos at their own size)',)

@@ -77,6 +77,27 @@ def check_config(c):
     raise ValueError(f'data.normalization must be one of {augment.NORMALIZATIONS}, '
                      f'got {c.normalization!r}')
   label_ops.check_format(c.label_format, c.num_classes)
+  if clip_offset_rule(c) not in video_ops.OFFSET_RULES:
+    raise ValueError(f'data.clip_offsets must be one of {video_ops.OFFSET_RULES}, got '
+                     f'{clip_offset_rule(c)!r}')
+
+
+def clip_offset_rule(c):
+  """How clips start (`video.clip_offsets`): `data.clip_offsets`, which the evaluation of a
+  benchmark sets from its protocol; 'mmv' where a config has no such field."""
+  return c.get('clip_offsets', 'mmv')
+
+
+def first_items(c, available, rate):
+  """Of `available` frames (or samples) at `rate` per second, those clips are drawn from:
+  the first `data.max_seconds` (evaluation's protocols set it; all where 0 or absent), as a
+  decoder stopping there would give them."""
+  max_seconds = c.get('max_seconds', 0.0)
+  if not max_seconds:
+    return available
+  # Items k at k / rate < max_seconds; the margin keeps a product like 20 x 25 at 500.
+  limit = tf.cast(tf.math.ceil(max_seconds * tf.cast(rate, tf.float32) - 1e-3), available.dtype)
+  return tf.minimum(available, tf.maximum(limit, 1))
 
 
 def output_shapes(c):
@@ -133,12 +154,15 @@ def make_example_fn(c, tokenizer, *, train, seed):
   clips = 1 if train else c.num_test_clips
   duration_s = clip_seconds(c)
   window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
+  rule = clip_offset_rule(c)
 
   def video(raw, keys, out):
     num_frames = tf.shape(raw[fmt.IMAGE])[0]
     tf.debugging.assert_positive(num_frames, message='the record has no frames (image/encoded)')
+    num_frames = first_items(c, num_frames, raw[fmt.FPS])
     span = (c.num_frames - 1) * c.frame_stride + 1
-    offsets = video_ops.clip_offsets(num_frames, span, num_clips=clips, train=train, seed=keys[0])
+    offsets = video_ops.clip_offsets(num_frames, span, num_clips=clips, train=train, seed=keys[0],
+                                     rule=rule, stride=c.frame_stride)
     indices = video_ops.frame_indices(offsets, c.num_frames, c.frame_stride, num_frames)
     jpegs = tf.gather(raw[fmt.IMAGE], tf.reshape(indices, [-1]))
     shape = tf.io.extract_jpeg_shape(jpegs[0])
@@ -169,8 +193,9 @@ def make_example_fn(c, tokenizer, *, train, seed):
   def audio_only_starts(raw, keys):
     rate = raw[fmt.SAMPLE_RATE]
     span = tf.cast(tf.round(duration_s * rate), tf.int32)
-    offsets = video_ops.clip_offsets(tf.size(raw[fmt.WAVEFORM]), span, num_clips=clips,
-                                     train=train, seed=keys[0])
+    available = first_items(c, tf.size(raw[fmt.WAVEFORM]), rate)
+    offsets = video_ops.clip_offsets(available, span, num_clips=clips, train=train,
+                                     seed=keys[0], rule=rule)
     return tf.cast(offsets, tf.float32) / rate
 
   def text(raw, starts_s, keys, out):

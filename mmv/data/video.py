@@ -12,8 +12,8 @@ import math
 
 import tensorflow as tf
 
-# Colour augmentation of MMV (the paper's training input): brightness ±32/255, saturation and contrast
-# ×[0.6, 1.4], hue ±0.2, applied to a clip with probability 0.8.
+# Colour augmentation of MMV (the paper's training input): brightness ±32/255, saturation and
+# contrast ×[0.6, 1.4], hue ±0.2, applied to a clip with probability 0.8.
 COLOUR_PROBABILITY = 0.8
 MAX_BRIGHTNESS_DELTA = 32.0 / 255.0
 SATURATION_RANGE = (0.6, 1.4)
@@ -22,17 +22,35 @@ MAX_HUE_DELTA = 0.2
 IDENTITY_COLOUR = (0.0, 1.0, 1.0, 0.0)  # (brightness delta, saturation, contrast, hue delta)
 
 
-def clip_offsets(num_available, span, *, num_clips, train, seed):
-  """First item of each of `num_clips` clips spanning `span` of `num_available` items.
+# How clip offsets are chosen (`clip_offsets`): 'mmv', or 'dmvr' as DeepMind's released UCF101
+# evaluation (its sampling functions are DMVR's) chooses them.
+OFFSET_RULES = ('mmv', 'dmvr')
 
-  Training draws one offset (stateless, from `seed`); evaluation takes the middle clip, or
-  `num_clips` clips evenly spaced from the first possible offset to the last.
+
+def clip_offsets(num_available, span, *, num_clips, train, seed, rule='mmv', stride=1):
+  """First item of each of `num_clips` clips spanning `span` of `num_available` items (a clip
+  of frames `stride` apart: span = (frames - 1) * stride + 1).
+
+  'mmv': training draws one offset (stateless, from `seed`) in [0, available - span], 0 when
+  fewer are available; evaluation takes the middle clip, or `num_clips` clips evenly spaced
+  from the first possible offset to the last, rounded.
+  'dmvr': training draws as 'mmv', but a video shorter than the span draws in [0, available)
+  (its frames wrap around); evaluation takes linspace(0, available - frames * stride,
+  num_clips) truncated (the first offset alone for one clip).
   """
+  if rule not in OFFSET_RULES:
+    raise ValueError(f'clip offsets rule must be one of {OFFSET_RULES}, got {rule!r}')
   max_offset = tf.maximum(num_available - span, 0)
   if train:
     if num_clips != 1:
       raise ValueError('training samples one clip per example')
-    return tf.random.stateless_uniform([1], seed, 0, max_offset + 1, dtype=tf.int32)
+    high = max_offset + 1
+    if rule == 'dmvr':
+      high = tf.where(num_available < span, num_available, high)
+    return tf.random.stateless_uniform([1], seed, 0, high, dtype=tf.int32)
+  if rule == 'dmvr':
+    last = tf.maximum(num_available - span - stride + 1, 0)
+    return tf.cast(tf.linspace(0.0, tf.cast(last, tf.float32), num_clips), tf.int32)
   if num_clips == 1:
     return tf.reshape(max_offset // 2, [1])
   spaced = tf.linspace(0.0, tf.cast(max_offset, tf.float32), num_clips)

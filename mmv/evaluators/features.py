@@ -22,10 +22,13 @@ less what `extract` returns.
 `cached_extract` keeps the arrays under a directory with the settings they were computed with
 (the checkpoint step, the data config, the shard files, and the caller's `key`: the model as
 evaluated, its dtype, the checkpoint, the protocol); a later call with the same settings loads
-them (memory-mapped) instead of running the model, e.g. to fit the probe with other C.
+them (memory-mapped) instead of running the model, e.g. to fit the probe with other C. Its
+batches are counted in clips (`videos_per_batch`), so that what is in memory at once does not
+grow with the clips per video, nor with a padding beyond what the devices need.
 """
 
 import json
+import math
 import os
 import shutil
 
@@ -77,15 +80,16 @@ def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_s
   """Per-video arrays (see the module doc) of `split` and the number of records that failed
   to decode (not counting the unknown number lost in unreadable shard tails).
 
-  `data_config.num_test_clips` clips per video, or one augmented clip with `augment_seed`.
+  `data_config.num_test_clips` clips per video, or one augmented clip with `augment_seed`;
+  `batch_size` videos per batch, whose clips split evenly over the devices of `mesh`.
   """
   if jax.process_count() > 1:
     raise NotImplementedError('run the evaluation binary as a single process (it uses all '
                               'of its host\'s devices)')
-  shard_lib.check_batch_size(batch_size, mesh, 'eval.batch_size')
+  clips = 1 if augment_seed is not None else data_config.num_test_clips
+  shard_lib.check_batch_size(batch_size * clips, mesh, 'clips per batch (videos x clips)')
   stream = data_stream.eval_stream(data_config, split, batch_size=batch_size,
                                    augment_seed=augment_seed)
-  clips = 1 if augment_seed is not None else data_config.num_test_clips
   parts = {k: [] for k in ARRAYS}
   per_video = lambda x: np.asarray(x).reshape((-1, clips) + np.shape(x)[1:])
   batches = pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), data_config)
@@ -108,6 +112,16 @@ def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_s
     parts['label'].append(per_video(batch['label'])[keep, 0].astype(np.int32))
   arrays = {k: np.concatenate(v) for k, v in parts.items() if v}
   return arrays, int(stream.skipped)
+
+
+def videos_per_batch(batch_clips, clips, devices, num_videos):
+  """Videos per batch of at most `batch_clips` clips (`clips` per video) split evenly over
+  `devices`, and no more than `num_videos` need (rounded up to that evenness): a batch of
+  several videos' clips padded only as far as the devices need. When one group of videos that
+  splits evenly (lcm(clips, devices) clips) is more than `batch_clips`, a batch is that group."""
+  group = devices // math.gcd(clips, devices)  # Videos whose clips split evenly.
+  groups = max(1, batch_clips // (group * clips))
+  return group * min(groups, max(1, math.ceil(num_videos / group)))
 
 
 def settings(data_config, split, *, step, key, modality, with_text, augment_seed=None):
@@ -149,10 +163,11 @@ def save(directory, expected_settings, arrays, skipped=0):
 
 
 def cached_extract(directory, data_config, split, embed_fn, *, step, key, modality, with_text,
-                   augment_seed=None, **extract_kwargs):
+                   batch_clips, num_videos, augment_seed=None, **extract_kwargs):
   """`extract` through the cache entry `directory` (None: no cache); returns
   (arrays, skipped, loaded from cache). `embed_fn()` gives (embed, variables, mesh), called
-  only when the features must be computed."""
+  only when the features must be computed; a batch holds at most `batch_clips` clips of the
+  `num_videos` videos (`videos_per_batch`)."""
   wanted = settings(data_config, split, step=step, key=key, modality=modality,
                     with_text=with_text, augment_seed=augment_seed)
   if directory is not None:
@@ -160,7 +175,9 @@ def cached_extract(directory, data_config, split, embed_fn, *, step, key, modali
     if hit is not None:
       return hit + (True,)
   embed, variables, mesh = embed_fn()
-  arrays, skipped = extract(data_config, split, embed, variables, mesh,
+  clips = 1 if augment_seed is not None else data_config.num_test_clips
+  batch_size = videos_per_batch(batch_clips, clips, mesh.devices.size, num_videos)
+  arrays, skipped = extract(data_config, split, embed, variables, mesh, batch_size=batch_size,
                             augment_seed=augment_seed, **extract_kwargs)
   if directory is not None:
     save(directory, wanted, arrays, skipped)

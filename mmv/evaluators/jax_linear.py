@@ -184,8 +184,9 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *,
 
   Args beyond the SVM's: `solver` 'lbfgs' or 'adam'; `tol`, `max_iter` for L-BFGS (gradient
   norm of the objective / (C·n), relative to its norm at 0); `epochs`, `batch_videos`,
-  `learning_rate` for Adam; `chunk_videos` bounds the host and accelerator memory of statistics and scoring. Features
-  should be float32 (then used as they are; an np.memmap is fine with 'adam').
+  `learning_rate` for Adam; `chunk_videos` bounds the host and accelerator memory of statistics
+  and scoring. Features should be float32 (then used as they are; an np.memmap is fine with
+  'adam').
   """
   if solver not in ('lbfgs', 'adam'):
     raise ValueError(f"solver must be 'lbfgs' or 'adam', got {solver!r}")

@@ -6,8 +6,10 @@ test split they are the 10 evenly spaced central-crop clips, and the SVM decisio
 averaged over a video's clips before top-1 / top-5 are read off. [num_videos, D] means one clip.
 
 The classifier is `LinearSVC`: one-vs-rest, squared hinge, L2 penalty, solved by liblinear,
-which picks the primal solver when there are more samples than feature dimensions (always the
-case here, 10 clips per video). That is the linear SVM of the paper; `SVC(kernel='linear')` would
+in the dual (`dual=True`, scikit-learn's default until 1.5, what DeepMind's released UCF101
+script ran with), in the primal (`dual=False`), or as today's default 'auto' picks: the primal
+when there are more samples than feature dimensions. Both reach the same optimum; `max_iter`
+bounds the solver's iterations. That is the linear SVM of the paper; `SVC(kernel='linear')` would
 solve the same kind of problem one-vs-one in O(samples²) and does not scale to 95k clips.
 
 C is chosen by k-fold cross-validation on the training split over a log grid. Folds are drawn
@@ -58,19 +60,19 @@ def clip_rows(videos, num_clips):
   return (np.asarray(videos)[:, None] * num_clips + np.arange(num_clips)).reshape(-1)
 
 
-def _make_svm(c, seed, max_iter):
+def _make_svm(c, seed, max_iter, dual):
   return sk_pipeline.make_pipeline(
       preprocessing.StandardScaler(),
-      svm.LinearSVC(C=c, max_iter=max_iter, random_state=seed))
+      svm.LinearSVC(C=c, max_iter=max_iter, dual=dual, random_state=seed))
 
 
-def _fit(features, labels, videos, c, seed, max_iter):
+def _fit(features, labels, videos, c, seed, max_iter, dual):
   """The SVM fitted on every clip of `videos` (sorted rows of [videos, clips, D] `features`)."""
   num_videos, num_clips, dim = features.shape
   flat = features.reshape(num_videos * num_clips, dim)
   if len(videos) < num_videos:  # A fold: copy its rows; the full set is used as it is.
     flat = flat[clip_rows(videos, num_clips)]
-  return _make_svm(c, seed, max_iter).fit(flat, np.repeat(labels[videos], num_clips))
+  return _make_svm(c, seed, max_iter, dual).fit(flat, np.repeat(labels[videos], num_clips))
 
 
 def clip_averaged_scores(probe, features):
@@ -82,22 +84,23 @@ def clip_averaged_scores(probe, features):
   return scores.reshape(num_videos, num_clips, -1).mean(axis=1)
 
 
-def _validation_top1(features, labels, fold, c, seed, max_iter):
+def _validation_top1(features, labels, fold, c, seed, max_iter, dual):
   train_videos, val_videos = fold
-  probe = _fit(features, labels, train_videos, c, seed, max_iter)
+  probe = _fit(features, labels, train_videos, c, seed, max_iter, dual)
   scores = clip_averaged_scores(probe, features[val_videos])
   columns = accuracy.label_columns(labels[val_videos], probe.classes_)
   return accuracy.topk_accuracy(scores, columns, ks=(1,))['top1']
 
 
-def choose_c(features, labels, c_grid, *, folds=3, seed=0, n_jobs=-1, max_iter=10000):
+def choose_c(features, labels, c_grid, *, folds=3, seed=0, n_jobs=-1, max_iter=10000,
+             dual='auto'):
   """(best C, mean validation top-1 per C, number of folds) by k-fold CV over videos.
 
   Ties go to the earlier grid value: with an ascending grid, the stronger regularisation.
   """
   features, labels = as_clips(features), np.asarray(labels)
   splits = video_folds(labels, folds, seed)
-  jobs = [parallel.delayed(_validation_top1)(features, labels, fold, c, seed, max_iter)
+  jobs = [parallel.delayed(_validation_top1)(features, labels, fold, c, seed, max_iter, dual)
           for c in c_grid for fold in splits]
   top1 = np.array(parallel.Parallel(n_jobs=n_jobs)(jobs)).reshape(len(c_grid), len(splits))
   cv_top1 = top1.mean(axis=1)
@@ -124,7 +127,8 @@ def probe_result(scores, classes, train_shape, test_shape, train_labels, test_la
 
 
 def linear_probe(train_features, train_labels, test_features, test_labels, *,
-                 c_grid=DEFAULT_C_GRID, c=None, folds=3, seed=0, n_jobs=-1, max_iter=10000):
+                 c_grid=DEFAULT_C_GRID, c=None, folds=3, seed=0, n_jobs=-1, max_iter=10000,
+                 dual='auto'):
   """Fits the SVM on the training split, returns top-1/top-5 (percent) on the test split.
 
   Args:
@@ -138,6 +142,7 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *,
     seed: fold shuffling and liblinear's seed.
     n_jobs: parallel (C, fold) fits; -1 uses every core.
     max_iter: liblinear iterations.
+    dual: LinearSVC's `dual`: True, False or 'auto'.
 
   Returns:
     {'top1', 'top5', 'C' (the one used), 'c_grid', 'cv_top1' (mean validation top-1 per grid
@@ -153,8 +158,9 @@ def linear_probe(train_features, train_labels, test_features, test_labels, *,
     c = c_grid[0]
   elif c is None:
     c, cv_top1, cv_folds = choose_c(train_features, train_labels, c_grid, folds=folds,
-                                    seed=seed, n_jobs=n_jobs, max_iter=max_iter)
-  probe = _fit(train_features, train_labels, np.arange(len(train_labels)), c, seed, max_iter)
+                                    seed=seed, n_jobs=n_jobs, max_iter=max_iter, dual=dual)
+  probe = _fit(train_features, train_labels, np.arange(len(train_labels)), c, seed, max_iter,
+               dual)
   scores = clip_averaged_scores(probe, test_features)
   return probe_result(scores, probe.classes_, train_features.shape, test_features.shape,
                       train_labels, test_labels, c=c, c_grid=c_grid, cv_top1=cv_top1,

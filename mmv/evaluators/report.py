@@ -2,8 +2,8 @@
 
 The record is what makes a number traceable: the benchmark, checkpoint step and backbone, the
 protocol parameters the caller measured with (clips, crops, splits, videos listed, read and
-skipped, ...), every split's full result (metrics and, for a probe, the C used and its CV scores), and
-the mean over splits of the metrics — the number the paper reports.
+skipped, ...), every split's full result (metrics and, for a probe, the C used and its CV
+scores), and the mean over splits of the metrics — the number the paper reports.
 """
 
 import json

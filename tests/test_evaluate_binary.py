@@ -1,0 +1,153 @@
+"""The evaluation binary as a user runs it: errors the inputs decide end it in one line before
+any feature is computed, and a UCF101 evaluation's memory is bounded by its batch of clips."""
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mmv import train
+from mmv.benchmarks import protocols
+from mmv.evaluators import features as features_lib
+from tests import conftest
+from tests import media_files
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIB = 2**30
+# Peak resident memory a UCF101 evaluation of 2 test videos (10 windows of 32 frames at 224 x
+# 224) may take on the 8 test devices: 3.9 GiB when this was written. Before batches were
+# counted in clips, a batch was 64 videos x 10 windows whatever the videos, and the binary took
+# more than 10 GiB (24 GB on a 24 GiB machine, where the kernel killed it).
+PEAK_BOUND = 6 * GIB
+KILL_ABOVE = 8 * GIB  # Spares the machine when the bound is broken.
+
+
+@pytest.fixture(scope='module')
+def run(data_dir, tmp_path_factory):
+  """(config, workdir) of a tiny run trained for 1 step."""
+  config = conftest.small_config(data_dir)
+  config.train.steps = config.train.checkpoint_every = 1
+  workdir = str(tmp_path_factory.mktemp('run'))
+  train.train(config, workdir)
+  return config, workdir
+
+
+def _resident(pid):
+  """Resident memory of process `pid` in bytes (0 once it is gone)."""
+  try:
+    with open(f'/proc/{pid}/status') as f:
+      for line in f:
+        if line.startswith('VmRSS:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0
+
+
+def evaluate_binary(tmp_path, *flags, kill_above=None):
+  """(exit status, stdout, stderr, peak resident bytes) of `python -m mmv.evaluate FLAGS`,
+  killed when its memory passes `kill_above`."""
+  out, err = tmp_path / 'stdout', tmp_path / 'stderr'
+  env = {**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+  with open(out, 'w') as stdout, open(err, 'w') as stderr:
+    child = subprocess.Popen([sys.executable, '-m', 'mmv.evaluate', '--progress=false', *flags],
+                             cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+    while True:
+      pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+      if pid:
+        break
+      if kill_above and _resident(child.pid) > kill_above:
+        child.kill()
+      time.sleep(0.05)
+  child.returncode = os.waitstatus_to_exitcode(status)
+  return child.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024
+
+
+def _error_lines(stderr):
+  """The lines the binary wrote to stderr (TensorFlow's and XLA's start-up notes aside)."""
+  return [line for line in stderr.splitlines()
+          if line and not line.startswith(('I0000', 'W0000', 'WARNING: All log messages'))]
+
+
+def test_cross_validation_without_2_videos_per_class_fails_in_one_line(run, tmp_path):
+  """The synthetic training split (64 videos of 16 classes) has a class with one video."""
+  config, workdir = run
+  status, stdout, stderr, _ = evaluate_binary(
+      tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
+      f'--workdir={workdir}', '--linear_c=0.1,1')
+  assert status == 1
+  assert 'features computed' not in stdout  # Checked before any feature.
+  assert not os.path.exists(os.path.join(workdir, 'eval', 'synthetic', 'features'))
+  (line,) = _error_lines(stderr)
+  assert line == ('error: synthetic split test: eval.synthetic.c = (0.1, 1.0) chooses C by '
+                  'cross-validation, which needs 2 training videos of each class; class '
+                  'triangle_right has one: give one C (--linear_c=0.1) or more training videos '
+                  '(--verbose shows the traceback)')
+
+  status, _, stderr, _ = evaluate_binary(
+      tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
+      f'--workdir={workdir}', '--step=7')
+  assert status == 1 and _error_lines(stderr) == [
+      f'error: no checkpoint 7 in {workdir}/checkpoints (it has [1]) (--verbose shows the '
+      'traceback)']
+
+
+def _ucf101_of_8_videos(root):
+  """A UCF101 layout of 2 classes x 4 groups of 1.6 s videos: split 1 tests on 2 of them."""
+  classes = ('ApplyEyeMakeup', 'Archery')
+  lists = os.path.join(root, 'ucfTrainTestlist')
+  os.makedirs(lists)
+  with open(os.path.join(lists, 'classInd.txt'), 'w') as f:
+    f.write(''.join(f'{i} {c}\n' for i, c in enumerate(classes, 1)))
+  name = lambda c, g: f'{c}/v_{c}_g{g:02d}_c01.avi'
+  for split in (1, 2, 3):
+    with open(os.path.join(lists, f'trainlist0{split}.txt'), 'w') as f:
+      f.write(''.join(f'{name(c, g)} {i}\n' for i, c in enumerate(classes, 1)
+                      for g in (1, 2, 3, 4) if g != split))
+    with open(os.path.join(lists, f'testlist0{split}.txt'), 'w') as f:
+      f.write(''.join(f'{name(c, split)}\n' for c in classes))
+  source = os.path.join(root, 'source.avi')
+  media_files.write_video(source, video_codec='mjpeg')
+  for c in classes:
+    os.makedirs(os.path.join(root, 'UCF-101', c))
+    for g in (1, 2, 3, 4):
+      shutil.copy(source, os.path.join(root, 'UCF-101', name(c, g)))
+
+
+def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(run, tmp_path):
+  config, workdir = run
+  root = str(tmp_path / 'ucf')
+  _ucf101_of_8_videos(root)
+  # The run's model with the published UCF101 block and eval.batch_size; one training pass.
+  config_file = tmp_path / 'config.py'
+  config_file.write_text(
+      'from tests import conftest\n\n\n'
+      'def get_config():\n'
+      f'  c = conftest.small_config({config.data.data_dir!r})\n'
+      f'  c.eval.batch_size = {protocols.eval_config().batch_size}\n'
+      '  c.eval.ucf101.train_passes = 1\n'
+      '  return c\n')
+  status, stdout, stderr, peak = evaluate_binary(
+      tmp_path, '--benchmark=ucf101', f'--data_dir={root}', f'--workdir={workdir}',
+      f'--config={config_file}', '--nocache_features', kill_above=KILL_ABOVE)
+  print(f'peak resident memory {peak / GIB:.2f} GiB')
+  assert peak < PEAK_BOUND, f'{peak / GIB:.2f} GiB (killed above {KILL_ABOVE / GIB:g})'
+  assert status == 0, stderr[-2000:]
+  assert 'linear_test: features computed (2 of 2 videos' in stdout
+
+
+def test_a_batch_holds_whole_videos_up_to_its_clips_split_evenly_over_the_devices():
+  for batch_clips, clips, devices, num_videos in itertools.product(
+      (1, 16, 64, 100), (1, 3, 10), (1, 2, 8), (1, 2, 5, 40)):
+    got = features_lib.videos_per_batch(batch_clips, clips, devices, num_videos)
+    even = [v for v in range(1, 1000) if v * clips % devices == 0]
+    # Padding only as far as the devices need: no more videos than the first even count
+    # that holds them all.
+    needed = min(v for v in even if v >= num_videos)
+    fitting = [v for v in even if v * clips <= batch_clips and v <= needed]
+    assert got == (max(fitting) if fitting else even[0]), (batch_clips, clips, devices,
+                                                           num_videos)
