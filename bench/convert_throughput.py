@@ -26,6 +26,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
+from mmv.data import clip_lists
 from mmv.data import convert  # pylint: disable=wrong-import-position
 from mmv.data import convert_beam  # pylint: disable=wrong-import-position
 
@@ -60,7 +61,7 @@ def main(argv):
   num_shards, workers = 4, _WORKERS.value
 
   def local(out):
-    specs, rejected = convert.read_csv(csv, directory)
+    specs, rejected = clip_lists.read_csv(csv, directory)
     return convert.convert(specs, out, name='train', num_shards=num_shards, skipped=rejected,
                            num_workers=workers, progress=False)
 

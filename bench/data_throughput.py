@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import tiny  # pylint: disable=wrong-import-position
 from mmv.data import augment  # pylint: disable=wrong-import-position
+from mmv.data import clip_lists
 from mmv.data import convert  # pylint: disable=wrong-import-position
 from mmv.data import format as fmt  # pylint: disable=wrong-import-position
 from mmv.data import stream  # pylint: disable=wrong-import-position
@@ -69,7 +70,7 @@ def make_dataset(data_dir):
                           'text': [' '.join(rng.choice(WORDS, 8)) for _ in starts]}
   with open(os.path.join(videos, 'narration.json'), 'w') as f:
     json.dump(narration, f)
-  specs = convert.read_narration(os.path.join(videos, 'narration.json'), videos,
+  specs = clip_lists.read_narration(os.path.join(videos, 'narration.json'), videos,
                                  min_clip_seconds=5.0, num_captions=8)
   report = convert.convert(specs, data_dir, name='train', num_shards=4,
                            num_workers=os.cpu_count())

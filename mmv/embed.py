@@ -39,7 +39,7 @@ import tqdm
 
 from mmv import inference
 from mmv import media_inputs
-from mmv.data import convert
+from mmv.data import clip_lists
 from mmv.data import media
 
 MEDIA_EXTENSIONS = frozenset((
@@ -72,7 +72,7 @@ def list_inputs(path):
     return specs, []
   if not os.path.isfile(path):
     raise IndexRefused(f'no directory or CSV {path}')
-  specs, rejected = convert.read_csv(path, os.path.dirname(os.path.abspath(path)))
+  specs, rejected = clip_lists.read_csv(path, os.path.dirname(os.path.abspath(path)))
   if not specs and not rejected:
     raise IndexRefused(f'{path} lists no clip (rows: video_path,start,end[,label])')
   return specs, rejected
@@ -269,8 +269,8 @@ def define_flags():
                       'video_path,start,end[,label].')
   flags.DEFINE_string('output', None, 'The index directory (created, or extended).')
   flags.DEFINE_integer('clips', 4, 'Evenly spaced clips per file whose embeddings are averaged.')
-  flags.DEFINE_integer('batch_size', None, 'Files per batch (a multiple of the devices); '
-                       'default eval.batch_size.')
+  flags.DEFINE_integer('batch_size', None, 'Clips per batch (of whole files, split over the '
+                       'devices); default eval.batch_size.')
   flags.DEFINE_integer('part_size', 256, 'Files per part written: what an interruption loses.')
   flags.DEFINE_enum('dtype', 'float32', inference.DTYPES, 'Compute dtype of the model.')
   flags.DEFINE_bool('progress', True, 'A progress bar on stderr (on a terminal).')

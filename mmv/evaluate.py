@@ -91,9 +91,6 @@ _PROGRESS = flags.DEFINE_bool('progress', True,
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'Tracebacks for errors, not one line.')
 flags.mark_flags_as_required(['benchmark', 'data_dir', 'workdir'])
 
-# The data config a protocol block reads a prepared split with (mmv.inference's tests use it).
-benchmark_data_config = evaluate_protocol.benchmark_data_config
-
 
 def checkpoint_identity(workdir, step):
   """What tells checkpoint `step` of `workdir` from another written there (an import over a

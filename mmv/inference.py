@@ -15,7 +15,8 @@ so a model embeds here exactly as it is evaluated.
 
 Media files are decoded as the converter decodes them (`mmv.media_inputs`: PyAV, at the
 model's frame rate `data.fps`, the short side resized to `short_side`, audio at
-`data.audio_sample_rate`) and made into the record the converter writes (`convert.make_example`); the records go through
+`data.audio_sample_rate`) and made into the record the converter writes
+(`clip_records.make_example`); the records go through
 the evaluation pipeline (`mmv.evaluators.features.extract`: clip sampling, central crop,
 log-mel spectrogram, sharding over the devices). Arrays stand for decoded media: uint8 frames
 [T, H, W, 3] at `data.fps`, or float32 mono waveforms at `data.audio_sample_rate`. Sentences are
@@ -30,7 +31,6 @@ import copy
 import dataclasses
 import functools
 import json
-import math
 import os
 import tempfile
 from typing import Optional
@@ -45,7 +45,7 @@ from mmv import media_inputs
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.benchmarks import protocols
-from mmv.data import convert
+from mmv.data import clip_records
 from mmv.data import format as fmt
 from mmv.data import media
 from mmv.data import pipeline
@@ -245,16 +245,15 @@ class Model:
       raise ValueError(f'clips must be at least 1, got {num_clips}')
     if not clips:
       raise ValueError('nothing to embed: no inputs')
-    devices = self.devices
-    if batch_size is None:
-      batch_size = min(len(clips), self.config.eval.batch_size)
-    batch_size = devices * math.ceil(batch_size / devices)
+    # As the evaluation counts them: clips per batch, of whole inputs, over all devices.
+    batch_size = features_lib.videos_per_batch(batch_size or self.config.eval.batch_size,
+                                               num_clips, self.devices, len(clips))
     with tempfile.TemporaryDirectory(prefix='mmv-inputs-') as tmp:
       path = os.path.join(tmp, fmt.shard_name(_SPLIT, 0, 1))
       with tf.io.TFRecordWriter(path) as writer:
         for i, clip in enumerate(clips):
           spec = media.ClipSpec(name=str(i), path=None, start=clip.start, end=clip.end)
-          example = convert.make_example(spec, clip, {}, fps=self.data.fps,
+          example = clip_records.make_example(spec, clip, {}, fps=self.data.fps,
                                          sample_rate=self.data.audio_sample_rate)
           writer.write(example.SerializeToString(deterministic=True))
       data = self.data_config(modality, num_clips, tmp)
@@ -278,12 +277,13 @@ class Model:
     embeddings, failed = self.embed_clips(self.inputs.clips(inputs, modality), modality,
                                           num_clips=clips, batch_size=batch_size)
     if failed:  # The pipeline decodes what the converter wrote: a record of its own fails.
-      raise media_inputs.UnreadableInput(f'{len(failed)} inputs could not be read by the pipeline (input '
-                            f'{failed[0]} first)')
+      raise media_inputs.UnreadableInput(f'{len(failed)} inputs could not be read by the '
+                                         f'pipeline (input {failed[0]} first)')
     return embeddings
 
   def embed_videos(self, inputs, clips=4, *, batch_size=None):
-    """`Embeddings` of video files or uint8 frame arrays [T, H, W, 3] at `data.fps`."""
+    """`Embeddings` of video files or uint8 frame arrays [T, H, W, 3] at `data.fps`;
+    `batch_size`: clips per batch (default `eval.batch_size`), of whole inputs."""
     return self._embed_all(inputs, 'video', clips, batch_size)
 
   def embed_audio(self, inputs, clips=4, *, batch_size=None):

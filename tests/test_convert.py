@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from configs import tiny
+from mmv.data import clip_lists
 from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import stream
@@ -67,7 +68,7 @@ def _context(example, key):
 
 def test_csv_clips_from_real_videos(media_dir, tmp_path):
   out = str(tmp_path / 'out')
-  specs, rejected = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
+  specs, rejected = clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))
   assert rejected == []
   report = convert.convert(specs, out, name='train', num_shards=2, **OPTIONS)
   assert report['written'] == 3 and report['labels'] == ['cat', 'dog']
@@ -114,12 +115,12 @@ def test_csv_clips_from_real_videos(media_dir, tmp_path):
 
   # Another split in the same directory gets the same label ids; an unknown label is refused.
   (media_dir / 'test.csv').write_text('street.avi,0,1,dog\n')
-  convert.convert(convert.read_csv(str(media_dir / 'test.csv'), str(media_dir))[0], out,
+  convert.convert(clip_lists.read_csv(str(media_dir / 'test.csv'), str(media_dir))[0], out,
                   name='test', num_shards=1, **OPTIONS)
   assert _context(_examples(out, 'test')['street.avi'], fmt.LABEL_INDEX) == [1]
   (media_dir / 'other.csv').write_text('street.avi,0,1,bird\n')
   with pytest.raises(ValueError, match="labels \\['bird'\\] are not in the label map"):
-    convert.convert(convert.read_csv(str(media_dir / 'other.csv'), str(media_dir))[0], out,
+    convert.convert(clip_lists.read_csv(str(media_dir / 'other.csv'), str(media_dir))[0], out,
                     name='other', num_shards=1, **OPTIONS)
 
 
@@ -132,7 +133,7 @@ def test_narration_and_audio_only_inputs(media_dir, tmp_path):
                         'text': ['three', 'one', 'two']},
                'gone': {'start': [0.0], 'end': [1.0], 'text': ['lost']}}
   (media_dir / 'narration.json').write_text(json.dumps(narration))
-  specs = convert.read_narration(str(media_dir / 'narration.json'), str(media_dir),
+  specs = clip_lists.read_narration(str(media_dir / 'narration.json'), str(media_dir),
                                  min_clip_seconds=0.6, num_captions=2)
   report = convert.convert(specs, out, name='train', num_shards=1, **OPTIONS)
   assert report['written'] == 3
@@ -147,7 +148,7 @@ def test_narration_and_audio_only_inputs(media_dir, tmp_path):
   assert _context(clips[1], fmt.CAPTION_END_US) == [900000, 400000]
 
   (media_dir / 'sounds.csv').write_text('bird.wav,0.2,1.4,bird\n')
-  convert.convert(convert.read_csv(str(media_dir / 'sounds.csv'), str(media_dir))[0], out,
+  convert.convert(clip_lists.read_csv(str(media_dir / 'sounds.csv'), str(media_dir))[0], out,
                   name='sounds', num_shards=1, **OPTIONS)
   bird = _examples(out, 'sounds')['bird.wav']
   frames, wave = _dmvr_read(bird)
@@ -166,7 +167,7 @@ def test_the_vocabulary_counts_each_narration_caption_once(media_dir, tmp_path):
                         'text': ['a dog', 'the dog runs', 'a cat', 'the dog sits', 'a bird']},
                'silent': {'start': [0.1, 0.5], 'end': [0.4, 0.9], 'text': ['a cat', 'a cat']}}
   (tmp_path / 'narration.json').write_text(json.dumps(narration))
-  specs = convert.read_narration(str(tmp_path / 'narration.json'), str(media_dir),
+  specs = clip_lists.read_narration(str(tmp_path / 'narration.json'), str(media_dir),
                                  min_clip_seconds=0.3, num_captions=3)
   assert max(sum(c == 'the dog runs' for c in s.captions) for s in specs) == 1
   assert sum('the dog runs' in s.captions for s in specs) == 3  # Stored by three clips.
@@ -180,7 +181,7 @@ def test_the_vocabulary_counts_each_narration_caption_once(media_dir, tmp_path):
 
 def test_command_line_with_parallel_workers_writes_the_same_shards(media_dir, tmp_path):
   serial = str(tmp_path / 'serial')
-  convert.convert(convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))[0], serial,
+  convert.convert(clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))[0], serial,
                   name='train', num_shards=2, **OPTIONS)
   parallel = str(tmp_path / 'parallel')
   result = subprocess.run(

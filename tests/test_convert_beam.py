@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import mmv.data
+from mmv.data import clip_lists
 from mmv.data import clip_records
 from mmv.data import convert
 from mmv.data import format as fmt
@@ -71,7 +72,7 @@ def _clips(path):
 def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, media_dir, tmp_path):
   del beam
   local = tmp_path / 'local'
-  specs, rejected = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
+  specs, rejected = clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))
   report = convert.convert(specs, str(local), name='train', num_shards=3, skipped=rejected,
                            progress=False, write_report=True, **OPTIONS)
   assert report['written'] == 4 and len(report['skipped']) == 3
@@ -103,7 +104,7 @@ def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, med
 def test_a_clip_keeps_its_shard_whatever_the_order_of_the_input(media_dir, tmp_path):
   """Round-robin would move clips when rows move; the hash of the row does not, and a shard
   keeps the input's order."""
-  specs, _ = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
+  specs, _ = clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))
   shards = {}
   for order, rows in (('forward', specs), ('reverse', specs[::-1])):
     convert.convert(rows, str(tmp_path / order), name='train', num_shards=3, progress=False,
@@ -141,7 +142,7 @@ def test_a_failed_beam_job_on_urls_resumes_from_its_complete_shards(beam, media_
   from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
   del beam
   local = tmp_path / 'local'
-  specs = convert.read_narration(str(media_dir / 'narration.json'), str(media_dir),
+  specs = clip_lists.read_narration(str(media_dir / 'narration.json'), str(media_dir),
                                  min_clip_seconds=0.6, num_captions=2)
   convert.convert(specs, str(local), name='train', num_shards=4, progress=False,
                   write_report=True, **OPTIONS)
@@ -198,7 +199,7 @@ def test_a_beam_move_cut_short_at_any_point_is_finished_by_a_rerun(beam, replace
   old = _old_set(local) if replace else {}
   if replace:
     _old_set(out)
-  specs, rejected = convert.read_csv(str(media_dir / 'train.csv'), str(media_dir))
+  specs, rejected = clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))
   expected = convert.convert(specs, str(local), name='train', num_shards=3, progress=False,
                              skipped=rejected, overwrite=replace, write_report=True, **OPTIONS)
   new = cut_short.shard_sets(str(local), 'train')[3]
@@ -237,11 +238,11 @@ def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_di
   del beam
   (tmp_path / 'gone.csv').write_text('gone.mp4,0,1,dog,a dog\n')
   out = tmp_path / 'out'
-  with pytest.raises(convert.ConversionError, match='neither the converter nor Beam knows '
+  with pytest.raises(clip_records.ConversionError, match='neither the converter nor Beam knows '
                      '--num_shard$'):  # A typo, which Beam alone would drop with a warning.
     convert_beam.run(str(out), name='train', num_shards=2, input_csv=str(tmp_path / 'gone.csv'),
                      beam_args=['--runner=DirectRunner', '--num_shard=3'], **OPTIONS)
-  with pytest.raises(convert.ConversionError, match='no clip to write: all 1 skipped'):
+  with pytest.raises(clip_records.ConversionError, match='no clip to write: all 1 skipped'):
     convert_beam.run(str(out), name='train', num_shards=2, input_csv=str(tmp_path / 'gone.csv'),
                      video_root=str(media_dir), beam_args=['--runner=DirectRunner'], **OPTIONS)
   assert not out.exists()

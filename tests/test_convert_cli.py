@@ -10,6 +10,7 @@ import sys
 import pytest
 import tensorflow as tf
 
+from mmv.data import clip_lists
 from mmv.data import clip_records
 from mmv.data import convert
 from mmv.data import format as fmt
@@ -97,8 +98,8 @@ def test_existing_shards_are_replaced_only_with_overwrite(dataset, media_dir, tm
   assert '--overwrite' in result.stderr and 'Traceback' not in result.stderr
   assert _files(dataset) == before
   # Another shard count is the same dataset: refused too.
-  specs, _ = convert.read_csv(str(tmp_path / 'half.csv'), str(media_dir))
-  with pytest.raises(convert.ConversionError, match='already holds train shards'):
+  specs, _ = clip_lists.read_csv(str(tmp_path / 'half.csv'), str(media_dir))
+  with pytest.raises(clip_records.ConversionError, match='already holds train shards'):
     convert.convert(specs, str(dataset), name='train', num_shards=3, progress=False, **OPTIONS)
   assert _files(dataset) == before
   # With overwrite: the new set, of another shard count, replaces the old one entirely.

@@ -65,7 +65,7 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
   state = train_step.create_train_state(config, model, train_step.create_optimizer(config), mesh)
   bench = benchmarks.get('synthetic')
   prepared = bench.prepare(config.data.data_dir)['test']
-  data = evaluate.benchmark_data_config(config, bench, prepared)
+  data = evaluate_protocol.benchmark_data_config(config, bench, prepared)
   data.num_test_clips = 3
   data.modalities = ('video', 'text')
   embed = features_lib.make_embed_fn(model, 'video', with_text=True)
@@ -120,7 +120,8 @@ def test_augmented_passes_differ_and_read_every_video(config):
   mesh = sharding.make_mesh()
   state = train_step.create_train_state(config, model, train_step.create_optimizer(config), mesh)
   bench = benchmarks.get('synthetic')
-  data = evaluate.benchmark_data_config(config, bench, bench.prepare(config.data.data_dir)['test'])
+  data = evaluate_protocol.benchmark_data_config(config, bench,
+                                                 bench.prepare(config.data.data_dir)['test'])
   embed = features_lib.make_embed_fn(model, 'video', with_text=False)
   passes = [features_lib.extract(data, 'train', embed, state.variables(), mesh, batch_size=16,
                                  augment_seed=seed)[0] for seed in (0, 1, 0)]
@@ -133,7 +134,8 @@ def test_augmented_passes_differ_and_read_every_video(config):
 
 def test_a_class_caption_of_stop_words_only_is_an_error(config):
   bench = benchmarks.get('synthetic')
-  data = evaluate.benchmark_data_config(config, bench, bench.prepare(config.data.data_dir)['test'])
+  data = evaluate_protocol.benchmark_data_config(config, bench,
+                                                 bench.prepare(config.data.data_dir)['test'])
   assert 'the' in data.stop_words
   tokens = evaluate_inputs.caption_tokens(data, ['red square', 'the square'])
   assert (tokens != 0).any(axis=1).all()
@@ -147,18 +149,18 @@ def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(con
   config.data.scale_jitter, config.data.min_resize = (0.5, 2.0), 300
   prepared = benchmarks.Prepared(benchmark='msrvtt', split='1k-A', data_dir='/b', train=None,
                                  test=None, class_names=(), source='raw', fps=25.0)
-  data = evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
+  data = evaluate_protocol.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
   assert data.data_dir == '/b' and data.modalities == ('video',)
   assert data.vocab == os.path.abspath(os.path.join(config.data.data_dir, 'vocab.txt'))
   # The paper's retrieval clips: 32 frames at stride 2 from 25 fps, 224 central crop.
   assert (data.fps, data.frame_stride, data.num_frames) == (25.0, 2, 32)
   assert (data.min_resize, data.crop_size) == (224, 224)
   assert not data.color_augment and not data.random_flip and data.scale_jitter == (1.0, 1.0)
-  ucf = evaluate.benchmark_data_config(
+  ucf = evaluate_protocol.benchmark_data_config(
       config, benchmarks.get('ucf101'),
       prepared.__class__(**{**prepared.__dict__, 'benchmark': 'ucf101', 'split': '1'}))
   assert ucf.random_flip and not ucf.color_augment and ucf.scale_jitter == (1.0, 1.0)
-  esc = evaluate.benchmark_data_config(config, benchmarks.get('esc50'),
+  esc = evaluate_protocol.benchmark_data_config(config, benchmarks.get('esc50'),
                                        prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
   assert esc.modalities == ('audio',) and (esc.fps, esc.frame_stride, esc.num_frames) == (
       10.0, 1, 32)
@@ -168,7 +170,7 @@ def test_benchmark_data_config_is_the_protocol_not_the_training_augmentation(con
                                      prepared.__class__(**{**prepared.__dict__, 'fps': 10.0}))
   config.data.data_dir = '/nowhere'
   with pytest.raises(FileNotFoundError, match='training vocabulary'):
-    evaluate.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
+    evaluate_protocol.benchmark_data_config(config, benchmarks.get('msrvtt'), prepared)
 
 
 def test_eval_config_errors_and_the_run_config(run, tmp_path):

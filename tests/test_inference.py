@@ -13,7 +13,7 @@ from configs import mmv_s3d
 from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import embed as embed_cli
-from mmv import evaluate
+from mmv import evaluate_protocol
 from mmv import inference
 from mmv import media_inputs
 from mmv import search as search_cli
@@ -85,7 +85,7 @@ def test_embeddings_are_the_evaluation_pipelines_features_of_the_converted_recor
                   progress=False)
   bench = benchmarks.get('synthetic')
   prepared = types.SimpleNamespace(fps=c.data.fps, data_dir=str(tmp_path), split='test')
-  data = evaluate.benchmark_data_config(c, bench, prepared)
+  data = evaluate_protocol.benchmark_data_config(c, bench, prepared)
   data.num_test_clips = 2
   flax_model, variables, mesh = model.checkpoint.restored
   embed = features_lib.make_embed_fn(flax_model, 'video', with_text=False)

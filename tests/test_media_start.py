@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from mmv import embed as embed_cli
+from mmv.data import clip_lists
 from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import media
@@ -154,7 +155,7 @@ def test_the_converter_stores_csv_and_caption_times_from_the_files_start(files, 
   (tmp_path / 'clips.csv').write_text(''.join(
       f'{n},{times}\n' for n in ('early.ts', 'late.ts', 'early.mkv', 'late.mkv')
       for times in (',', '0.5,1.2')))
-  specs, _ = convert.read_csv(str(tmp_path / 'clips.csv'), str(files))
+  specs, _ = clip_lists.read_csv(str(tmp_path / 'clips.csv'), str(files))
   convert.convert(specs, str(tmp_path / 'csv'), name='test', num_shards=1, progress=False,
                   fps=10.0, short_side=32, sample_rate=RATE)
   records = _records(str(tmp_path / 'csv'), 'test')
@@ -171,7 +172,7 @@ def test_the_converter_stores_csv_and_caption_times_from_the_files_start(files, 
   (tmp_path / 'videos').mkdir()
   for name in ('early', 'late'):
     os.symlink(files / f'{name}.mp4', tmp_path / 'videos' / f'{name}.mp4')
-  specs = convert.read_narration(str(tmp_path / 'caption.json'), str(tmp_path / 'videos'),
+  specs = clip_lists.read_narration(str(tmp_path / 'caption.json'), str(tmp_path / 'videos'),
                                  min_clip_seconds=1.0, num_captions=1)
   convert.convert(specs, str(tmp_path / 'narration'), name='train', num_shards=1,
                   progress=False, fps=10.0, short_side=32, sample_rate=RATE)

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from mmv.data import clip_lists
 from mmv.data import convert
 from tests import media_files
 
@@ -101,7 +102,7 @@ def test_audioset_rows_labels_in_ontology_order_and_missing_videos(tmp_path, cap
   assert out[2] == ('skipped 3, video not on disk: --aE2O5G5WE 0-10, --aO5cdqSAg 30-40, '
                     '--cB2ZVjpnA 30-40')
   # The converter reads the CSV as its rows say.
-  specs, rejected = convert.read_csv(str(tmp_path / 'out' / 'balanced_train.csv'), videos)
+  specs, rejected = clip_lists.read_csv(str(tmp_path / 'out' / 'balanced_train.csv'), videos)
   assert not rejected
   assert [(s.start, s.end, s.labels) for s in specs] == [
       (30.0, 40.0, ('Speech', 'Male speech, man speaking')),
@@ -136,7 +137,7 @@ def test_audioset_recipe_through_the_converter(tmp_path, capsys):
   status, _, _ = _main('audioset/recipe.py', _audioset(tmp_path, videos), capsys)
   assert status == 0
   out = str(tmp_path / 'out')
-  specs, _ = convert.read_csv(os.path.join(out, 'balanced_train.csv'), str(videos))
+  specs, _ = clip_lists.read_csv(os.path.join(out, 'balanced_train.csv'), str(videos))
   report = convert.convert(specs, out, name='balanced_train', num_shards=1, fps=10.0,
                            short_side=32, sample_rate=16000, progress=False)
   assert report['written'] == 2 and not report['skipped']
@@ -180,7 +181,7 @@ def test_howto100m_narration_of_the_videos_on_disk(tmp_path, capsys):
   assert 'captions dropped, empty text: 1' in out
   assert _lines(missing) == ['Xk5mLRv9iKw']
   # The converter takes it: one clip per caption, each with its video file.
-  specs = convert.read_narration(str(output), videos, min_clip_seconds=4.0, num_captions=2)
+  specs = clip_lists.read_narration(str(output), videos, min_clip_seconds=4.0, num_captions=2)
   assert len(specs) == 5 and all(s.path for s in specs)
   # With HowTo100M_v1.csv's rows: only the videos it lists.
   argv = argv[:2] + [f'--output={tmp_path / "listed.json"}',

@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 
+from mmv.data import clip_records
 from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import media
@@ -167,9 +168,9 @@ def test_the_converter_stores_damaged_and_short_clips(files, tmp_path):
   short = _read(files / 'cut.avi', 0.0, 1.0)
   assert frames('cut.avi') == len(short.jpegs) and end('cut.avi') == round(short.end * 1e6)
 
-  with pytest.raises(convert.ConversionError, match='min_clip_fraction 1.5 is not a fraction'):
+  with pytest.raises(clip_records.ConversionError, match='min_clip_fraction 1.5 is not a fraction'):
     convert.convert(specs, out, name='x', num_shards=1, min_clip_fraction=1.5)
-  with pytest.raises(convert.ConversionError, match='require_audio asks for the audio'):
+  with pytest.raises(clip_records.ConversionError, match='require_audio asks for the audio'):
     convert.convert(specs, out, name='x', num_shards=1, require_audio=True, audio=False)
   text = convert.format_report({**report, 'short': [('cut.avi', short.short)],
                                 'packets_skipped': [('damaged.avi', 1), ('b.avi', 2)]}, out,

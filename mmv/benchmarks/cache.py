@@ -23,6 +23,7 @@ import os
 from mmv.benchmarks import benchmark as bm
 from mmv.data import convert
 from mmv.data import format as fmt
+from mmv.data import text_files
 
 PARTS = 'parts'
 DONE = 'split.json'
@@ -164,7 +165,7 @@ def prepare_layout(benchmark, layout, data_dir, root, splits, options, source='r
     write_text_if_changed(os.path.join(parts_dir, fmt.LABEL_MAP), layout.class_names)
   all_specs = [spec for specs in layout.clips.values() for spec in specs]
   if any(spec.captions for spec in all_specs):
-    write_text_if_changed(os.path.join(parts_dir, 'vocab.txt'), convert.vocabulary(all_specs))
+    write_text_if_changed(os.path.join(parts_dir, 'vocab.txt'), text_files.vocabulary(all_specs))
 
   fps = options.fps or benchmark.fps
   audio = benchmark.modality == 'audio' if options.audio is None else options.audio

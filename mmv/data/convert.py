@@ -29,9 +29,9 @@ nothing. The progress bar goes to a terminal only. The report is also written as
 OUTPUT_DIR/NAME.report.json.
 
 A clip goes to the shard a hash of its CSV row or caption picks (`clip_records.shard_of`), in
-input order within it, so that the Beam pipeline (`--runner`, mmv/data/convert_beam.py), which
-decodes on many machines in any order, writes the same shards byte for byte. Without --runner the output
-directory is local; arguments the converter does not know go to Beam's PipelineOptions.
+input order within it, so that the Beam pipeline (`--runner`, mmv/data/convert_beam.py),
+which decodes on many machines in any order, writes the same shards byte for byte. Without
+--runner the output directory is local; arguments the converter does not know go to Beam's PipelineOptions.
 
 The inputs are read by mmv/data/clip_lists.py, labels.txt and vocab.txt made by
 mmv/data/text_files.py, records by mmv/data/clip_records.py. TensorFlow is imported inside the
@@ -60,13 +60,6 @@ from mmv.data import media
 from mmv.data import staging
 from mmv.data import text_files
 
-# The converter's API as mmv.embed, mmv.inference, the benchmarks and the tests use it, from
-# the modules that hold it.
-ConversionError = clip_records.ConversionError
-read_csv = clip_lists.read_csv
-read_narration = clip_lists.read_narration
-make_example = clip_records.make_example
-vocabulary = text_files.vocabulary
 
 
 def _clips(specs, num_workers, read):
@@ -144,9 +137,10 @@ def _allow_open_files(num_shards):
   soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
   if soft != resource.RLIM_INFINITY and soft < needed:
     if hard != resource.RLIM_INFINITY and hard < needed:
-      raise ConversionError(f'{num_shards} shards need about {needed} open files, above this '
-                            f'process\'s limit of {hard} (ulimit -Hn); use fewer --num_shards, '
-                            'or the Beam path (--runner), which writes one shard at a time')
+      raise clip_records.ConversionError(
+          f'{num_shards} shards need about {needed} open files, above this process\'s limit '
+          f'of {hard} (ulimit -Hn); use fewer --num_shards, or the Beam path (--runner), which '
+          'writes one shard at a time')
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
@@ -332,7 +326,7 @@ def main(argv):
                                                     num_captions=f.narration_captions), []
       report = convert(specs, f.output_dir, num_workers=f.num_workers, skipped=rejected,
                        allow_empty=False, write_report=True, **_settings(f))
-  except ConversionError as e:
+  except clip_records.ConversionError as e:
     sys.exit(f'mmv.data.convert: {e}')  # Status 1, the message without a traceback.
   print(format_report(report, f.output_dir, f.name), flush=True)
 
