@@ -67,6 +67,17 @@ def small_config(data_dir):
   return c
 
 
+@pytest.fixture(scope='module')
+def one_step_run(data_dir, tmp_path_factory):
+  """(config, workdir) of a `small_config` run trained for 1 step (one per test module)."""
+  from mmv import train  # pylint: disable=g-import-not-at-top  (jax set up above first)
+  config = small_config(data_dir)
+  config.train.steps = config.train.checkpoint_every = 1
+  workdir = str(tmp_path_factory.mktemp('run'))
+  train.train(config, workdir)
+  return config, workdir
+
+
 def pytest_report_header(config):
   del config
   return f'jax {jax.__version__}, {jax.device_count()} devices ({jax.devices()[0].platform})'

@@ -8,12 +8,9 @@ import subprocess
 import sys
 import time
 
-import pytest
 
-from mmv import train
 from mmv.benchmarks import protocols
 from mmv.evaluators import features as features_lib
-from tests import conftest
 from tests import media_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,16 +21,6 @@ GIB = 2**30
 # more than 10 GiB (24 GB on a 24 GiB machine, where the kernel killed it).
 PEAK_BOUND = 6 * GIB
 KILL_ABOVE = 8 * GIB  # Spares the machine when the bound is broken.
-
-
-@pytest.fixture(scope='module')
-def run(data_dir, tmp_path_factory):
-  """(config, workdir) of a tiny run trained for 1 step."""
-  config = conftest.small_config(data_dir)
-  config.train.steps = config.train.checkpoint_every = 1
-  workdir = str(tmp_path_factory.mktemp('run'))
-  train.train(config, workdir)
-  return config, workdir
 
 
 def _resident(pid):
@@ -73,9 +60,10 @@ def _error_lines(stderr):
           if line and not line.startswith(('I0000', 'W0000', 'WARNING: All log messages'))]
 
 
-def test_cross_validation_without_2_videos_per_class_fails_in_one_line(run, tmp_path):
+def test_cross_validation_without_2_videos_per_class_fails_in_one_line(one_step_run,
+                                                                     tmp_path):
   """The synthetic training split (64 videos of 16 classes) has a class with one video."""
-  config, workdir = run
+  config, workdir = one_step_run
   status, stdout, stderr, _ = evaluate_binary(
       tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
       f'--workdir={workdir}', '--linear_c=0.1,1')
@@ -118,8 +106,9 @@ def _ucf101_of_8_videos(root):
       shutil.copy(source, os.path.join(root, 'UCF-101', name(c, g)))
 
 
-def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(run, tmp_path):
-  config, workdir = run
+def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(one_step_run,
+                                                                   tmp_path):
+  config, workdir = one_step_run
   root = str(tmp_path / 'ucf')
   _ucf101_of_8_videos(root)
   # The run's model with the published UCF101 block and eval.batch_size; one training pass.

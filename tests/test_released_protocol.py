@@ -11,12 +11,10 @@ import tensorflow as tf
 from mmv import benchmarks
 from mmv import evaluate
 from mmv import evaluate_protocol
-from mmv import train
 from mmv.benchmarks import protocols
 from mmv.data import video as video_ops
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import linear_probe
-from tests import conftest
 from tests import media_files
 
 CLASSES = ('ApplyEyeMakeup', 'Archery')
@@ -58,20 +56,10 @@ def numbered_ucf101(root):
 
 
 @pytest.fixture(scope='module')
-def run(data_dir, tmp_path_factory):
-  """(config, workdir) of a tiny run trained for 1 step."""
-  config = conftest.small_config(data_dir)
-  config.train.steps = config.train.checkpoint_every = 1
-  workdir = str(tmp_path_factory.mktemp('run'))
-  train.train(config, workdir)
-  return config, workdir
-
-
-@pytest.fixture(scope='module')
-def measured(run, tmp_path_factory):
+def measured(one_step_run, tmp_path_factory):
   """The UCF101 protocol's defaults (passes and clips shrunk) on the numbered videos:
   (record, [(video, [frames]) per clip the model saw], the probe's keyword arguments)."""
-  config, workdir = run
+  config, workdir = one_step_run
   config = copy.deepcopy(config)
   block = config.eval.ucf101
   block.train_passes, block.test_clips = TRAIN_PASSES, TEST_CLIPS
@@ -165,8 +153,8 @@ def test_the_svm_is_the_released_scripts_and_the_record_is_published(measured):
   assert p['linear']['classifier'].endswith('(solver dual, max_iter 1000)')
 
 
-def test_published_means_the_released_protocol(run):
-  config, _ = run
+def test_published_means_the_released_protocol(one_step_run):
+  config, _ = one_step_run
   bench = benchmarks.get('ucf101')
   defaults = evaluate_protocol.protocol_settings(config, bench, ['1'])
   assert defaults['published'] and 'differs_from_published' not in defaults
