@@ -156,7 +156,9 @@ class Checkpointer:
     state = os.path.join(self.step_directory(step), 'state')
     if not glob.glob(os.path.join(state, 'ocdbt.process_*')):
       return  # Not the OCDBT layout: orbax's restore checks it.
-    kvstore = ts.KvStore.open({'driver': 'ocdbt', 'base': f'file://{state}/'}).result()
+    # A spec, not a file:// URL: a path holding '#', '?' or '%20' is no URL.
+    kvstore = ts.KvStore.open(
+        {'driver': 'ocdbt', 'base': {'driver': 'file', 'path': state + '/'}}).result()
     if not kvstore.list().result():
       raise FileNotFoundError(f'{state}/manifest.ocdbt lists no arrays (missing or empty)')
 
@@ -255,7 +257,9 @@ class Checkpointer:
         if note and jax.process_index() == 0:
           print(note, flush=True)
         return restored
-      if _FAILED in kinds or _DAMAGED not in kinds:
+      # Damage moves a checkpoint only when nothing else went wrong: one that does not fit
+      # (or a device's failure) on any process is raised, and nothing is moved.
+      if _FAILED in kinds or _UNFIT in kinds or _DAMAGED not in kinds:
         if error is not None:
           raise error
         process, reason = next((i, r) for i, (k, r) in enumerate(outcomes) if k != _RESTORED)

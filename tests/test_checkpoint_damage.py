@@ -188,3 +188,18 @@ def test_another_optimiser_is_refused_in_one_line_not_taken_for_damage(series, t
   expected = train.train(old, reference)
   assert [s for s, _ in resumed['history']] == [s for s, _ in expected['history']] == [5]
   assert resumed['history'][0][1]['loss'] == expected['history'][0][1]['loss']
+
+
+def test_intact_checkpoints_under_a_path_that_is_no_url_resume(series, tmp_path, capsys):
+  """A workdir named like 'runs/exp #3' or 'lr%20sweep' holds intact checkpoints: read as the
+  files they are, not as a URL whose '#' starts a fragment and '%20' is a space."""
+  config, source, full_params = series
+  workdir = str(tmp_path / 'exp #3 lr%20sweep?')
+  shutil.copytree(source, workdir)
+  result = train.train(config, workdir)
+
+  out = capsys.readouterr().out
+  assert 'resumed from step 4' in out and 'skipped' not in out, out
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints', 'damaged'))
+  assert evaluate.checkpoint_steps(workdir) == [2, 4]
+  chex.assert_trees_all_close(jax.device_get(result['state'].params), full_params)
