@@ -122,7 +122,9 @@ def test_second_launch_refused_stale_lock_taken_over_and_each_step_logged_once(
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     assert max(json.loads(line)['step'] for line in f) > killed_at  # Steps to log again.
 
-  out = launching.run(args, DEVICES)
+  # Same host, pid gone: taken over once its heartbeat has missed 3 beats (3 s here; 90 s with
+  # the default threshold, which the run would wait for).
+  out = launching.run(args + ['--lock_stale_after=10'], DEVICES)
   assert not killed_at or f'resumed from step {killed_at}' in out
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     logged = [json.loads(line)['step'] for line in f]

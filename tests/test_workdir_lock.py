@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -58,13 +59,57 @@ def test_works_without_hard_links(tmp_path, no_hard_links):
   assert os.listdir(workdir) == []  # Nothing left behind.
 
 
-def test_own_pid_from_a_previous_life_and_dead_pids_are_taken_over(tmp_path):
-  """A container's trainer is PID 1 in every life: the lock of its previous one is stale."""
+def test_own_pid_from_a_previous_life_and_dead_pids_are_taken_over(tmp_path, capsys):
+  """A container's trainer is PID 1 in every life: the lock of its previous one is stale, once
+  its heartbeat has missed 3 beats (0.3 s here), which the new run waits for."""
   for pid in (os.getpid(), _dead_pid()):
     _write_lock(str(tmp_path), pid, socket.gethostname())
-    with workdir_lock.WorkdirLock(str(tmp_path)):
+    start = time.monotonic()
+    with workdir_lock.WorkdirLock(str(tmp_path), stale_after=1.0):
       assert _owner(str(tmp_path))['pid'] == os.getpid()
+    assert 0.25 < time.monotonic() - start < 5
     assert not os.path.exists(tmp_path / 'lock')
+    assert f'pid {pid} on this host is gone; taking its lock over once' in capsys.readouterr().out
+
+
+def test_a_same_host_lock_whose_heartbeat_goes_on_is_refused_though_its_pid_looks_dead(
+    tmp_path):
+  """Containers sharing the host's name (host networking) have pid namespaces of their own: a
+  live run's pid may look dead from here, or be ours. Its heartbeat tells it is alive."""
+  for pid in (os.getpid(), _dead_pid()):
+    path = _write_lock(str(tmp_path), pid, socket.gethostname())
+    beating = threading.Event()
+
+    def beat():
+      while not beating.wait(0.05):
+        os.utime(path)
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    try:
+      with pytest.raises(workdir_lock.WorkdirLockedError,
+                         match=f'in use by pid {pid} on host .* in another pid namespace'):
+        with workdir_lock.WorkdirLock(str(tmp_path), stale_after=1.0):
+          pass
+    finally:
+      beating.set()
+      thread.join()
+    assert _owner(str(tmp_path))['pid'] == pid
+
+
+def test_a_take_over_marker_left_by_a_killed_run_is_removed_once_stale(tmp_path):
+  """A run killed between creating `lock.takeover` and removing it: the marker would refuse
+  every later take-over."""
+  _write_lock(str(tmp_path), 1234, 'another-host', age=3600)
+  marker = str(tmp_path / 'lock.takeover')
+  open(marker, 'w').close()
+  with pytest.raises(workdir_lock.WorkdirLockedError, match='taking over the stale lock'):
+    with workdir_lock.WorkdirLock(str(tmp_path)):  # A marker this young: a run at it now.
+      pass
+  os.utime(marker, (time.time() - 301,) * 2)
+  with workdir_lock.WorkdirLock(str(tmp_path)):
+    assert _owner(str(tmp_path))['pid'] == os.getpid()
+  assert os.listdir(tmp_path) == []
 
 
 def test_another_hosts_lock_is_taken_over_once_its_heartbeat_is_stale(tmp_path):
