@@ -341,6 +341,19 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     safe_pickle.load(str(path))
 
 
+def test_arrays_holding_objects_are_refused_structured_ones_too(tmp_path):
+  """Their items are no weights: a plain object array, and a structured one with an object
+  field (whose dtype's kind is 'V', not 'O')."""
+  structured = np.zeros(1, dtype=[('w', np.float32), ('x', 'O')])
+  structured['x'][0] = {'a': 1}
+  for array in (np.array([{'a': 1}], dtype=object), structured):
+    path = tmp_path / 'objects.pkl'
+    with open(path, 'wb') as f:
+      pickle.dump({'params': {'m': {'w': array}}}, f, protocol=2)
+    with pytest.raises(safe_pickle.UnsafePickleError, match=r"\['w'\] is an object array"):
+      safe_pickle.load(str(path))
+
+
 def test_numpy_data_in_plain_containers_loads(tmp_path):
   tree = {'params': {'m': {'w': np.arange(6, dtype=np.float32).reshape(2, 3)}},
           'state': {'m/~/mean_ema': {'counter': np.int32(3), 'average': np.ones((1, 3))}},

@@ -137,6 +137,13 @@ def test_a_split_of_two_shard_sets_or_a_set_missing_a_shard_is_refused(config, t
   os.symlink(shard, tmp_path / 'test-00002-of-00003')
   assert records.split_files(str(tmp_path), 'test') == [
       str(tmp_path / f'test-{i:05d}-of-00003') for i in range(3)]
+  # Files named like shards but not quite (an extension): named, not called missing.
+  named = tmp_path / 'named'
+  named.mkdir()
+  os.symlink(shard, named / 'test-00000-of-00001.tfrecord')
+  with pytest.raises(ValueError, match=r'holds test-00000-of-00001.tfrecord \(1 such files\) '
+                     r'but no shard named test-NNNNN-of-NNNNN'):
+    records.split_files(str(named), 'test')
 
 
 def test_eval_reads_every_example_once_and_pads(config):

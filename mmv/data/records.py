@@ -54,6 +54,10 @@ def split_files(data_dir, split):
   shard, as a conversion cut short while it replaced a set could leave them."""
   paths = tf.io.gfile.glob(os.path.join(data_dir, f'{split}-*-of-*'))
   sets = shard_names.shard_sets([os.path.basename(path) for path in paths], split)
+  if not sets and paths:
+    raise ValueError(f'{data_dir!r} holds {os.path.basename(paths[0])} ({len(paths)} such '
+                     f'files) but no shard named {split}-NNNNN-of-NNNNN: rename them so (e.g. '
+                     'without an extension), as the converters write them')
   if not sets:
     raise FileNotFoundError(f'no shards {split}-*-of-* in {data_dir!r}; make them with '
                             '`python -m mmv.data.convert` or `python -m mmv.data.synthetic` '

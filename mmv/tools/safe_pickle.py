@@ -159,7 +159,7 @@ def _check_leaves(tree, where='checkpoint'):
   elif isinstance(tree, (list, tuple)):
     for i, v in enumerate(tree):
       _check_leaves(v, f'{where}[{i}]')
-  elif isinstance(tree, (np.ndarray, np.generic)) and tree.dtype.kind == 'O':
+  elif isinstance(tree, (np.ndarray, np.generic)) and tree.dtype.hasobject:
     raise UnsafePickleError(f'{where} is an object array')
 
 
