@@ -1,0 +1,107 @@
+"""BraVe as a method: its loss and optimiser (the model is mmv/models/brave.py).
+
+Facts from google-deepmind/brave (commit 0ae20d9):
+- brave/models/brave/brave.py `_build_loss_fn`: for each broad modality m (video, audio) the
+  loss has two terms, broad→narrow `_regression_loss(h_broad_m, stop_gradient(z_narrow_m))` and
+  narrow→broad `_regression_loss(h_narrow_m, stop_gradient(z_broad_m))`; the loss is the mean of
+  all terms (2 or 4). `_regression_loss(x, y)` = mean over the batch of
+  0.5·||x/|x| − y/|y|||², where a norm at or below 1e-5 counts as 1e-5 (`_safe_norm`, whose
+  gradient stays finite). No negatives.
+- brave/models/brave/config.py: optimizer 'lars' (momentum 0.9, nesterov, trust coefficient
+  0.001), weight decay 1e-2, cosine decay with linear warmup (init 0, peak 1.0, 5000 warmup
+  steps, decay over the 300k training steps to 0), `scale_learning_rate_by_regex`
+  [('.*predictor.*', 10.0)]; brave/config.py: 300k steps; global batch 512.
+- brave/training/optimizers.py: the optimiser is chain(rescale the updates of params whose
+  '/'-joined path matches a regex, optax.lars(...)) (or optax.adamw for 'adam'); weight decay
+  and LARS's trust ratio are both masked by `exclude_bias_and_normalizers`: no decay on a param
+  named 'b' or on any param of a module whose path contains 'norm' (BatchNorm's scale and
+  offset). Here that is: decay on 'kernel' leaves only (Dense/Conv weights), since the model's
+  other leaves are Dense biases and BatchNorm scale/bias.
+
+Padding examples (batch['mask'] 0) and, for the audio pair, clips without audio
+(batch['audio_mask'] 0) are left out of the means.
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmv import optim
+
+SAFE_NORM_MIN = 1e-5  # brave.py `_regression_loss(..., epsilon=1e-5)`.
+BROAD_MODALITIES = ('video', 'audio')
+
+
+def _safe_norm(x, min_norm):
+  """|x| over the last axis, `min_norm` where it is at or below it (and a finite gradient)."""
+  norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
+  small = norm <= min_norm
+  safe = jnp.linalg.norm(jnp.where(small, jnp.ones_like(x), x), axis=-1, keepdims=True)
+  return jnp.where(small, min_norm, safe)
+
+
+def regression_loss(x, y, mask=None, min_norm=SAFE_NORM_MIN):
+  """Mean over the rows (where `mask` is 1) of 0.5·||x/|x| − y/|y|||²; x, y [B, D]."""
+  x, y = x.astype(jnp.float32), y.astype(jnp.float32)
+  per_example = 0.5 * jnp.sum((x / _safe_norm(x, min_norm) - y / _safe_norm(y, min_norm)) ** 2,
+                              axis=-1)
+  if mask is None:
+    return jnp.mean(per_example)
+  mask = mask.astype(jnp.float32)
+  return jnp.sum(per_example * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def brave_loss(outputs, batch):
+  """(mean of the cross-view terms, {term: value}) from the model's outputs (mmv/models/brave)."""
+  mask = batch['mask']
+  terms = {}
+  for m in BROAD_MODALITIES:
+    if f'z_broad_{m}' not in outputs:
+      continue
+    pair_mask = mask * batch['audio_mask'] if m == 'audio' else mask
+    terms[f'loss_b_to_n_{m}'] = regression_loss(
+        outputs[f'h_broad_{m}'], jax.lax.stop_gradient(outputs[f'z_narrow_{m}']), pair_mask)
+    terms[f'loss_n_to_b_{m}'] = regression_loss(
+        outputs[f'h_narrow_{m}'], jax.lax.stop_gradient(outputs[f'z_broad_{m}']), pair_mask)
+  if not terms:
+    raise ValueError('BraVe outputs hold no broad view (z_broad_video / z_broad_audio)')
+  return jnp.mean(jnp.stack(list(terms.values()))), terms
+
+
+def _path(p):
+  return jax.tree_util.keystr(p, simple=True, separator='/')
+
+
+def weight_decay_mask(params):
+  """True where BraVe decays the weights (and LARS uses the trust ratio): 'kernel' leaves."""
+  return jax.tree_util.tree_map_with_path(lambda p, _: _path(p).split('/')[-1] == 'kernel',
+                                          params)
+
+
+def path_mask(params, pattern):
+  """True where the '/'-joined param path matches `pattern` (re.match, as BraVe's rescaler)."""
+  regex = re.compile(pattern)
+  return jax.tree_util.tree_map_with_path(lambda p, _: bool(regex.match(_path(p))), params)
+
+
+def optimizer(c, total_steps):
+  """BraVe's optimiser from the method block `c` (and the schedule of mmv.optim).
+
+  chain(×`c.predictor_lr_scale` on the predictor's updates, LARS or AdamW with BraVe's masks).
+  The schedule is `optim.learning_rate_schedule`, so `optim.with_schedule_count` keeps it on the
+  train step's clock.
+  """
+  schedule = optim.learning_rate_schedule(c, total_steps)
+  if c.optimizer == 'lars':
+    base = optax.lars(schedule, weight_decay=c.weight_decay, weight_decay_mask=weight_decay_mask,
+                      trust_coefficient=c.trust_coefficient, trust_ratio_mask=weight_decay_mask,
+                      momentum=c.momentum, nesterov=c.nesterov)
+  elif c.optimizer == 'adamw':
+    base = optax.adamw(schedule, weight_decay=c.weight_decay, mask=weight_decay_mask)
+  else:
+    raise ValueError(f'unknown brave.optimizer {c.optimizer!r}; choose from lars, adamw')
+  scale = optax.masked(optax.scale(c.predictor_lr_scale),
+                       lambda params: path_mask(params, c.predictor_pattern))
+  return optax.chain(scale, base)
