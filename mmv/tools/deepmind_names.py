@@ -136,7 +136,7 @@ def _s3d(path, bn):
   return f'{unit}/{_numbered(last, bn)}'
 
 
-def _resnet(path, bn, tsm):
+def resnet_module(path, bn, tsm):
   """ResNet v2 trunk: TSM's (names from its __call__) or the audio one's (from __init__)."""
   if path == ['initial_conv']:
     return 'tsm_resnet_stem' if tsm else '~/initial_conv'
@@ -168,9 +168,9 @@ def _trunk_module(top, rest, model_config, bn):
     root = VIDEO_ROOTS[model_config.video_backbone]
     if model_config.video_backbone == 's3d_g':
       return f'{root}/{_s3d(rest, bn)}'
-    return f'{root}/{_resnet(rest[1:], bn, tsm=True)}'  # rest[0] is `resnet`.
+    return f'{root}/{resnet_module(rest[1:], bn, tsm=True)}'  # rest[0] is `resnet`.
   if top == 'audio_backbone':
-    return f'{AUDIO_ROOT}/{_resnet(rest, bn, tsm=False)}'
+    return f'{AUDIO_ROOT}/{resnet_module(rest, bn, tsm=False)}'
   if top == 'text_backbone':
     return {'word_embeddings': 'text_module/~/embed', 'conv': 'text_module/~/text_conv1'}[rest[0]]
   raise UnmappedVariableError(f'no rule for {"/".join([top, *rest])}')

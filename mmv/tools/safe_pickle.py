@@ -163,16 +163,45 @@ def _check_leaves(tree, where='checkpoint'):
     raise UnsafePickleError(f'{where} is an object array')
 
 
+def _unpickle(f, path):
+  try:
+    return _AllowListUnpickler(f).load()
+  except UnsafePickleError:
+    raise
+  except _NOT_A_PICKLE as e:
+    what = ('a zip archive (an .npz or a PyTorch file?)' if zipfile.is_zipfile(path)
+            else ' '.join(str(e).split())[:200] or type(e).__name__)
+    raise NotAPickleError(f'{path} is not a pickle: {what}') from None
+
+
 def load(path):
   """The unpickled contents of `path`, refusing anything but numpy data in plain containers."""
   with open(path, 'rb') as f:
+    tree = _unpickle(f, path)
+  _check_leaves(tree)
+  return tree
+
+
+def load_npy_object(path):
+  """The object that `np.save(path, obj)` stored for a non-array `obj` (e.g. a dict), read
+  without running code: such a .npy is a header for a 0-d object array, then a pickle of that
+  array, which `np.load(allow_pickle=True)` would unpickle with no allow-list. Here the pickle
+  goes through the allow-list, and its one item must hold numpy data in plain containers."""
+  with open(path, 'rb') as f:
     try:
-      tree = _AllowListUnpickler(f).load()
-    except UnsafePickleError:
-      raise
-    except _NOT_A_PICKLE as e:
-      what = ('a zip archive (an .npz or a PyTorch file?)' if zipfile.is_zipfile(path)
-              else ' '.join(str(e).split())[:200] or type(e).__name__)
-      raise NotAPickleError(f'{path} is not a pickle: {what}') from None
+      version = np.lib.format.read_magic(f)
+      read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                     (2, 0): np.lib.format.read_array_header_2_0}[version]
+      shape, _, dtype = read_header(f)
+    except (ValueError, KeyError, EOFError) as e:
+      raise NotAPickleError(f'{path} is not a .npy file of version 1.0 or 2.0: '
+                            f'{" ".join(str(e).split())[:200]}') from None
+    if shape != () or dtype != np.dtype(object):
+      raise NotAPickleError(f'{path} holds an array of shape {shape} and dtype {dtype}, not one '
+                            'pickled object (np.save of a dict)')
+    array = _unpickle(f, path)
+  if not (isinstance(array, np.ndarray) and array.shape == () and array.dtype.hasobject):
+    raise NotAPickleError(f'{path}: the pickle after the .npy header is not a 0-d object array')
+  tree = array.item()
   _check_leaves(tree)
   return tree
