@@ -122,7 +122,7 @@ def test_weight_decay_and_predictor_scaling():
   assert all(v == k.endswith('/kernel') for k, v in flat.items())
   assert any(k.startswith('narrow_video/') and v for k, v in flat.items())
   for name in ('lars', 'adamw'):
-    tx = method.optimizer(_brave_config(optimizer=name), total_steps=10)
+    tx = method.optimizer(_brave_config(optimizer=name), _brave_config(), total_steps=10)
     state = tx.init(params)
     # Zero gradients: only the decayed leaves (kernels) move.
     zeros = jax.tree.map(jnp.zeros_like, params)
@@ -137,10 +137,11 @@ def test_weight_decay_and_predictor_scaling():
              updates['head']['projector']['dense_0']['bias'][0])
     np.testing.assert_allclose(ratio, 10.0 if name == 'lars' else 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match='unknown brave.optimizer'):
-    method.optimizer(_brave_config(optimizer='sgd'), 10)
+    method.optimizer(_brave_config(optimizer='sgd'), _brave_config(), 10)
   # The schedule count is the one mmv.optim keeps on the train step's clock.
   from mmv import optim  # pylint: disable=import-outside-toplevel
-  optim.with_schedule_count(method.optimizer(_brave_config(), 10).init(params), 3)
+  optim.with_schedule_count(method.optimizer(_brave_config(), _brave_config(), 10).init(params),
+                            3)
 
 
 def test_model_outputs_and_embeddings():

@@ -1,4 +1,12 @@
-"""BraVe as a method: its loss and optimiser (the model is mmv/models/brave.py).
+"""BraVe as a method: its config block, model, loss and optimiser (the model's modules are
+mmv/models/brave.py; configs/brave.py has the paper's settings).
+
+Views (config.data): the main clip is the broad view (data.num_frames, frame_stride, crop_size,
+with its audio), and the narrow view is the extra view `brave.narrow_view` of data.views (batch
+key video_<narrow_view>). Backbones are config.model's: model.video_backbone for the narrow and
+(with brave.broad_video) the broad video, model.audio_backbone for the broad audio (with
+brave.broad_audio). Learning rate, warmup and weight decay are config.optim's; the optimiser's
+kind and LARS settings are config.brave's. Evaluation embeds video with the narrow backbone.
 
 Facts from google-deepmind/brave (commit 0ae20d9):
 - brave/models/brave/brave.py `_build_loss_fn`: for each broad modality m (video, audio) the
@@ -26,9 +34,13 @@ import re
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from mmv import optim
+from mmv.data import pipeline
+from mmv.models import brave as brave_model
+from mmv.models import mmv as mmv_model
 
 SAFE_NORM_MIN = 1e-5  # brave.py `_regression_loss(..., epsilon=1e-5)`.
 BROAD_MODALITIES = ('video', 'audio')
@@ -86,20 +98,113 @@ def path_mask(params, pattern):
   return jax.tree_util.tree_map_with_path(lambda p, _: bool(regex.match(_path(p))), params)
 
 
-def optimizer(c, total_steps):
-  """BraVe's optimiser from the method block `c` (and the schedule of mmv.optim).
+def config_fields():
+  """config.brave, at the released config's values (brave/models/brave/config.py: narrow video,
+  broad audio; 128-d projections; LARS; predictor learning rate x10)."""
+  return ml_collections.ConfigDict(dict(
+      narrow_view='narrow',  # The data.views entry of the narrow clip.
+      broad_video=False,  # include_video_in_broad_view
+      broad_audio=True,  # include_audio_in_broad_view
+      output_dim=128,  # output_dims: z and h.
+      hidden_dim=4096,  # modules.py: Projector's and Predictor's hidden Linear.
+      optimizer='lars',  # 'lars' | 'adamw'
+      momentum=0.9,
+      nesterov=True,
+      trust_coefficient=0.001,
+      predictor_lr_scale=10.0,  # scale_learning_rate_by_regex
+      predictor_pattern=r'.*predictor.*',
+  ))
+
+
+def _views(config):
+  from mmv.data import views as view_ops  # pylint: disable=import-outside-toplevel
+  return {v.name: v for v in view_ops.parse(config.data)}
+
+
+def check_config(config):
+  c = config.brave
+  if not (c.broad_video or c.broad_audio):
+    raise ValueError('brave.broad_video and brave.broad_audio are both False: the broad view '
+                     'needs video or audio')
+  if c.optimizer not in ('lars', 'adamw'):
+    raise ValueError(f'unknown brave.optimizer {c.optimizer!r}; choose from lars, adamw')
+  views = _views(config)
+  if c.narrow_view not in views:
+    raise ValueError(f'brave.narrow_view={c.narrow_view!r} is not among data.views '
+                     f'{tuple(views)}: BraVe needs its narrow clip as an extra view')
+  modalities = tuple(config.data.modalities)
+  for flag, modality in (('broad_video', 'video'), ('broad_audio', 'audio')):
+    if c[flag] and modality not in modalities:
+      raise ValueError(f'brave.{flag} needs {modality!r} among data.modalities {modalities}')
+  if c.output_dim < 1 or c.hidden_dim < 1:
+    raise ValueError('brave.output_dim and brave.hidden_dim must be at least 1')
+
+
+def build_model(config):
+  """The BraVe module: config.model's backbones, config.brave's head and views."""
+  c, m = config.brave, config.model
+
+  def backbone(name, table, kind):
+    if name not in table:
+      raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
+    return table[name](**mmv_model.backbone_options(m, name))
+
+  video = lambda: backbone(m.video_backbone, mmv_model.VIDEO_BACKBONES, 'video')
+  return brave_model.Brave(
+      narrow_video=video(),
+      broad_video=video() if c.broad_video else None,
+      broad_audio=(backbone(m.audio_backbone, mmv_model.AUDIO_BACKBONES, 'audio')
+                   if c.broad_audio else None),
+      head=brave_model.ProjectAndPredict(c.output_dim, c.hidden_dim, bn_decay=m.bn_decay,
+                                         bn_eps=m.bn_eps, dtype=mmv_model.DTYPES[m.dtype]),
+      narrow_key=f'video_{c.narrow_view}')
+
+
+def init_batch(config, batch_size=2):
+  """Zero arrays of the model's batch: the broad clip (video and/or audio) and the narrow one."""
+  c = config.brave
+  shapes = pipeline.output_shapes(config.data)
+  view = _views(config)[c.narrow_view]
+  batch = {f'video_{c.narrow_view}': jnp.zeros(
+      (batch_size, view.num_frames, view.crop_size, view.crop_size, 3), jnp.float32)}
+  if c.broad_video:
+    batch['video'] = jnp.zeros((batch_size,) + shapes['video'], jnp.float32)
+  if c.broad_audio:
+    batch['audio'] = jnp.zeros((batch_size,) + shapes['audio'], jnp.float32)
+  return batch
+
+
+def make_loss_fn(config, mesh, implementation=None):
+  """`(outputs, batch) -> (loss, terms)`: BraVe's loss needs no collective of its own (no
+  negatives); under jit on batch-sharded arrays its means span the global batch."""
+  del config, mesh, implementation
+  return brave_loss
+
+
+def frozen_params(config):
+  del config
+  return ()
+
+
+def make_optimizer(config):
+  return optimizer(config.brave, config.optim, config.train.steps)
+
+
+def optimizer(c, optim_c, total_steps):
+  """BraVe's optimiser: block `c` (config.brave), rate and decay from `optim_c` (config.optim).
 
   chain(×`c.predictor_lr_scale` on the predictor's updates, LARS or AdamW with BraVe's masks).
   The schedule is `optim.learning_rate_schedule`, so `optim.with_schedule_count` keeps it on the
   train step's clock.
   """
-  schedule = optim.learning_rate_schedule(c, total_steps)
+  schedule = optim.learning_rate_schedule(optim_c, total_steps)
   if c.optimizer == 'lars':
-    base = optax.lars(schedule, weight_decay=c.weight_decay, weight_decay_mask=weight_decay_mask,
-                      trust_coefficient=c.trust_coefficient, trust_ratio_mask=weight_decay_mask,
-                      momentum=c.momentum, nesterov=c.nesterov)
+    base = optax.lars(schedule, weight_decay=optim_c.weight_decay,
+                      weight_decay_mask=weight_decay_mask, trust_coefficient=c.trust_coefficient,
+                      trust_ratio_mask=weight_decay_mask, momentum=c.momentum,
+                      nesterov=c.nesterov)
   elif c.optimizer == 'adamw':
-    base = optax.adamw(schedule, weight_decay=c.weight_decay, mask=weight_decay_mask)
+    base = optax.adamw(schedule, weight_decay=optim_c.weight_decay, mask=weight_decay_mask)
   else:
     raise ValueError(f'unknown brave.optimizer {c.optimizer!r}; choose from lars, adamw')
   scale = optax.masked(optax.scale(c.predictor_lr_scale),
