@@ -52,6 +52,7 @@ def get_config(arg=None):
   if arg == 'runlocal':
     common.on_synthetic_data(c)
     c.data.modalities = ('video', 'audio')
+    c.data.fps = 10.0  # The synthetic videos' rate.
     c.data.num_frames = 8
     c.data.frame_stride = 2
     c.data.crop_size = 16

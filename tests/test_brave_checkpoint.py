@@ -52,7 +52,12 @@ def fake_release(layout_name):
 
 def brave_block(broad_video):
   return ml_collections.ConfigDict(dict(broad_video=broad_video, broad_audio=True,
-                                        video_backbone='tsm_resnet50', output_dim=128))
+                                        output_dim=128))
+
+
+MODEL_BLOCK = ml_collections.ConfigDict(dict(video_backbone='tsm_resnet50',
+                                             audio_backbone='audio_resnet50',
+                                             width_multiplier=1.0))
 
 
 def full_model(broad_video):
@@ -79,7 +84,7 @@ def test_release_round_trips_into_the_model_with_brave_outputs(tmp_path):
   x = reference.inputs()
   path = save(fake_release(BOTH), tmp_path)
   params, state, config = brave_checkpoint.load_release(path)
-  brave_checkpoint.check_release_config(config, brave_block(broad_video=True))
+  brave_checkpoint.check_release_config(config, brave_block(broad_video=True), MODEL_BLOCK)
   model = full_model(broad_video=True)
   variables = brave_checkpoint.convert(params, state, abstract_variables(model, x))
 
@@ -142,7 +147,8 @@ def test_wrong_missing_and_extra_names_are_told(tmp_path):
   # A release of another model is told by its config, field by field.
   with pytest.raises(brave_checkpoint.IncompatibleReleaseError,
                      match=r'include_video_in_broad_view=True \(the config gives False\)'):
-    brave_checkpoint.check_release_config(fake_release(BOTH)['config'], brave_block(False))
+    brave_checkpoint.check_release_config(fake_release(BOTH)['config'], brave_block(False),
+                                           MODEL_BLOCK)
 
 
 def test_release_file_is_read_without_running_code(tmp_path):

@@ -115,19 +115,26 @@ def haiku_variable(collection, path):
                                'scale': 'scale'}[leaf]
 
 
-def check_release_config(release_config, c):
-  """The release's BraveConfig against the method block `c` (config.brave) of the model."""
+def check_release_config(release_config, c, model_c):
+  """The release's BraveConfig against config.brave (`c`) and config.model (`model_c`)."""
+  widths = {'tsm_resnet50': 1, 'tsm_resnet50x2': 2}
   want = {'include_video_in_broad_view': c.broad_video,
           'include_audio_in_broad_view': c.broad_audio,
-          'tsm_resnet_width_multiplier': {'tsm_resnet50': 1, 'tsm_resnet50x2': 2}.get(
-              c.video_backbone, c.video_backbone),
+          'tsm_resnet_width_multiplier': widths.get(model_c.video_backbone,
+                                                    model_c.video_backbone),
           'output_dims': c.output_dim}
   differ = [f'{k}={release_config[k]!r} (the config gives {v!r})' for k, v in want.items()
             if release_config[k] != v]
+  if model_c.audio_backbone != 'audio_resnet50' and c.broad_audio:
+    differ.append(f'audio ResNet-50 (the config gives model.audio_backbone='
+                  f'{model_c.audio_backbone!r})')
+  if model_c.width_multiplier != 1:
+    differ.append(f'full-width backbones (the config gives model.width_multiplier='
+                  f'{model_c.width_multiplier})')
   if differ:
     raise IncompatibleReleaseError(
         'the released checkpoint was trained with another BraVe model: ' + '; '.join(differ) +
-        ' (brave.broad_video, brave.broad_audio, brave.video_backbone, brave.output_dim)')
+        ' (brave.broad_video, brave.broad_audio, brave.output_dim, model.video_backbone)')
 
 
 def _flat(tree):
@@ -181,3 +188,38 @@ def _consumed(collection, module, name, used):
   if collection == 'state' and name in ('hidden', 'counter'):
     return (collection, module, 'average') in used
   return False
+
+
+def import_release(path, config, out_dir):
+  """Converts the BraVe release at `path` for `config` (method brave) into step 0 of
+  `out_dir`/checkpoints, with a fresh optimiser state; returns the counts of what it wrote."""
+  # Late imports: the train step pulls in the data pipeline, which the name mapping needs not.
+  import os  # pylint: disable=import-outside-toplevel
+  from mmv import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from mmv import sharding as shard_lib  # pylint: disable=import-outside-toplevel
+  from mmv import train_step as step_lib  # pylint: disable=import-outside-toplevel
+  if config.get('method') != 'brave':
+    raise IncompatibleReleaseError(f'the config trains method {config.get("method")!r}; a BraVe '
+                                   'release goes into a BraVe model (configs/brave.py)')
+  directory = os.path.join(out_dir, 'checkpoints')
+  if steps := ckpt_lib.existing_steps(directory):
+    raise FileExistsError(f'{os.path.abspath(directory)} already holds checkpoints (steps '
+                          f'{steps}); give another OUT_DIR')
+  params, state, release_config = load_release(path)
+  check_release_config(release_config, config.brave, config.model)
+  model = step_lib.create_model(config)
+  tx = step_lib.create_optimizer(config)
+  abstract = step_lib.abstract_train_state(config, model, tx, shard_lib.make_mesh(config.mesh))
+  variables = convert(params, state, {'params': abstract.params,
+                                      'batch_stats': abstract.batch_stats})
+  train_state = step_lib.TrainState(
+      step=np.zeros((), np.int32), params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      opt_state=jax.device_get(jax.jit(tx.init)(variables['params'])))
+  checkpointer = ckpt_lib.Checkpointer(directory)
+  checkpointer.save(0, train_state, signature=ckpt_lib.variable_signature(variables),
+                    extra={'imported_from': os.path.abspath(path)})
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  return {'params': sum(x.size for x in jax.tree.leaves(variables['params'])),
+          'batch_stats': sum(x.size for x in jax.tree.leaves(variables['batch_stats']))}
