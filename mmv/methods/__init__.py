@@ -18,10 +18,12 @@ and `mmv.inference` — serves every method unchanged. A method module defines:
 A new method is a module and its entry in `METHODS`, plus a config file.
 """
 
+from mmv.methods import brave
 from mmv.methods import mmv
 
 METHODS = {
     'mmv': mmv,
+    'brave': brave,
 }
 
 

@@ -117,8 +117,9 @@ def config_fields():
 
 
 def _views(config):
-  from mmv.data import views as view_ops  # pylint: disable=import-outside-toplevel
-  return {v.name: v for v in view_ops.parse(config.data)}
+  """{name: (name, num_frames, frame_stride, crop_size, placement, with_audio)} of data.views
+  (the entries' format; mmv/data/views.py checks them when the pipeline reads them)."""
+  return {tuple(v)[0]: tuple(v) for v in config.data.get('views', ())}
 
 
 def check_config(config):
@@ -164,9 +165,9 @@ def init_batch(config, batch_size=2):
   """Zero arrays of the model's batch: the broad clip (video and/or audio) and the narrow one."""
   c = config.brave
   shapes = pipeline.output_shapes(config.data)
-  view = _views(config)[c.narrow_view]
+  _, num_frames, _, crop_size, _, _ = _views(config)[c.narrow_view]
   batch = {f'video_{c.narrow_view}': jnp.zeros(
-      (batch_size, view.num_frames, view.crop_size, view.crop_size, 3), jnp.float32)}
+      (batch_size, num_frames, crop_size, crop_size, 3), jnp.float32)}
   if c.broad_video:
     batch['video'] = jnp.zeros((batch_size,) + shapes['video'], jnp.float32)
   if c.broad_audio:
@@ -179,11 +180,6 @@ def make_loss_fn(config, mesh, implementation=None):
   negatives); under jit on batch-sharded arrays its means span the global batch."""
   del config, mesh, implementation
   return brave_loss
-
-
-def frozen_params(config):
-  del config
-  return ()
 
 
 def make_optimizer(config):
