@@ -42,6 +42,9 @@ from mmv.data import pipeline
 from mmv.models import brave as brave_model
 from mmv.models import mmv as mmv_model
 
+# The narrow video backbone embeds video; the broad audio backbone audio (the released V/A model
+# and configs/brave.py have it; with brave.broad_audio False, embed_audio is a clear error).
+TOWERS = ('video', 'audio')
 SAFE_NORM_MIN = 1e-5  # brave.py `_regression_loss(..., epsilon=1e-5)`.
 BROAD_MODALITIES = ('video', 'audio')
 
