@@ -160,3 +160,26 @@ def test_release_file_is_read_without_running_code(tmp_path):
   np.save(str(tmp_path / 'plain.npy'), np.ones(3))
   with pytest.raises(safe_pickle.NotAPickleError, match='not one pickled object'):
     brave_checkpoint.load_release(str(tmp_path / 'plain.npy'))
+
+
+def test_import_release_writes_step_0_that_restores(tmp_path):
+  """configs/brave.py (the V/A model) from a fake paper release: step 0 of a workdir, whose
+  params are the release's; a second import into it, or a config of another model, is refused."""
+  from configs import brave as brave_config  # pylint: disable=import-outside-toplevel
+  from tests import test_brave_method  # pylint: disable=import-outside-toplevel
+  config = brave_config.get_config()
+  config.model.dtype = 'float32'
+  release = fake_release(PAPER)
+  path = save(release, tmp_path)
+  out = str(tmp_path / 'run')
+  counts = brave_checkpoint.import_release(path, config, out)
+  assert counts['params'] > 40_000_000
+  params = test_brave_method.final_params(config, out, 0)
+  np.testing.assert_array_equal(
+      params['head']['predictor']['dense_1']['kernel'],
+      release['params']['shared_project/predictor/linear_1']['w'])
+  with pytest.raises(FileExistsError, match='already holds checkpoints'):
+    brave_checkpoint.import_release(path, config, out)
+  config.brave.output_dim = 64
+  with pytest.raises(brave_checkpoint.IncompatibleReleaseError, match='output_dims=128'):
+    brave_checkpoint.import_release(path, config, str(tmp_path / 'other'))

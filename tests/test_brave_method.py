@@ -66,6 +66,12 @@ def test_configs_and_their_errors():
     methods.get(bad).check_config(bad)
   with pytest.raises(ValueError, match='unknown config argument'):
     brave_config.get_config('runlcoal')
+  # The same fields as every config (overrides that work for one work for all).
+  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from tests import test_configs  # pylint: disable=import-outside-toplevel
+  for arg in (None, 'runlocal'):
+    assert test_configs._fields(brave_config.get_config(arg)) == test_configs._fields(  # pylint: disable=protected-access
+        tiny.get_config())
 
 
 def test_runlocal_trains_and_its_batch_has_the_narrow_view(data_dir, tmp_path):
