@@ -184,3 +184,21 @@ def test_sigterm_inside_a_round_resumes_exactly(data_dir, tmp_path):
   config = small_config(data_dir, steps=8, round_steps=4)
   chex.assert_trees_all_equal(jax.device_get(_restore(config, stopped, 8)[0].params),
                               jax.device_get(_restore(config, full, 8)[0].params))
+
+
+def test_config_has_the_common_fields_and_bad_settings_are_clear_errors(data_dir):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  fields = lambda c, p='': set().union(*[fields(v, f'{p}{k}.') if hasattr(v, 'items')
+                                          else {p + k} for k, v in c.items()])
+  for arg in (None, 'runlocal'):
+    assert fields(xdc_config.get_config(arg)) == fields(tiny.get_config()), arg
+  for change, message in ((('xdc', 'variant', 'xcd'), "xdc.variant='xcd'"),
+                          (('xdc', 'k', 1), 'xdc.k=1 must be ≥ 2'),
+                          (('xdc', 'kmeans_init', 'kmeans'), 'xdc.kmeans_init'),
+                          (('data', 'with_keys', False), 'set data.with_keys=True'),
+                          (('data', 'modalities', ('video', 'audio', 'text')), 'XDC trains on'),
+                          (('xdc', 'k', 2**16), 'do not pack into one int32')):
+    config = small_config(data_dir)
+    config[change[0]][change[1]] = change[2]
+    with pytest.raises(ValueError, match=message):
+      xdc.check_config(config)
