@@ -35,6 +35,7 @@ import numpy as np
 from mmv import kmeans
 from mmv import optim
 from mmv import pseudo_labels
+from mmv.data import keys as key_ops
 from mmv.data import mixture
 from mmv.evaluators import features as features_lib
 from mmv.models import xdc as xdc_model
@@ -140,9 +141,6 @@ class Rounds:
   def features(self, state):
     """(keys int64 [n] unique, {'video', 'audio': float32 [n, F]}) of every training record,
     the clips' features averaged, in evaluation mode."""
-    # Imported here until data.with_keys (branch i18-views, mmv/data/keys.py) is on main, so
-    # that importing the methods never fails before it is; move it up once it is.
-    from mmv.data import keys as key_ops  # pylint: disable=g-import-not-at-top
     c, model = self.config, self.model
 
     def embed(variables, batch):
