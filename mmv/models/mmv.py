@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mmv.models import heads as heads_lib
+from mmv.models import r2plus1d
 from mmv.models import resnet
 from mmv.models import s3d
 from mmv.models import text as text_lib
@@ -22,6 +23,7 @@ VIDEO_BACKBONES = {
     's3d_g': s3d.S3DG,
     'tsm_resnet50': functools.partial(tsm_resnet.TSMResNet, width=1),
     'tsm_resnet50x2': functools.partial(tsm_resnet.TSMResNet, width=2),
+    'r2plus1d_18': r2plus1d.R2Plus1D18,
 }
 AUDIO_BACKBONES = {
     'tiny_audio': tiny.TinyAudioNet,
