@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from mmv.models import heads as heads_lib
 from mmv.models import r2plus1d
 from mmv.models import resnet
+from mmv.models import resnet_v1
 from mmv.models import s3d
 from mmv.models import text as text_lib
 from mmv.models import tiny
@@ -29,6 +30,7 @@ AUDIO_BACKBONES = {
     'tiny_audio': tiny.TinyAudioNet,
     'audio_resnet50': functools.partial(resnet.ResNetV2, depth=50),
     'audio_resnet18': functools.partial(resnet.ResNetV2, depth=18),
+    'audio_resnet9': functools.partial(resnet_v1.ResNetV1, depth=9),
 }
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
