@@ -7,6 +7,7 @@ for one works for all, and a field added here reaches every config.
 
 import ml_collections
 
+from mmv import methods
 from mmv.benchmarks import protocols
 
 # Frequent English function words; captions keep up to `max_words` of the rest.
@@ -23,6 +24,8 @@ def paper():
   S_va (512) and S_vat (256), Adam 0.002 with 5K warmup and cosine decay, global batch 4096."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # What the run learns (mmv/methods/): 'mmv', or another method with its configs/NAME.py.
+  c.method = 'mmv'
 
   c.data = ml_collections.ConfigDict()
   c.data.data_dir = ''  # Shards and vocab.txt; see the README's Datasets section.
@@ -121,6 +124,10 @@ def paper():
   # new optimiser state (zero moments; the learning-rate schedule goes on from the step); a
   # checkpoint that fits is still restored whole, so the flag can stay in the relaunch command.
   c.train.restore_params_only = False
+
+  # Each other method's own settings, config.NAME (MMV's are model and loss above).
+  for name, block in methods.config_blocks().items():
+    c[name] = block
 
   c.profile_steps = ()  # (first, last): a profiler trace of these steps in workdir/profile.
 

@@ -102,8 +102,8 @@ def model_config(config):
 def abstract_variables(config, model, mesh):
   """ShapeDtypeStructs of {'params', 'batch_stats'} on `mesh`: parameters placed by
   `config.mesh.param_rules`, BatchNorm statistics replicated. No optimiser is built."""
-  init = lambda rng: model.init(rng, *step_lib.dummy_inputs(config.data), train=False)
-  shapes = jax.eval_shape(init, jax.random.key(0))
+  shapes = jax.eval_shape(lambda rng: step_lib.init_variables(rng, model, config),
+                          jax.random.key(0))
   shardings = {'params': shard_lib.param_shardings(shapes['params'], mesh,
                                                    config.mesh.param_rules),
                'batch_stats': jax.tree.map(lambda _: shard_lib.replicated(mesh),

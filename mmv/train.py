@@ -54,11 +54,11 @@ def compile_train_step(config, model, tx, mesh, abstract, batch):
                    out_shardings=(state_shardings, shard_lib.replicated(mesh)),
                    donate_argnums=0)
 
-  lowered = jitted(step_lib.make_loss_fn(config.loss, mesh), config.train.microbatches).lower(
+  lowered = jitted(step_lib.make_loss_fn(config, mesh), config.train.microbatches).lower(
       abstract, batch)
   plain = lowered
   if config.loss.implementation != 'dense' or config.train.microbatches != 1:
-    plain = jitted(step_lib.make_loss_fn(config.loss, mesh, 'dense'), 1).lower(abstract, batch)
+    plain = jitted(step_lib.make_loss_fn(config, mesh, 'dense'), 1).lower(abstract, batch)
   return lowered.compile(), throughput.model_flops(plain)
 
 

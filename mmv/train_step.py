@@ -3,8 +3,9 @@
 `TrainState` (step, params, BatchNorm statistics, optimiser state), how it is created directly
 onto its shardings (`abstract_train_state`, `create_train_state`), and `train_step`: one
 optimiser step on a global batch, a pure function of (state, batch) that `mmv.train` jits over
-the mesh. The contrastive losses span the global batch; with `train.microbatches` > 1 the
-gradients are computed in micro-batches with the whole batch's negatives (GradCache).
+the mesh. The model, its loss and its optimiser are those of `config.method` (`mmv.methods`);
+losses span the global batch; with `train.microbatches` > 1 the gradients are computed in
+micro-batches with the whole batch's negatives (GradCache).
 """
 
 import functools
@@ -15,13 +16,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmv import chunked_losses
-from mmv import losses
+from mmv import methods
 from mmv import optim
 from mmv import sharding as shard_lib
 from mmv.data import pipeline
 from mmv.data import text as text_ops
-from mmv.models import mmv as mmv_model
 from mmv.models import text as text_lib
 from mmv.models import word2vec
 
@@ -37,56 +36,43 @@ class TrainState:
 
 
 def create_model(config):
-  """The model for `config`, with the vocabulary size read from the dataset's vocab file."""
-  words = text_ops.read_vocabulary(pipeline.vocab_path(config.data))
-  return mmv_model.build_model(config.model, vocab_size=len(words) + 2)
+  """The model of `config.method` for `config`."""
+  method = methods.get(config)
+  method.check_config(config)
+  return method.build_model(config)
 
 
 def create_optimizer(config):
-  """The optimiser for `config`; it leaves the model's frozen params (word2vec) alone."""
-  return optim.make_optimizer(config.optim, config.train.steps,
-                              frozen=mmv_model.frozen_params(config.model))
+  """The optimiser of `config.method` for `config` (frozen params, e.g. word2vec, untouched)."""
+  return methods.get(config).make_optimizer(config)
 
 
-def dummy_inputs(data_config, batch_size=2):
-  shapes = pipeline.output_shapes(data_config)
-  return (jnp.zeros((batch_size,) + shapes['video'], jnp.float32),
-          jnp.zeros((batch_size,) + shapes['audio'], jnp.float32),
-          jnp.zeros((batch_size,) + shapes['text'], jnp.int32))
+def make_loss_fn(config, mesh, implementation=None):
+  """`(outputs, batch) -> (loss, terms)`: the loss of `config.method`; `implementation`
+  overrides the config's where the method has several (MMV: 'dense' | 'chunked')."""
+  return methods.get(config).make_loss_fn(config, mesh, implementation)
 
 
-def init_state(rng, *, model, tx, data_config):
-  variables = model.init(rng, *dummy_inputs(data_config), train=False)
+def init_variables(rng, model, config):
+  """The model's {'params', 'batch_stats'} (the latter possibly empty), initialised from `rng`
+  on zero inputs of the method's batch shapes."""
+  variables = model.init(rng, methods.get(config).init_batch(config), train=False)
+  return {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+
+
+def init_state(rng, *, model, tx, config):
+  variables = init_variables(rng, model, config)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params))
 
 
-def make_loss_fn(loss_config, mesh, implementation=None):
-  """`(embeddings, batch) -> (loss, terms)` with the dense or the chunked contrastive losses.
-
-  `implementation` overrides `loss_config.implementation` ('dense' | 'chunked').
-  """
-  c = loss_config
-  implementation = implementation or c.implementation
-  if implementation == 'dense':
-    nce_fn, mil_nce_fn = losses.nce, losses.mil_nce
-  elif implementation == 'chunked':
-    ring = dict(mesh=mesh, axes=shard_lib.BATCH_AXES, chunk_size=c.chunk_size)
-    nce_fn = functools.partial(chunked_losses.nce, **ring)
-    mil_nce_fn = functools.partial(chunked_losses.mil_nce, **ring)
-  else:
-    raise ValueError(f"loss.implementation={implementation!r}; choose 'dense' or 'chunked'")
-  return functools.partial(losses.mmv_loss, temperature=c.temperature, weight_va=c.weight_va,
-                           weight_vt=c.weight_vt, nce_fn=nce_fn, mil_nce_fn=mil_nce_fn)
-
-
 def embed(model, params, batch_stats, batch):
-  """Training-mode embeddings of a batch and the updated BatchNorm statistics."""
-  embeddings, updates = model.apply(
-      {'params': params, 'batch_stats': batch_stats},
-      batch['video'], batch['audio'], batch['text'], train=True, mutable=['batch_stats'])
-  return embeddings, updates['batch_stats']
+  """The model's training-mode outputs on a batch (the loss's inputs) and the updated
+  BatchNorm statistics."""
+  outputs, updates = model.apply({'params': params, 'batch_stats': batch_stats}, batch,
+                                 train=True, mutable=['batch_stats'])
+  return outputs, updates.get('batch_stats', batch_stats)
 
 
 def loss_and_grads(params, batch_stats, batch, *, model, loss_fn):
@@ -187,7 +173,7 @@ def abstract_train_state(config, model, tx, mesh):
   Parameters and the optimiser's copies of them (Adam's moments) are placed by
   `config.mesh.param_rules`; the step, BatchNorm statistics and the rest are replicated.
   """
-  init = functools.partial(init_state, model=model, tx=tx, data_config=config.data)
+  init = functools.partial(init_state, model=model, tx=tx, config=config)
   shapes = jax.eval_shape(init, jax.random.key(0))
   replicated = shard_lib.replicated(mesh)
   params = shard_lib.param_shardings(shapes.params, mesh, config.mesh.param_rules)
@@ -210,7 +196,7 @@ def create_train_state(config, model, tx, mesh, abstract=None):
   `abstract`: `abstract_train_state(config, model, tx, mesh)` when already at hand.
   """
   abstract = abstract or abstract_train_state(config, model, tx, mesh)
-  init = functools.partial(init_state, model=model, tx=tx, data_config=config.data)
+  init = functools.partial(init_state, model=model, tx=tx, config=config)
   shardings = jax.tree.map(lambda s: s.sharding, abstract)
   state = jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
   if config.model.word2vec:

@@ -12,6 +12,7 @@ from configs import mmv_s3d
 from mmv import sharding
 from mmv import train_step
 from mmv.data import text as text_ops
+from mmv.methods import mmv as mmv_method
 from mmv.models import word2vec
 from tests import word2vec_files
 
@@ -34,7 +35,8 @@ def _random_like(abstract, seed=0):
 
 
 def _batch(config, b, vocab_size):
-  video, audio, text = train_step.dummy_inputs(config.data, batch_size=b)
+  shapes = mmv_method.init_batch(config, b)
+  video, audio, text = shapes['video'], shapes['audio'], shapes['text']
   rng = np.random.default_rng(1)
   return {'video': rng.random(video.shape, np.float32),
           'audio': rng.standard_normal(audio.shape).astype(np.float32),
@@ -71,13 +73,13 @@ def test_bfloat16_train_step_of_tiny_s3d_g_with_frozen_word2vec(data_dir, tmp_pa
                          sharding.batch_sharding(mesh))
 
   step = jax.jit(functools.partial(train_step.train_step, model=model, tx=tx,
-                                   loss_fn=train_step.make_loss_fn(config.loss, mesh)),
+                                   loss_fn=train_step.make_loss_fn(config, mesh)),
                  out_shardings=(jax.tree.map(lambda s: s.sharding, abstract), replicated))
   lowered = step.lower(state, batch)
   # The convolutions run in bfloat16; what the model returns to the losses is float32.
   assert 'bf16' in lowered.as_text()
   embeddings = jax.eval_shape(functools.partial(model.apply, train=False),
-                              state.variables(), batch['video'], batch['audio'], batch['text'])
+                              state.variables(), batch)
   assert all(e.dtype == jnp.float32 for e in jax.tree.leaves(embeddings))
 
   new_state, metrics = lowered.compile()(state, batch)

@@ -19,6 +19,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import train_step
 from mmv.data import audio as audio_ops
 from mmv.data import pipeline
+from mmv.methods import mmv as mmv_method
 from mmv.tools import export
 from tests import conftest
 
@@ -72,7 +73,7 @@ def make_run(config, workdir):
   """A workdir as training leaves it (config.json, checkpoint STEP), with random variables."""
   model = train_step.create_model(config)
   abstract = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                            *train_step.dummy_inputs(config.data))
+                        mmv_method.init_batch(config))
   variables = _random_variables({'params': abstract['params'],
                                  'batch_stats': abstract['batch_stats']})
   tx = train_step.create_optimizer(config)

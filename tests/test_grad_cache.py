@@ -18,7 +18,8 @@ class StandIn(nn.Module):
   """The MMV model's interface and its BatchNorm, at a size that compiles in a second."""
 
   @nn.compact
-  def __call__(self, video, audio, text, train):
+  def __call__(self, batch, train):
+    video, audio, text = batch['video'], batch['audio'], batch['text']
     video = nn.Dense(8)(video.reshape(video.shape[0], -1))
     video = nn.BatchNorm(use_running_average=not train, momentum=0.9)(video)
     return {'video_va': video, 'audio_va': nn.Dense(8)(audio),
@@ -42,11 +43,10 @@ def test_cached_gradients_equal_those_of_the_whole_accumulated_batch(
     config, microbatches, implementation):
   mesh = sharding.make_mesh()
   config.loss.implementation = implementation
-  loss_fn = train_step.make_loss_fn(config.loss, mesh)
+  loss_fn = train_step.make_loss_fn(config, mesh)
   model = StandIn()
   batch = _batch()
-  variables = model.init(jax.random.key(0), batch['video'], batch['audio'], batch['text'],
-                         train=False)
+  variables = model.init(jax.random.key(0), batch, train=False)
   params, stats = variables['params'], variables['batch_stats']
   # Micro-batch i holds rows i, i+m, i+2m, ...: every device's rows are in every micro-batch.
   micro = [jax.tree.map(lambda a, i=i: a[i::microbatches], batch) for i in range(microbatches)]

@@ -14,16 +14,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mmv.methods import mmv as mmv_method
 from mmv.models import heads
 from mmv.models import mmv as mmv_model
-from mmv.train_step import dummy_inputs
+
+
+def _inputs(config, batch_size=2):
+  """Zero video, audio and text of MMV's batch shapes."""
+  batch = mmv_method.init_batch(config, batch_size)
+  return batch['video'], batch['audio'], batch['text']
 
 
 def _train_passes(model, variables, video, audio, text, passes=4):
   stats = variables['batch_stats']
   for _ in range(passes):
     _, updates = model.apply({'params': variables['params'], 'batch_stats': stats},
-                             video, audio, text, train=True, mutable=['batch_stats'])
+                             {'video': video, 'audio': audio, 'text': text}, train=True,
+                             mutable=['batch_stats'])
     stats = updates['batch_stats']
   return stats
 
@@ -32,9 +39,9 @@ def _train_passes(model, variables, video, audio, text, passes=4):
 def test_audio_never_moves_the_video_heads_statistics(config, graph):
   config.model.head = graph
   model = mmv_model.build_model(config.model, vocab_size=50)
-  video, audio, text = dummy_inputs(config.data, batch_size=8)
+  video, audio, text = _inputs(config, 8)
   video = jax.random.uniform(jax.random.key(1), video.shape)
-  variables = model.init(jax.random.key(0), video, audio, text, train=False)
+  variables = model.init(jax.random.key(0), {'video': video, 'audio': audio, 'text': text}, train=False)
   # Two audio batches whose S_va features differ clearly from each other and from the
   # video's: a large offset and scale on the log-mel input.
   quiet = jax.random.normal(jax.random.key(2), audio.shape)
@@ -76,9 +83,9 @@ def test_audio_reaches_vat_with_the_videos_statistics(config, graph):
   `embed_audio` is called with train=True (the statistics are the video's)."""
   config.model.head = graph
   model = mmv_model.build_model(config.model, vocab_size=50)
-  video, audio, text = dummy_inputs(config.data, batch_size=4)
+  video, audio, text = _inputs(config, 4)
   audio = jax.random.normal(jax.random.key(2), audio.shape)
-  variables = model.init(jax.random.key(0), video, audio, text, train=False)
+  variables = model.init(jax.random.key(0), {'video': video, 'audio': audio, 'text': text}, train=False)
   _, audio_va, audio_vat = model.apply(variables, audio, method=model.embed_audio)
   head_vars = {k: v['heads'] for k, v in variables.items()}
   expected = heads.Heads(graph, config.model.va_dim, config.model.vat_dim).apply(

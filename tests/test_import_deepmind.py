@@ -23,6 +23,7 @@ from mmv import evaluate
 from mmv import inference
 from mmv import train_step
 from mmv.data import synthetic
+from mmv.methods import mmv as mmv_method
 from mmv.models import mmv as mmv_model
 from mmv.tools import deepmind_checkpoint as release_lib
 from mmv.tools import safe_pickle
@@ -62,7 +63,7 @@ def release_tree(names, value=lambda key, shape, dtype: np.zeros(shape, dtype)):
 def _abstract_variables(config, vocab_size):
   model = mmv_model.build_model(config.model, vocab_size)
   return jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                        *train_step.dummy_inputs(config.data))
+                        mmv_method.init_batch(config))
 
 
 def _flat(tree, prefix=''):

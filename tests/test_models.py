@@ -5,9 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mmv.methods import mmv as mmv_method
 from mmv.models import heads
 from mmv.models import mmv as mmv_model
-from mmv.train_step import dummy_inputs
+
+
+def _inputs(config, batch_size=2):
+  """Zero video, audio and text of MMV's batch shapes."""
+  batch = mmv_method.init_batch(config, batch_size)
+  return batch['video'], batch['audio'], batch['text']
 
 
 def _model(config, graph):
@@ -18,9 +24,9 @@ def _model(config, graph):
 @pytest.mark.parametrize('graph', heads.GRAPHS)
 def test_every_graph_gives_the_right_dims(config, graph):
   model = _model(config, graph)
-  video, audio, text = dummy_inputs(config.data, batch_size=4)
-  variables = model.init(jax.random.key(0), video, audio, text, train=False)
-  out = model.apply(variables, video, audio, text, train=False)
+  video, audio, text = _inputs(config, 4)
+  variables = model.init(jax.random.key(0), {'video': video, 'audio': audio, 'text': text}, train=False)
+  out = model.apply(variables, {'video': video, 'audio': audio, 'text': text}, train=False)
   va = config.model.vat_dim if graph == 'shared' else config.model.va_dim
   vt = config.model.vat_dim
   assert out['video_va'].shape == (4, va) and out['audio_va'].shape == (4, va)
@@ -38,9 +44,9 @@ def test_every_graph_gives_the_right_dims(config, graph):
 def test_fac_reaches_vat_through_va(config, graph):
   """video_vt = second head(ReLU(video_va)); audio uses the same second head at evaluation."""
   model = _model(config, graph)
-  video, audio, text = dummy_inputs(config.data, batch_size=4)
+  video, audio, text = _inputs(config, 4)
   video = jax.random.uniform(jax.random.key(1), video.shape)
-  variables = model.init(jax.random.key(0), video, audio, text, train=False)
+  variables = model.init(jax.random.key(0), {'video': video, 'audio': audio, 'text': text}, train=False)
   _, video_va, video_vt = model.apply(variables, video, method=model.embed_video)
   head_vars = {k: v['heads'] for k, v in variables.items()}
   again = heads.Heads(graph, config.model.va_dim, config.model.vat_dim).apply(
@@ -62,20 +68,20 @@ def test_unknown_names_are_errors(config):
   config.model.video_backbone = 'tiny_video'
   model = _model(config, 'facc')
   with pytest.raises(ValueError, match="unknown head graph 'facc'"):
-    model.init(jax.random.key(0), *dummy_inputs(config.data), train=False)
+    model.init(jax.random.key(0), mmv_method.init_batch(config), train=False)
 
 
 def test_batchnorm_uses_batch_statistics_in_training(config):
   model = _model(config, 'fac_relu')
-  video, audio, text = dummy_inputs(config.data, batch_size=4)
+  video, audio, text = _inputs(config, 4)
   video = jax.random.uniform(jax.random.key(1), video.shape)
-  variables = model.init(jax.random.key(0), video, audio, text, train=False)
-  out, updates = model.apply(variables, video, audio, text, train=True,
+  variables = model.init(jax.random.key(0), {'video': video, 'audio': audio, 'text': text}, train=False)
+  out, updates = model.apply(variables, {'video': video, 'audio': audio, 'text': text}, train=True,
                              mutable=['batch_stats'])
   changed = jax.tree.map(lambda a, b: not jnp.allclose(a, b), variables['batch_stats'],
                          updates['batch_stats'])
   assert any(jax.tree.leaves(changed))
   # An example's training-mode embedding depends on the rest of the batch.
-  single, _ = model.apply(variables, video[:1], audio[:1], text[:1], train=True,
+  single, _ = model.apply(variables, {'video': video[:1], 'audio': audio[:1], 'text': text[:1]}, train=True,
                           mutable=['batch_stats'])
   assert not np.allclose(single['video_va'][0], out['video_va'][0], atol=1e-4)

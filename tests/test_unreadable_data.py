@@ -127,7 +127,7 @@ def test_evaluation_record_counts_videos_of_a_truncated_shard_and_warns(config, 
   # The model as initialised: the counts do not depend on its weights.
   model = train_step.create_model(inference.model_config(config))
   mesh = sharding.make_mesh()
-  variables = model.init(jax.random.key(0), *train_step.dummy_inputs(config.data), train=False)
+  variables = train_step.init_variables(jax.random.key(0), model, config)
   monkeypatch.setattr(inference, 'restore',
                       lambda config, workdir, step=None: ((model, variables, mesh), step))
   monkeypatch.setattr(evaluate, 'checkpoint_identity', lambda workdir, step: {})

@@ -41,20 +41,21 @@ class MMV(nn.Module):
   text_backbone: nn.Module
   heads: heads_lib.Heads
 
-  def __call__(self, video, audio, text, train):
-    """Embeddings for the losses: video_va, audio_va [B, va]; video_vt [B, vt]; text_vt [B, K, vt].
+  def __call__(self, batch, train):
+    """Embeddings of a batch's video, audio and text (captions) for the losses: video_va,
+    audio_va [B, va]; video_vt [B, vt]; text_vt [B, K, vt].
 
     Always float32, whatever the compute dtype, so the losses are computed in float32.
     """
-    video_va, video_vt = self.embed_video(video, train)[1:]
+    video_va, video_vt = self.embed_video(batch['video'], train)[1:]
     # Audio goes no further than S_va here: its way on into S_vat (embed_audio) is the video's
     # second head, whose BatchNorm statistics must be the video's alone.
-    audio_va = self.heads.audio(self.audio_backbone(audio, train), train)
+    audio_va = self.heads.audio(self.audio_backbone(batch['audio'], train), train)
     return {
         'video_va': video_va,
         'video_vt': video_vt,
         'audio_va': audio_va.astype(jnp.float32),
-        'text_vt': self.embed_text(text, train),
+        'text_vt': self.embed_text(batch['text'], train),
     }
 
   def embed_video(self, video, train=False):
@@ -92,11 +93,6 @@ def backbone_options(c, name):
   if name == 's3d_g':
     options['space_to_depth'] = c.space_to_depth
   return options
-
-
-def frozen_params(c):
-  """Param paths the optimiser must leave alone: the word2vec embeddings when loaded."""
-  return (text_lib.EMBEDDINGS_PATH,) if c.word2vec else ()
 
 
 def build_model(c, vocab_size):

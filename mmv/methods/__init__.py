@@ -1,0 +1,39 @@
+"""Training methods: what a run learns, chosen by `config.method`.
+
+A method is one module here: how its views come from a record (its configs set `config.data`,
+e.g. `data.views`), which towers embed them (its model), and its loss. Everything else —
+the mesh, the train step and loop, checkpoints, preemption, exact resume, metrics, evaluation
+and `mmv.inference` — serves every method unchanged. A method module defines:
+
+  config_fields()                 its own config block, `config.<name>` (None: it has none);
+                                  every config has every method's block (configs/common.py)
+  check_config(config)            clear errors for settings it cannot train with
+  build_model(config)             a flax Module: `__call__(batch, train)` → the loss's inputs;
+                                  `embed_video` / `embed_audio` → (features, z1, z2 or None)
+                                  and `embed_text`, for the towers it has (evaluation)
+  init_batch(config, batch_size)  zero arrays shaped as the model's training batch
+  make_loss_fn(config, mesh, implementation=None)   (outputs, batch) → (loss, {term: value})
+  make_optimizer(config)          the optax optimiser (its schedule count follows the step)
+
+A new method is a module and its entry in `METHODS`, plus a config file.
+"""
+
+from mmv.methods import mmv
+
+METHODS = {
+    'mmv': mmv,
+}
+
+
+def get(config):
+  """The method module of `config.method` (configs written before methods existed: MMV)."""
+  name = config.get('method', 'mmv')
+  if name not in METHODS:
+    raise ValueError(f'unknown method {name!r} (config.method); choose from {sorted(METHODS)}')
+  return METHODS[name]
+
+
+def config_blocks():
+  """{name: the config block of each method that has one}, for configs/common.py."""
+  blocks = {name: module.config_fields() for name, module in METHODS.items()}
+  return {name: block for name, block in blocks.items() if block is not None}
