@@ -18,9 +18,11 @@ and `mmv.inference` — serves every method unchanged. A method module defines:
 A new method is a module and its entry in `METHODS`, plus a config file.
 """
 
+from mmv.methods import gdt
 from mmv.methods import mmv
 
 METHODS = {
+    'gdt': gdt,
     'mmv': mmv,
 }
 
