@@ -60,6 +60,13 @@ def paper():
   c.data.label_format = 'index'  # Or 'one_hot' / 'multi_hot' (with num_classes).
   c.data.num_classes = 0
   c.data.with_names = False  # Adds `filename` and `label_name` (evaluation only: strings).
+  # Extra views of each training example beside the main clip, for methods that compare clips
+  # of one video: ((name, num_frames, frame_stride, crop_size, placement, with_audio), ...),
+  # placement 'independent' | 'within' (inside the main clip's time span) | 'same' (its start);
+  # each adds video_<name> (and audio_<name>) to the batch. See mmv/data/views.py.
+  c.data.views = ()
+  # Adds `key` int32 [2] to each example: the record's fingerprint (mmv/data/keys.py).
+  c.data.with_keys = False
   c.data.strict = False  # True: a bad record is an error naming its file, not a skip.
   c.data.shuffle_buffer = 4096
   c.data.prefetch = 2

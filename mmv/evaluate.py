@@ -132,7 +132,7 @@ def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_featur
   per_split, counts, unreadable = {}, {'listed': {}, 'read': {}, 'skipped': {}}, {}
   for split, prepared in prepared_splits.items():
     # One line per split, on a terminal only (disable=None), not a bar per feature set.
-    with tqdm.tqdm(total=len(evaluate_split.feature_roles(bench, block)),
+    with tqdm.tqdm(total=len(evaluate_split.feature_roles(config, bench, block)),
                    desc=f'{bench.name} split {prepared.split} step {step}', unit='set',
                    disable=None if progress else True, leave=False) as bar:
       evaluation = evaluate_split.SplitEvaluation(config, bench, prepared, step, checkpoint,

@@ -9,6 +9,7 @@ import numpy as np
 
 from mmv import evaluate_inputs
 from mmv import evaluate_protocol
+from mmv import methods
 from mmv.benchmarks import protocols
 from mmv.data import records
 from mmv.evaluators import features as features_lib
@@ -26,6 +27,10 @@ def _probe(block, train, test, seed):
                                      dual=protocols.SVM_SOLVERS[block.svm_solver])
   return jax_linear.linear_probe(*train, *test, c_grid=c_grid, folds=block.cv_folds, seed=seed,
                                  solver=block.classifier.removeprefix('jax_'))
+
+
+# Protocols that embed captions or class names (the text tower, S_vat).
+TEXT_PROTOCOLS = ('retrieval', 'zero_shot')
 
 
 def _prefixed(prefix, result):
@@ -153,19 +158,36 @@ class SplitEvaluation:
 
   def run(self):
     result = {}
+    served = served_protocols(self.config, self.bench)
     for name in self.bench.protocols:
-      result.update(getattr(self, name)())
+      if name in served:
+        result.update(getattr(self, name)())
+      else:
+        self._say(name, 'not run: the model has no text tower')
     return result
 
 
-def feature_roles(bench, block):
+def served_protocols(config, bench):
+  """`bench`'s protocols that the model of `config.method` can run: those that embed text
+  (retrieval, zero-shot classification) need a text tower, which only some methods have.
+  A benchmark of a modality the model does not embed is an error."""
+  towers = methods.get(config).TOWERS
+  if bench.modality not in towers:
+    raise ValueError(f'benchmark {bench.name} embeds {bench.modality}: method '
+                     f'{config.get("method", "mmv")!r} has no {bench.modality} tower (its '
+                     f'towers: {", ".join(towers)})')
+  return tuple(p for p in bench.protocols if 'text' in towers or p not in TEXT_PROTOCOLS)
+
+
+def feature_roles(config, bench, block):
   """The feature sets `SplitEvaluation` extracts for `bench`'s protocols with `block`."""
+  served = served_protocols(config, bench)
   roles = []
-  if 'linear' in bench.protocols:
+  if 'linear' in served:
     roles += [f'train_pass{p}' for p in range(block.train_passes)]
-  if {'linear', 'zero_shot'} & set(bench.protocols):
+  if {'linear', 'zero_shot'} & set(served):
     roles.append('linear_test')
-  if 'retrieval' in bench.protocols:
+  if 'retrieval' in served:
     roles.append('retrieval_test')
   return roles
 

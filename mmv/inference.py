@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import media_inputs
+from mmv import methods
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.benchmarks import protocols
@@ -281,19 +282,27 @@ class Model:
                                          f'pipeline (input {failed[0]} first)')
     return embeddings
 
+  def _check_tower(self, modality):
+    method = self.config.get('method', 'mmv')
+    if modality not in methods.get(self.config).TOWERS:
+      raise ValueError(f'the model (method {method!r}) has no {modality} tower')
+
   def embed_videos(self, inputs, clips=4, *, batch_size=None):
     """`Embeddings` of video files or uint8 frame arrays [T, H, W, 3] at `data.fps`;
     `batch_size`: clips per batch (default `eval.batch_size`), of whole inputs."""
+    self._check_tower('video')
     return self._embed_all(inputs, 'video', clips, batch_size)
 
   def embed_audio(self, inputs, clips=4, *, batch_size=None):
     """`Embeddings` of sound (or video) files' soundtracks or float32 waveforms at the sample
     rate."""
+    self._check_tower('audio')
     return self._embed_all(inputs, 'audio', clips, batch_size)
 
   def embed_text(self, texts):
     """`Embeddings` (`vat` only) of sentences; one left without a word once the stop words are
     dropped is an error naming it."""
+    self._check_tower('text')
     if isinstance(texts, str):
       texts = [texts]
     if not texts:

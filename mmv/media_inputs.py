@@ -13,8 +13,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from mmv.data import example as example_ops
 from mmv.data import media
-from mmv.data import pipeline
 from mmv.data import video as video_ops
 
 MODALITIES = ('video', 'audio')
@@ -113,7 +113,7 @@ class Inputs:
   def clip_times(self, clip, modality, clips):
     """(start, end) seconds [clips, 2] of the clips the pipeline samples from `clip`."""
     d = self.data
-    seconds = pipeline.clip_seconds(d)
+    seconds = example_ops.clip_seconds(d)
     if modality == 'video':
       span = (d.num_frames - 1) * d.frame_stride + 1
       available, rate = len(clip.jpegs), d.fps

@@ -18,6 +18,7 @@ import tensorflow as tf
 from mmv import checkpoint as ckpt_lib
 from mmv import train_step
 from mmv.data import audio as audio_ops
+from mmv.data import example as example_ops
 from mmv.data import pipeline
 from mmv.methods import mmv as mmv_method
 from mmv.tools import export
@@ -108,7 +109,7 @@ def _inputs(config):
   for b in (1, 3):
     inputs[f'video/{b}'] = rng.uniform(0, 1, frames(b)).astype(np.float32)
     inputs[f'video_uint8/{b}'] = rng.integers(0, 256, frames(b)).astype(np.uint8)
-    inputs[f'audio/{b}'] = rng.uniform(-0.5, 0.5, (b, pipeline.num_audio_samples(d)))
+    inputs[f'audio/{b}'] = rng.uniform(-0.5, 0.5, (b, example_ops.num_audio_samples(d)))
     inputs[f'audio/{b}'] = inputs[f'audio/{b}'].astype(np.float32)
   inputs['text/1'] = np.array(CAPTIONS[:1], np.bytes_)
   inputs[f'text/{len(CAPTIONS)}'] = np.array(CAPTIONS, np.bytes_)

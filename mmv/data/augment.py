@@ -10,6 +10,8 @@ draws come from the host (`mmv.data.video`), so a clip is a pure function of its
 import jax
 import jax.numpy as jnp
 
+from mmv.data import views as view_ops
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALIZATIONS = ('unit', 'centered', 'imagenet')
@@ -88,17 +90,28 @@ def normalize(video, normalization):
   raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {normalization!r}')
 
 
+def _finish_clips(batch, name, crop_size, normalization):
+  """Pops the uint8 crops `name` and their draws (`name`_box, _flip, _colour) from `batch`;
+  returns the float clips."""
+  video = crop_resize(batch.pop(name), batch.pop(f'{name}_box'), crop_size) / 255.0
+  flip = batch.pop(f'{name}_flip', None)
+  if flip is not None:
+    video = jnp.where(flip[:, None, None, None, None] > 0, video[:, :, :, ::-1], video)
+  colour = batch.pop(f'{name}_colour', None)
+  if colour is not None:
+    video = colour_jitter(video, colour)
+  return normalize(jnp.clip(video, 0.0, 1.0), normalization)
+
+
 def finish_batch(batch, c):
-  """The host batch (see `mmv.data.pipeline`) → the model's batch, with float `video`."""
+  """The host batch (see `mmv.data.pipeline`) → the model's batch, with float `video` (and
+  `video_V` for each extra view V the batch holds, `mmv.data.views`)."""
   if 'frames' not in batch:
     return batch
   batch = dict(batch)
-  video = crop_resize(batch.pop('frames'), batch.pop('frames_box'), c.crop_size) / 255.0
-  flip = batch.pop('frames_flip', None)
-  if flip is not None:
-    video = jnp.where(flip[:, None, None, None, None] > 0, video[:, :, :, ::-1], video)
-  colour = batch.pop('frames_colour', None)
-  if colour is not None:
-    video = colour_jitter(video, colour)
-  batch['video'] = normalize(jnp.clip(video, 0.0, 1.0), c.normalization)
+  batch['video'] = _finish_clips(batch, 'frames', c.crop_size, c.normalization)
+  for view in view_ops.parse(c):
+    if view_ops.frames_key(view) in batch:
+      batch[view_ops.video_key(view)] = _finish_clips(batch, view_ops.frames_key(view),
+                                                      view.crop_size, c.normalization)
   return batch

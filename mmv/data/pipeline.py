@@ -1,9 +1,9 @@
 """The tf.data input pipeline: DMVR shards → per-process host batches → global device batches.
 
-Per example, on the host: parse the record, draw the example's randomness, decode the sampled
-frames' crops (uint8), cut the audio windows aligned with the frames in time, pick and
-tokenise captions, encode labels. Batches go to the devices as global jax.Arrays, where
-`mmv.data.augment` turns the uint8 crops into float clips (`global_batches`).
+Per example, on the host (`mmv.data.example`): parse the record, draw the example's randomness,
+decode the sampled frames' crops (uint8), cut the audio windows aligned with the frames in
+time, pick and tokenise captions, encode labels. Batches go to the devices as global
+jax.Arrays, where `mmv.data.augment` turns the uint8 crops into float clips (`global_batches`).
 
 Every random choice (clip offset, crop, flip, colour, captions) is a stateless function of
 (seed, source, process, position of the record), the position being (part, index within
@@ -18,9 +18,14 @@ The model's batch (after `global_batches`), per clip:
   text_mask  float32 [K] 1 for a real caption (one with a word left after dropping stop words)
   label      int32 [] (−1 if none), or float32 [classes] one-/multi-hot (`data.label_format`)
   mask       float32 []  1 for a real example (0 for evaluation padding)
+  video_V    float32 [T_V, crop_V, crop_V, 3]  each extra view V of `data.views` (training only;
+  audio_V    as audio, of the view's duration   see `mmv.data.views`), audio_V if it has audio
+  key        int32 [2]  the record's key, with `data.with_keys` (`mmv.data.keys`)
+  pseudo_label int32 []  the label of the record's key (−1 if none), with `key_labels`
   filename, label_name   bytes, host-side only, with `data.with_names`
 Modalities left out of `data.modalities` have no keys. In evaluation each example gives
-`data.num_test_clips` consecutive rows (its clips folded into the batch).
+`data.num_test_clips` consecutive rows (its clips folded into the batch); evaluation reads
+no extra views.
 """
 
 import functools
@@ -35,14 +40,13 @@ import tensorflow as tf
 
 from mmv.data import audio as audio_ops
 from mmv.data import augment
-from mmv.data import format as fmt
-from mmv.data import labels as label_ops
+from mmv.data import example as example_ops
+from mmv.data import keys as key_ops
 from mmv.data import records
 from mmv.data import text as text_ops
 from mmv.data import video as video_ops
+from mmv.data import views as view_ops
 
-MODALITIES = ('video', 'audio', 'text')
-AUDIO_FORMATS = ('log_mel', 'waveform')
 # Per example, removed by `mmv.data.stream`: the record's position and its stream element number,
 # and the unreadable shard tails met so far (`mmv.data.records`).
 BOOKKEEPING = ('_part', '_index', '_seq', '_tails', '_last_tail')
@@ -58,201 +62,33 @@ def make_tokenizer(c):
   return text_ops.Tokenizer(text_ops.read_vocabulary(vocab_path(c)), c.stop_words, c.max_words)
 
 
-def clip_seconds(c):
-  return c.num_frames * c.frame_stride / c.fps
+def _audio_shape(c, seconds):
+  samples = example_ops.num_audio_samples(c, seconds)
+  if c.audio_format == 'waveform':
+    return (samples,)
+  return (audio_ops.num_spectrogram_frames(samples, c.stft_window, c.stft_hop), c.num_mel_bins, 1)
 
 
-def num_audio_samples(c):
-  return int(round(clip_seconds(c) * c.audio_sample_rate))
-
-
-def check_config(c):
-  unknown = set(c.modalities) - set(MODALITIES)
-  if unknown or not {'video', 'audio'} & set(c.modalities):
-    raise ValueError(f'data.modalities must be among {MODALITIES} and include video or audio, '
-                     f'got {tuple(c.modalities)}')
-  if c.audio_format not in AUDIO_FORMATS:
-    raise ValueError(f'data.audio_format must be one of {AUDIO_FORMATS}, got {c.audio_format!r}')
-  if c.normalization not in augment.NORMALIZATIONS:
-    raise ValueError(f'data.normalization must be one of {augment.NORMALIZATIONS}, '
-                     f'got {c.normalization!r}')
-  label_ops.check_format(c.label_format, c.num_classes)
-  if clip_offset_rule(c) not in video_ops.OFFSET_RULES:
-    raise ValueError(f'data.clip_offsets must be one of {video_ops.OFFSET_RULES}, got '
-                     f'{clip_offset_rule(c)!r}')
-
-
-def clip_offset_rule(c):
-  """How clips start (`video.clip_offsets`): `data.clip_offsets`, which the evaluation of a
-  benchmark sets from its protocol; 'mmv' where a config has no such field."""
-  return c.get('clip_offsets', 'mmv')
-
-
-def first_items(c, available, rate):
-  """Of `available` frames (or samples) at `rate` per second, those clips are drawn from:
-  the first `data.max_seconds` (evaluation's protocols set it; all where 0 or absent), as a
-  decoder stopping there would give them."""
-  max_seconds = c.get('max_seconds', 0.0)
-  if not max_seconds:
-    return available
-  # Items k at k / rate < max_seconds; the margin keeps a product like 20 x 25 at 500.
-  limit = tf.cast(tf.math.ceil(max_seconds * tf.cast(rate, tf.float32) - 1e-3), available.dtype)
-  return tf.minimum(available, tf.maximum(limit, 1))
-
-
-def output_shapes(c):
-  """Per-clip shapes of the model's batch (after `global_batches`) for data config `c`."""
+def output_shapes(c, train=True):
+  """Per-clip shapes of the model's batch (after `global_batches`) for data config `c`: in
+  training (`train`) with the extra views of `data.views`. `key` (int32) is there with
+  `data.with_keys`; `pseudo_label` (int32 [], with `key_labels`) is not, being no config's."""
   shapes = {'label': () if c.label_format == 'index' else (c.num_classes,), 'mask': ()}
   if 'video' in c.modalities:
     shapes['video'] = (c.num_frames, c.crop_size, c.crop_size, 3)
   if 'audio' in c.modalities:
-    samples = num_audio_samples(c)
-    frames = audio_ops.num_spectrogram_frames(samples, c.stft_window, c.stft_hop)
-    shapes['audio'] = ((frames, c.num_mel_bins, 1) if c.audio_format == 'log_mel'
-                       else (samples,))
+    shapes['audio'] = _audio_shape(c, example_ops.clip_seconds(c))
     shapes['audio_mask'] = ()
   if 'text' in c.modalities:
     shapes['text'] = (c.num_captions, c.max_words)
     shapes['text_mask'] = (c.num_captions,)
+  for view in view_ops.parse(c) if train else ():
+    shapes[view_ops.video_key(view)] = (view.num_frames, view.crop_size, view.crop_size, 3)
+    if view.with_audio:
+      shapes[view_ops.audio_key(view)] = _audio_shape(c, example_ops.view_seconds(c, view))
+  if c.get('with_keys', False):
+    shapes['key'] = (2,)
   return shapes
-
-
-def _first(strings):
-  return tf.concat([strings, ['']], 0)[0]
-
-
-def _parse(record, modalities):
-  context = {
-      fmt.LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
-      fmt.LABEL_TEXT: tf.io.VarLenFeature(tf.string),
-      fmt.FILENAME: tf.io.VarLenFeature(tf.string),
-      fmt.START_US: tf.io.FixedLenFeature([], tf.int64, 0),
-      fmt.FPS: tf.io.FixedLenFeature([], tf.float32, fmt.DEFAULT_FPS),
-      fmt.SAMPLE_RATE: tf.io.FixedLenFeature([], tf.float32, fmt.DEFAULT_SAMPLE_RATE),
-  }
-  if 'text' in modalities:
-    context.update({fmt.CAPTION: tf.io.VarLenFeature(tf.string),
-                    fmt.CAPTION_START_US: tf.io.VarLenFeature(tf.int64),
-                    fmt.CAPTION_END_US: tf.io.VarLenFeature(tf.int64)})
-  sequence = {}
-  if 'video' in modalities:
-    sequence[fmt.IMAGE] = tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
-  if 'audio' in modalities:
-    # Ragged: the samples as they are (a VarLenFeature would add two int64 indices each).
-    sequence[fmt.WAVEFORM] = tf.io.RaggedFeature(tf.float32)
-  ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
-  raw = {k: tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v
-         for k, v in {**ctx, **seq}.items()}
-  if fmt.WAVEFORM in raw:
-    raw[fmt.WAVEFORM] = raw[fmt.WAVEFORM].flat_values
-  return raw
-
-
-def make_example_fn(c, tokenizer, *, train, seed):
-  """The per-example function: a record-stream element → host example (rows = clips)."""
-  check_config(c)
-  clips = 1 if train else c.num_test_clips
-  duration_s = clip_seconds(c)
-  window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
-  rule = clip_offset_rule(c)
-
-  def video(raw, keys, out):
-    num_frames = tf.shape(raw[fmt.IMAGE])[0]
-    tf.debugging.assert_positive(num_frames, message='the record has no frames (image/encoded)')
-    num_frames = first_items(c, num_frames, raw[fmt.FPS])
-    span = (c.num_frames - 1) * c.frame_stride + 1
-    offsets = video_ops.clip_offsets(num_frames, span, num_clips=clips, train=train, seed=keys[0],
-                                     rule=rule, stride=c.frame_stride)
-    indices = video_ops.frame_indices(offsets, c.num_frames, c.frame_stride, num_frames)
-    jpegs = tf.gather(raw[fmt.IMAGE], tf.reshape(indices, [-1]))
-    shape = tf.io.extract_jpeg_shape(jpegs[0])
-    box = video_ops.crop_box(shape[0], shape[1], crop_size=c.crop_size, train=train,
-                             seed=keys[1], scale_jitter=tuple(c.scale_jitter),
-                             min_resize=c.min_resize)
-    frames, crop = video_ops.decode_crop(jpegs, box, window)
-    out['frames'] = tf.reshape(frames, tf.concat([[clips, c.num_frames], tf.shape(frames)[1:]], 0))
-    out['frames_box'] = tf.tile(crop[None], [clips, 1])
-    if train and c.random_flip:
-      out['frames_flip'] = video_ops.flip_draw(keys[2])[None]
-    if train and c.color_augment:
-      out['frames_colour'] = video_ops.colour_draw(keys[3])[None]
-    return tf.cast(offsets, tf.float32) / raw[fmt.FPS]
-
-  def audio(raw, starts_s, out):
-    waveform = raw[fmt.WAVEFORM]
-    waves = audio_ops.windows(waveform, starts_s, rate_in=raw[fmt.SAMPLE_RATE],
-                              rate_out=c.audio_sample_rate, num_samples=num_audio_samples(c))
-    if c.audio_format == 'log_mel':
-      waves = audio_ops.log_mel_spectrogram(
-          waves, sample_rate=c.audio_sample_rate, window=c.stft_window, hop=c.stft_hop,
-          num_mel_bins=c.num_mel_bins, lower_hz=c.mel_lower_hz, upper_hz=c.mel_upper_hz,
-          log_offset=c.log_offset)
-    out['audio'] = waves
-    out['audio_mask'] = tf.fill([clips], tf.cast(tf.size(waveform) > 0, tf.float32))
-
-  def audio_only_starts(raw, keys):
-    rate = raw[fmt.SAMPLE_RATE]
-    span = tf.cast(tf.round(duration_s * rate), tf.int32)
-    available = first_items(c, tf.size(raw[fmt.WAVEFORM]), rate)
-    offsets = video_ops.clip_offsets(available, span, num_clips=clips, train=train,
-                                     seed=keys[0], rule=rule)
-    return tf.cast(offsets, tf.float32) / rate
-
-  def text(raw, starts_s, keys, out):
-    stored = tf.shape(raw[fmt.CAPTION])[0]
-    timed = tf.equal(tf.size(raw[fmt.CAPTION_START_US]), stored) & tf.equal(
-        tf.size(raw[fmt.CAPTION_END_US]), stored)
-    # Captions left without words (stop words only) are dropped before choosing, so they are
-    # neither drawn nor nearest: K are chosen among the real ones, and none left means no text.
-    tokens = tokenizer(raw[fmt.CAPTION])
-    real = text_ops.with_words(tokens)
-    n = tf.size(real)
-    k = c.num_captions
-    centres_us = raw[fmt.START_US] + tf.cast((starts_s + duration_s / 2) * 1e6, tf.int64)
-
-    def nearest():
-      return text_ops.nearest_captions(tf.gather(raw[fmt.CAPTION_START_US], real),
-                                       tf.gather(raw[fmt.CAPTION_END_US], real), centres_us, k)
-
-    def untimed():
-      indices, mask = text_ops.choose_captions(n, k, train=train, seed=keys[4])
-      return tf.tile(indices[None], [clips, 1]), tf.tile(mask[None], [clips, 1])
-
-    indices, mask = tf.cond((n > 0) & timed, nearest, untimed)
-    # A row of padding for a clip without text (its indices are 0, its mask 0).
-    rows = tf.concat([tf.gather(tokens, real), tf.zeros([1, c.max_words], tokens.dtype)], 0)
-    out['text'] = tf.reshape(tf.gather(rows, tf.reshape(indices, [-1])), [clips, k, c.max_words])
-    out['text_mask'] = tf.ensure_shape(mask, [clips, k])
-
-  def fn(element):
-    tf.debugging.assert_equal(element['damaged'], False,
-                              message='the shard ends early here (truncated or corrupt)')
-    raw = _parse(element['record'], c.modalities)
-    key = tf.constant([seed, 0], tf.int64)
-    for data in (element['part'], element['index']):
-      key = tf.random.experimental.stateless_fold_in(key, data)
-    keys = tf.random.experimental.stateless_split(key, 5)
-    out = {}
-    if 'video' in c.modalities:
-      starts_s = video(raw, keys, out)
-    else:
-      starts_s = audio_only_starts(raw, keys)
-    if 'audio' in c.modalities:
-      audio(raw, starts_s, out)
-    if 'text' in c.modalities:
-      text(raw, starts_s, keys, out)
-    label = label_ops.encode(raw[fmt.LABEL_INDEX], c.label_format, c.num_classes)
-    out['label'] = tf.repeat(label[None], clips, axis=0)
-    out['mask'] = tf.ones([clips])
-    if c.with_names:
-      out['filename'] = tf.fill([clips], _first(raw[fmt.FILENAME]))
-      out['label_name'] = tf.fill([clips], _first(raw[fmt.LABEL_TEXT]))
-    out.update(_part=element['part'], _index=element['index'], _seq=element['seq'],
-               _tails=element['tails'], _last_tail=element['last_tail'])
-    return out
-
-  # No Python control flow depends on tensors here: tracing without AutoGraph is faster.
-  return tf.autograph.experimental.do_not_convert(fn)
 
 
 def _fold_clips(batch):
@@ -261,8 +97,15 @@ def _fold_clips(batch):
           tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in batch.items()}
 
 
+def _example_fn(c, tokenizer, *, train, augment, seed, key_labels=None):
+  """The per-example function of a stream: training's reads the extra views."""
+  return example_ops.make_example_fn(
+      c, tokenizer, train=augment, seed=seed, views=view_ops.parse(c) if train else (),
+      key_table=None if key_labels is None else key_ops.label_table(key_labels))
+
+
 def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0),
-                   augment=None):
+                   augment=None, key_labels=None):
   """Host batches of `batch_size` examples of `files`, from position `start`.
 
   Records that fail (see `mmv.data.stream` for how they are counted) are dropped here;
@@ -270,16 +113,24 @@ def source_dataset(c, files, *, batch_size, train, seed, tokenizer, start=(0, 0)
   clip's crop is padded to the fixed buffer (`video.window_shape`) as it is copied into the batch.
   `augment` (default: `train`) makes examples as in training (one clip, random offset, crop,
   flip and colour); with `train=False` that is one augmented pass over `files` in order.
+  Training reads the extra views of `data.views`; evaluation, augmented or not, reads none.
+  `key_labels` (keys int64 [n], labels int32 [n]) adds `pseudo_label`, the label of each
+  example's record key (−1 for other keys; `mmv.data.keys`).
   """
   augment = train if augment is None else augment
   stream = records.record_stream(files, train=train, seed=seed,
                                  shuffle_buffer=c.shuffle_buffer, start=start)
-  ds = stream.map(make_example_fn(c, tokenizer, train=augment, seed=seed),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+  example_fn = _example_fn(c, tokenizer, train=train, augment=augment, seed=seed,
+                           key_labels=key_labels)
+  ds = stream.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=True).ignore_errors()
   shapes = {k: spec.shape for k, spec in ds.element_spec.items()}
-  if 'frames' in shapes:
-    window = video_ops.window_shape(c.crop_size, tuple(c.scale_jitter))
-    shapes['frames'] = shapes['frames'][:2].concatenate(window + (3,))
+  crops = [('frames', c.crop_size)] + [(view_ops.frames_key(v), v.crop_size)
+                                        for v in view_ops.parse(c)]
+  for name, crop_size in crops:
+    if name in shapes:
+      window = video_ops.window_shape(crop_size, tuple(c.scale_jitter))
+      shapes[name] = shapes[name][:2].concatenate(window + (3,))
   ds = ds.padded_batch(batch_size, padded_shapes=shapes, drop_remainder=train)
   return ds.map(_fold_clips)
 
@@ -291,7 +142,7 @@ def describe_record(c, files, position, *, train, seed, tokenizer, augment=None)
                                             shuffle_buffer=c.shuffle_buffer, start=position)))
   where = f'{element["file"].numpy().decode()} (record {int(element["record_number"])})'
   try:  # Eagerly, so the error is the failing op's own message.
-    make_example_fn(c, tokenizer, train=augment, seed=seed)(element)
+    _example_fn(c, tokenizer, train=train, augment=augment, seed=seed)(element)
   except tf.errors.OpError as e:
     message = re.sub(r'\{\{function_node [^}]*\}\}\s*', '', e.message).split(' [Op:')[0]
     return f'{where}: {message.strip().splitlines()[0]}'

@@ -25,9 +25,11 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tensorflow as tf
 
+from mmv.data import example as example_ops
 from mmv.data import mixture
 from mmv.data import pipeline
 from mmv.data import records
+from mmv.data import views as view_ops
 
 # Data states kept for batches not yet consumed (the device prefetch runs a few batches ahead).
 _HISTORY = 256
@@ -186,7 +188,8 @@ def _require_an_example(c, name, files, *, seed, tokenizer):
   """Raises `NoExampleError` unless a record of `files` makes an example: one pass in file order
   up to the first example (at once on readable data), or to the end. Eagerly, record by
   record: a tf.data pipeline would cost seconds of tracing for one example."""
-  make_example = pipeline.make_example_fn(c, tokenizer, train=True, seed=seed)
+  make_example = example_ops.make_example_fn(c, tokenizer, train=True, seed=seed,
+                                             views=view_ops.parse(c))
   for element in records.record_stream(files, train=False):
     try:
       make_example(element)
@@ -203,9 +206,14 @@ def _require_an_example(c, name, files, *, seed, tokenizer):
       + (f', {len(contents.tails)} shards unreadable ({tails})' if contents.tails else ''))
 
 
-def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state=None):
+def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state=None,
+                 key_labels=None):
   """This process's training batches of `batch_size` examples, from `state` (see
-  `gather_state`) or from the start; `NoExampleError` if a source has no readable example."""
+  `gather_state`) or from the start; `NoExampleError` if a source has no readable example.
+
+  `key_labels` = (keys int64 [n], labels int32 [n]) adds `pseudo_label` to every example: the
+  label of its record's key, −1 for a record not among `keys` (`mmv.data.keys`).
+  """
   sources = mixture.train_sources(c)
   counts = mixture.batch_counts([s.weight for s in sources], batch_size)
   start, skipped, unreadable = {s.name: (0, 0) for s in sources}, 0, 0
@@ -228,7 +236,7 @@ def train_stream(c, *, batch_size, seed, process_index=0, process_count=1, state
     kw = dict(train=True, seed=_source_seed(seed, i, process_index), tokenizer=tokenizer)
     _require_an_example(c, source.name, files, seed=kw['seed'], tokenizer=tokenizer)
     datasets.append(pipeline.source_dataset(c, files, batch_size=rows, start=start[source.name],
-                                            **kw))
+                                            key_labels=key_labels, **kw))
     described.append((source.name, rows,
                       lambda position, files=files, kw=kw: pipeline.describe_record(
                           c, files, position, **kw)))

@@ -57,17 +57,19 @@ def make_embed_fn(model, modality, with_text, spaces=False):
   def embed(variables, batch):
     out = {}
     if modality == 'video':
-      out['features'], video_va, out['video'] = model.apply(
+      out['features'], video_va, video_vat = model.apply(
           variables, batch['video'], method=model.embed_video)
-      if spaces:
+      if video_vat is not None:  # Methods without a text tower have no S_vat.
+        out['video'] = video_vat
+      if spaces and video_va is not None:
         out['video_va'] = video_va
     else:
       out['features'], audio_va, audio_vat = model.apply(variables, batch['audio'],
                                                          method=model.embed_audio)
-      if spaces:
+      if spaces and audio_va is not None:
         out['audio_va'] = audio_va
-        if audio_vat is not None:
-          out['audio_vat'] = audio_vat
+      if spaces and audio_vat is not None:
+        out['audio_vat'] = audio_vat
     if with_text:
       out['text'] = model.apply(variables, batch['text'][:, 0], method=model.embed_text)
     return out

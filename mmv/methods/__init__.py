@@ -5,6 +5,7 @@ e.g. `data.views`), which towers embed them (its model), and its loss. Everythin
 the mesh, the train step and loop, checkpoints, preemption, exact resume, metrics, evaluation
 and `mmv.inference` — serves every method unchanged. A method module defines:
 
+  TOWERS                          the towers its model has, of 'video', 'audio', 'text'
   config_fields()                 its own config block, `config.<name>` (None: it has none);
                                   every config has every method's block (configs/common.py)
   check_config(config)            clear errors for settings it cannot train with

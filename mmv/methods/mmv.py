@@ -20,6 +20,10 @@ from mmv.data import text as text_ops
 from mmv.models import mmv as mmv_model
 from mmv.models import text as text_lib
 
+# The towers its model has (embed_video, embed_audio, embed_text): the evaluation runs the
+# protocols they serve.
+TOWERS = ('video', 'audio', 'text')
+
 
 def config_fields():
   return None

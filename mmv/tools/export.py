@@ -50,6 +50,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import inference
 from mmv.data import audio as audio_ops
 from mmv.data import augment
+from mmv.data import example as example_ops
 from mmv.data import pipeline
 from mmv.data import text as text_ops
 
@@ -176,8 +177,9 @@ class ExportedModel(tf.Module):
     function = lambda fn, spec: tf.function(fn, input_signature=[spec], autograph=False)
     self.video = function(self._video, frames(tf.float32))
     self.video_uint8 = function(self._video, frames(tf.uint8))
-    self.audio = function(self._audio, tf.TensorSpec([None, pipeline.num_audio_samples(d)],
-                                                     tf.float32, name='waveform'))
+    self.audio = function(self._audio,
+                          tf.TensorSpec([None, example_ops.num_audio_samples(d)], tf.float32,
+                                        name='waveform'))
     self.text = function(self._text, tf.TensorSpec([None], tf.string, name='captions'))
 
   def _call(self, name, x):
@@ -220,8 +222,8 @@ def description(config, workdir, step, platforms):
                                   'vat_dim')},
       'video': {'frames': d.num_frames, 'height': d.crop_size, 'width': d.crop_size,
                 'frames_per_second': d.fps / d.frame_stride, 'normalization': d.normalization},
-      'audio': {'sample_rate': d.audio_sample_rate, 'samples': pipeline.num_audio_samples(d),
-                'format': d.audio_format},
+      'audio': {'sample_rate': d.audio_sample_rate,
+                'samples': example_ops.num_audio_samples(d), 'format': d.audio_format},
       'text': {'max_words': d.max_words, 'stop_words': list(d.stop_words)},
   }
 
