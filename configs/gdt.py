@@ -70,6 +70,5 @@ def get_config(arg=None):
     c.gdt.warmup_steps = 50
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; use 'runlocal' or nothing")
-  if 'views' in c.data:
-    c.data.views = _shifted_view(c)
+  c.data.views = _shifted_view(c)  # GDT's loader decodes both clips (--dualdata True).
   return c

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from configs import gdt as gdt_config
+from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
+from mmv import evaluate_split
 from mmv import methods
 from mmv import sharding
 from mmv import train
@@ -45,6 +47,9 @@ def test_paper_settings_and_checks():
   assert (g.learning_rate, g.warmup_multiplier, g.momentum, g.weight_decay) == (
       0.01, 16.0, 0.9, 1e-5)
   assert c.train.batch_size == 128
+  assert c.data.views == (('shifted', 30, 1, 112, 'independent', True),)
+  # No text tower: the evaluation runs the linear probe, not retrieval or zero-shot.
+  assert evaluate_split.served_protocols(c, benchmarks.get('synthetic')) == ('linear',)
   method = methods.get(c)
   method.check_config(c)
   c.gdt.hypothesis = 10
@@ -53,6 +58,15 @@ def test_paper_settings_and_checks():
   c.gdt.hypothesis = 1
   c.gdt.head_dropout = 0.3
   with pytest.raises(ValueError, match='dropout'):
+    method.check_config(c)
+  c.gdt.head_dropout = 0.0
+  c.gdt.hypothesis = 8  # Time shift: needs the shifted view, placed independently with audio.
+  method.check_config(c)
+  c.data.views = (('shifted', 30, 1, 112, 'within', True),)
+  with pytest.raises(ValueError, match="placed 'independent'"):
+    method.check_config(c)
+  c.data.views = ()
+  with pytest.raises(ValueError, match='add a data.views entry'):
     method.check_config(c)
   with pytest.raises(ValueError, match="unknown config argument 'runlokal'"):
     gdt_config.get_config('runlokal')
@@ -75,7 +89,7 @@ def test_schedule_and_optimizer_are_gdts():
     np.testing.assert_allclose(updates, -schedule(step) * velocity, rtol=1e-5)
 
 
-@pytest.mark.parametrize('hypothesis', [2])
+@pytest.mark.parametrize('hypothesis', [8])
 def test_runlocal_trains(data_dir, tmp_path, hypothesis):
   c = _small(data_dir, hypothesis)
   c.train.steps = c.train.checkpoint_every = 2

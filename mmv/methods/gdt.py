@@ -22,10 +22,11 @@ import optax
 
 from mmv import gdt_loss
 from mmv.data import pipeline
+from mmv.data import views as view_ops
 from mmv.models import gdt as gdt_model
 from mmv.models import mmv as mmv_model
 
-_VIEW_PLACEMENT, _VIEW_WITH_AUDIO = 4, 5  # Fields of a data.views entry (mmv/data/views.py).
+TOWERS = ('video', 'audio')
 
 
 def config_fields():
@@ -49,10 +50,6 @@ def config_fields():
   return c
 
 
-def _views_config(config):
-  return {v[0]: v for v in config.data.get('views', ())}
-
-
 def check_config(config):
   g = config.gdt
   if g.hypothesis not in gdt_loss.HYPOTHESES:
@@ -67,14 +64,14 @@ def check_config(config):
   if missing:
     raise ValueError(f'GDT needs data.modalities to include {missing}')
   if any(v.startswith('shifted') for v in gdt_loss.views(g.hypothesis)):
-    view = _views_config(config).get(g.shift_view)
+    view = {v.name: v for v in view_ops.parse(config.data)}.get(g.shift_view)
     if view is None:
       raise ValueError(
           f'gdt.hypothesis={g.hypothesis} compares time-shifted clips: add a data.views entry '
           f"named gdt.shift_view={g.shift_view!r}, e.g. (('{g.shift_view}', NUM_FRAMES, "
           "FRAME_STRIDE, CROP_SIZE, 'independent', True),)")
-    if view[_VIEW_PLACEMENT] != 'independent' or not view[_VIEW_WITH_AUDIO]:
-      raise ValueError(f'data.views entry {view!r}: GDT\'s shifted clip is placed '
+    if view.placement != 'independent' or not view.with_audio:
+      raise ValueError(f'data.views entry {tuple(view)!r}: GDT\'s shifted clip is placed '
                        "'independent' and has audio (with_audio True)")
 
 
