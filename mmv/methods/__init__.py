@@ -22,10 +22,12 @@ and, for a method that trains in rounds (XDC: new pseudo-labels every round), op
 A new method is a module and its entry in `METHODS`, plus a config file.
 """
 
+from mmv.methods import gdt
 from mmv.methods import mmv
 from mmv.methods import xdc
 
 METHODS = {
+    'gdt': gdt,
     'mmv': mmv,
     'xdc': xdc,
 }
