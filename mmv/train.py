@@ -15,6 +15,7 @@ import jax
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
+from mmv import methods
 from mmv import optim
 from mmv import preemption
 from mmv import sharding as shard_lib
@@ -27,9 +28,10 @@ from mmv.data import pipeline
 from mmv.data import records
 from mmv.data import stream as data_stream
 
-def input_batches(config, mesh, data_state):
+def input_batches(config, mesh, data_state, key_labels=None):
   """The global batches of the next steps, from `data_state` (a checkpoint's 'data', or None
   for the start), and `state_after(n)`: the data state to save once n of them were used.
+  `key_labels`: per-record labels of a method's round (`mmv.data.stream.train_stream`).
 
   Each process reads its share of the files; `state_after` gathers every process's position,
   so all processes call it at the same steps.
@@ -37,7 +39,7 @@ def input_batches(config, mesh, data_state):
   local_batch = shard_lib.check_batch_size(config.train.batch_size, mesh, 'train.batch_size')
   stream = data_stream.train_stream(
       config.data, batch_size=local_batch, seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), state=data_state)
+      process_count=jax.process_count(), state=data_state, key_labels=key_labels)
   batches = pipeline.global_batches(stream, shard_lib.batch_sharding(mesh), config.data,
                                     config.data.prefetch)
   return batches, lambda n: data_stream.gather_state(stream.state_after(n))
@@ -341,10 +343,25 @@ def _train(config, workdir, input_fn, watcher, mesh):
 
   compile_fn = functools.partial(compile_train_step, config, model, tx, mesh, abstract)
   writer = writers.MetricWriter(workdir, config.train.steps, start_step=int(state.step))
+  # A method that trains in rounds (XDC: new pseudo-labels each) gives each round's state and
+  # input, and the round's last step; the loop runs a round at a time, saving at its end.
+  rounds = getattr(methods.get(config), 'rounds', None)
+  rounds = rounds and rounds(config, workdir, mesh, model, tx, abstract)
+  compile_fn = rounds.compiled_once(compile_fn) if rounds else compile_fn
+  history, skipped, run_config, labels = [], [], config, {}
   try:
-    state, step, preempted, results = _train_loop(
-        config, workdir, state, input_fn(config, mesh, data_state), compile_fn,
-        checkpointer, signature, writer, watcher)
+    while True:
+      if rounds:
+        state, last_step, labels['key_labels'] = rounds.segment(state)
+        run_config = rounds.config_until(last_step)
+      state, step, preempted, results = _train_loop(
+          run_config, workdir, state, input_fn(config, mesh, data_state, **labels), compile_fn,
+          checkpointer, signature, writer, watcher)
+      if results:
+        history, skipped = history + results.history, skipped + results.skipped
+      if not rounds or preempted or step >= config.train.steps:
+        break
+      data_state = results.data_state(step)
   finally:
     checkpointer.wait_until_finished()  # A stopped run still completes its last save.
     checkpointer.close()
@@ -356,8 +373,8 @@ def _train(config, workdir, input_fn, watcher, mesh):
       # Saved now, or earlier when no step ran since (a signal while waiting for input).
       saved = f'saved the checkpoint of step {step}' if step else 'no step ran, nothing saved'
       print(f'{what}: {saved}; run the same command again to resume', flush=True)
-  return {'step': step, 'history': results.history if results else [], 'state': state,
-          'preempted': preempted, 'skipped_steps': results.skipped if results else []}
+  return {'step': step, 'history': history, 'state': state, 'preempted': preempted,
+          'skipped_steps': skipped}
 
 
 def _with_new_opt_state(state, tx, abstract):

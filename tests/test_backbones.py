@@ -117,7 +117,7 @@ def test_space_to_depth_layout():
       [v[dt, 2 + dh, dw, :] for dt in (0, 1) for dh in (0, 1) for dw in (0, 1)]))
 
 
-@pytest.mark.parametrize('name', ['s3d_g', 'audio_resnet18'])
+@pytest.mark.parametrize('name', ['s3d_g', 'audio_resnet18', 'r2plus1d_18', 'audio_resnet9'])
 def test_remat_keeps_the_variables_and_checkpoints_blocks(name):
   """Same variables (checkpoints and the importer stay valid); blocks run under jax.checkpoint,
   so their activations are recomputed in the backward pass. Traced only, nothing compiled."""
@@ -136,5 +136,6 @@ def test_remat_keeps_the_variables_and_checkpoints_blocks(name):
         variables, x))
     return len(re.findall(r'= (?:checkpoint|remat2?)\[', jaxpr))
 
-  assert checkpointed(build(remat=True)) == (9 if name == 's3d_g' else 8)  # Blocks.
+  blocks = {'s3d_g': 9, 'audio_resnet18': 8, 'r2plus1d_18': 8, 'audio_resnet9': 4}[name]
+  assert checkpointed(build(remat=True)) == blocks
   assert checkpointed(build()) == 0

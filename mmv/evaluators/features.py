@@ -12,6 +12,7 @@ per video, for its C clips:
   has_text  bool    [V]         the video has a caption
   label     int32   [V]
   filename  str     [V]         the record's file name (`data.with_names`)
+  key       int32   [V, 2]      the record's key (`data.with_keys`, `mmv.data.keys`)
 Arrays a modality or config does not give are absent. `mmv.inference` embeds a user's inputs
 with the same functions, so its embeddings are those evaluation computes.
 Padding rows are dropped by their mask, so no video is lost or counted twice. Records that
@@ -42,7 +43,7 @@ from mmv.data import records
 from mmv.data import stream as data_stream
 
 ARRAYS = ('features', 'video', 'video_va', 'audio_va', 'audio_vat', 'text', 'has_text', 'label',
-          'filename')
+          'filename', 'key')
 # Per clip: [V, C, ...].
 _PER_CLIP = ('features', 'video', 'video_va', 'audio_va', 'audio_vat')
 _META = 'meta.json'
@@ -112,6 +113,8 @@ def extract(data_config, split, embed, variables, mesh, *, batch_size, augment_s
       parts['text'].append(per_video(out['text'])[keep, 0].astype(np.float32))
       parts['has_text'].append(per_video(batch['text_mask'])[keep, 0, 0] > 0)
     parts['label'].append(per_video(batch['label'])[keep, 0].astype(np.int32))
+    if 'key' in batch:
+      parts['key'].append(per_video(batch['key'])[keep, 0].astype(np.int32))
   arrays = {k: np.concatenate(v) for k, v in parts.items() if v}
   return arrays, int(stream.skipped)
 

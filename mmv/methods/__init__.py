@@ -15,15 +15,22 @@ and `mmv.inference` — serves every method unchanged. A method module defines:
   init_batch(config, batch_size)  zero arrays shaped as the model's training batch
   make_loss_fn(config, mesh, implementation=None)   (outputs, batch) → (loss, {term: value})
   make_optimizer(config)          the optax optimiser (its schedule count follows the step)
+and, for a method that trains in rounds (XDC: new pseudo-labels every round), optionally
+  rounds(config, workdir, mesh, model, tx, abstract)   the training loop's round hook: see
+                                  `mmv.xdc_rounds.Rounds` (segment, config_until, compiled_once)
 
 A new method is a module and its entry in `METHODS`, plus a config file.
 """
 
 from mmv.methods import brave
+from mmv.methods import gdt
 from mmv.methods import mmv
+from mmv.methods import xdc
 
 METHODS = {
+    'gdt': gdt,
     'mmv': mmv,
+    'xdc': xdc,
     'brave': brave,
 }
 

@@ -39,6 +39,7 @@ import optax
 
 from mmv import optim
 from mmv.data import pipeline
+from mmv.data import views as view_ops
 from mmv.models import brave as brave_model
 from mmv.models import mmv as mmv_model
 
@@ -120,9 +121,8 @@ def config_fields():
 
 
 def _views(config):
-  """{name: (name, num_frames, frame_stride, crop_size, placement, with_audio)} of data.views
-  (the entries' format; mmv/data/views.py checks them when the pipeline reads them)."""
-  return {tuple(v)[0]: tuple(v) for v in config.data.get('views', ())}
+  """{name: mmv.data.views.View} of data.views, checked."""
+  return {v.name: v for v in view_ops.parse(config.data)}
 
 
 def check_config(config):
@@ -168,9 +168,9 @@ def init_batch(config, batch_size=2):
   """Zero arrays of the model's batch: the broad clip (video and/or audio) and the narrow one."""
   c = config.brave
   shapes = pipeline.output_shapes(config.data)
-  _, num_frames, _, crop_size, _, _ = _views(config)[c.narrow_view]
+  view = _views(config)[c.narrow_view]
   batch = {f'video_{c.narrow_view}': jnp.zeros(
-      (batch_size, num_frames, crop_size, crop_size, 3), jnp.float32)}
+      (batch_size, view.num_frames, view.crop_size, view.crop_size, 3), jnp.float32)}
   if c.broad_video:
     batch['video'] = jnp.zeros((batch_size,) + shapes['video'], jnp.float32)
   if c.broad_audio:

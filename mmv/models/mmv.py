@@ -11,7 +11,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mmv.models import heads as heads_lib
+from mmv.models import r2plus1d
 from mmv.models import resnet
+from mmv.models import resnet_v1
 from mmv.models import s3d
 from mmv.models import text as text_lib
 from mmv.models import tiny
@@ -22,11 +24,13 @@ VIDEO_BACKBONES = {
     's3d_g': s3d.S3DG,
     'tsm_resnet50': functools.partial(tsm_resnet.TSMResNet, width=1),
     'tsm_resnet50x2': functools.partial(tsm_resnet.TSMResNet, width=2),
+    'r2plus1d_18': r2plus1d.R2Plus1D18,
 }
 AUDIO_BACKBONES = {
     'tiny_audio': tiny.TinyAudioNet,
     'audio_resnet50': functools.partial(resnet.ResNetV2, depth=50),
     'audio_resnet18': functools.partial(resnet.ResNetV2, depth=18),
+    'audio_resnet9': functools.partial(resnet_v1.ResNetV1, depth=9),
 }
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
