@@ -39,11 +39,15 @@ a release also holds `shared_project_1`, ... (one per extra call); every apply f
 `shared_project` alone, so those copies are never read and are dropped here.
 """
 
+import os
 import re
 
 import jax
 import numpy as np
 
+from mmv import checkpoint as ckpt_lib
+from mmv import sharding as shard_lib
+from mmv import train_step as step_lib
 from mmv.tools import deepmind_names
 from mmv.tools import safe_pickle
 
@@ -193,11 +197,6 @@ def _consumed(collection, module, name, used):
 def import_release(path, config, out_dir):
   """Converts the BraVe release at `path` for `config` (method brave) into step 0 of
   `out_dir`/checkpoints, with a fresh optimiser state; returns the counts of what it wrote."""
-  # Late imports: the train step pulls in the data pipeline, which the name mapping needs not.
-  import os  # pylint: disable=import-outside-toplevel
-  from mmv import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
-  from mmv import sharding as shard_lib  # pylint: disable=import-outside-toplevel
-  from mmv import train_step as step_lib  # pylint: disable=import-outside-toplevel
   if config.get('method') != 'brave':
     raise IncompatibleReleaseError(f'the config trains method {config.get("method")!r}; a BraVe '
                                    'release goes into a BraVe model (configs/brave.py)')
