@@ -279,3 +279,12 @@ def test_one_line_refusals_bad_frames_and_overwriting_an_earlier_export_only(
     video(frames=tf.fill(shape, 255.0))
   with pytest.raises(tf.errors.InvalidArgumentError, match='not compatible with expected'):
     video(frames=tf.fill(shape[:1] + [shape[1] + 1] + shape[2:], 0.5))
+
+
+def test_a_run_of_another_method_is_refused(tmp_path):
+  from configs import gdt  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'run').mkdir()
+  with pytest.raises(ValueError, match="this run trained method 'gdt'"):
+    export.export(str(tmp_path / 'run'), str(tmp_path / 'out'),
+                  config=gdt.get_config('runlocal'))
+  assert not (tmp_path / 'out').exists()

@@ -261,6 +261,9 @@ def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cu
   output = os.path.abspath(output)
   check_output(output, overwrite)
   config = export_config(config if config is not None else inference.read_run_config(workdir))
+  if config.get('method', 'mmv') != 'mmv':
+    raise ValueError(f'the export writes MMV\'s signatures (S_va, S_vat, text); this run trained '
+                     f'method {config.method!r}: use mmv.inference to embed with it')
   vocab = pipeline.vocab_path(config.data)
   if not os.path.exists(vocab):
     raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of the '
