@@ -10,7 +10,7 @@ single-process), e.g. a GPU or TPU host:
     python launch.py --config configs/xdc.py --workdir runs/xdc \
         --config.data.data_dir=DIR --config.xdc.k=256 --config.xdc.round_steps=5000
 
-A few minutes on a CPU, tiny backbones on the synthetic dataset, 2 rounds:
+A few minutes on a CPU, tiny backbones on the synthetic dataset, 6 rounds of 100 steps:
 
     python launch.py --config configs/xdc.py:runlocal --workdir runs/xdc_local
     python -m mmv.evaluate --benchmark synthetic --data_dir data/synthetic \
@@ -36,7 +36,18 @@ def get_config(arg=None):
     c.xdc.k = 32  # The synthetic set has 16 classes (shape × direction), 80 (× colour) kinds.
     c.xdc.round_steps = 100
     c.xdc.kmeans_iterations = 50
-    c.train.steps = 200
+    # Colour is a nuisance for the synthetic label (shape × direction) but the factor both
+    # modalities show most plainly: the audio's colour partial (1000–1600 Hz) and the video's
+    # pixels. With the log-mel up to 1900 Hz, the audio clusters are shape × colour and the
+    # video learns to read colour (easiest) and loses the direction its random features had:
+    # the probe falls below the untrained model's. A mel range up to 900 Hz keeps the pitch
+    # (shape, 220–740 Hz) and the pulse (direction) and leaves the partial out, so the audio
+    # clusters are about shape; colour jitter on the training clips (XDC has no captions to
+    # contradict) makes colour a less reliable cue for the video encoder. Measured (README):
+    # linear probe 73.8% top-1 after 600 steps (59.8% after 400) against 30.1% untrained.
+    c.data.mel_upper_hz = 900.0
+    c.data.color_augment = True
+    c.train.steps = 600
     c.train.log_every = 10
     c.train.checkpoint_every = 100
   return c
