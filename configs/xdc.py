@@ -3,8 +3,9 @@
 Every `xdc.round_steps` steps, k-means of each encoder's features over the training set gives
 every record a pseudo-label (workdir/xdc/round_NNNN.npz); the video encoder learns the audio
 clusters and the audio encoder the video clusters (`xdc.variant`: 'xdc', or 'mdc', 'cdc',
-'sdc'). The paper trains R(2+1)D-18 and an audio ResNet-18, which this repository does not
-have: S3D-G and the audio ResNet-18 here. Launch on one host (the round's feature extraction is
+'sdc'). The paper trains R(2+1)D-18 (here `r2plus1d_18`, torchvision's layout) and an audio
+ResNet-18 (here DeepMind's audio ResNet-18 block, mmv/models/resnet.py, not the paper's exact
+one). Launch on one host (the round's feature extraction is
 single-process), e.g. a GPU or TPU host:
 
     python launch.py --config configs/xdc.py --workdir runs/xdc \
@@ -21,7 +22,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.paper_backbones('s3d_g', None if arg == 'runlocal' else arg)
+  c = common.paper_backbones('r2plus1d_18', None if arg == 'runlocal' else arg)
   c.method = 'xdc'
   c.model.audio_backbone = 'audio_resnet18'
   c.data.modalities = ('video', 'audio')
