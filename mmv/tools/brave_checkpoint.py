@@ -49,6 +49,7 @@ from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.tools import deepmind_names
+from mmv.tools import haiku_release
 from mmv.tools import safe_pickle
 
 BN = 'batch_norm'  # hk.BatchNorm's default name (modules.py `_default_normalize_fn`).
@@ -80,12 +81,9 @@ def load_release(path):
   if not isinstance(tree, dict) or not {'params', 'state', 'config'} <= set(tree):
     raise IncompatibleReleaseError(f'{path} is not a dict with `params`, `state` and `config` '
                                    '(the layout of the BraVe releases)')
-  for collection in ('params', 'state'):
-    modules = tree[collection]
-    if not (isinstance(modules, dict) and all(isinstance(k, str) and isinstance(v, dict)
-                                              for k, v in modules.items())):
-      raise IncompatibleReleaseError(f'{path}: `{collection}` is not a dict {{Haiku module '
-                                     'path: {name: array}}')
+  problem = haiku_release.layout_problem(tree)
+  if problem:
+    raise IncompatibleReleaseError(f'{path}: {problem}')
   config = tree['config']
   if not isinstance(config, dict) or not set(CONFIG_FIELDS) <= set(config):
     raise IncompatibleReleaseError(f'{path}: `config` is not a dict of BraveConfig fields with '
@@ -141,57 +139,19 @@ def check_release_config(release_config, c, model_c):
         ' (brave.broad_video, brave.broad_audio, brave.output_dim, model.video_backbone)')
 
 
-def _flat(tree):
-  return {(module, name): np.asarray(v) for module, d in tree.items() for name, v in d.items()}
-
-
 def convert(params, state, abstract_variables):
   """{'params', 'batch_stats'} numpy trees shaped like `abstract_variables`, from a release.
 
   Raises IncompatibleReleaseError listing the model variables the release lacks, the shapes that
   differ and the release arrays nothing uses (but the unused head copies).
   """
-  source = {'params': _flat(params), 'state': _flat(state)}
-  used, missing, mismatched = set(), [], []
-
-  def take(collection, path, leaf):
-    hk_collection, module, name = haiku_variable(collection, path)
-    used.add((hk_collection, module, name))
-    if (module, name) not in source[hk_collection]:
-      missing.append(f'{module}:{name} (for {collection}/{"/".join(path)})')
-      return None
-    value = source[hk_collection][(module, name)]
-    if collection == 'batch_stats' or name in ('scale', 'offset'):
-      value = value.reshape(-1)  # Haiku BN keeps [1, ..., C].
-    if value.shape != leaf.shape:
-      mismatched.append(f'{module}:{name} {list(value.shape)} '
-                        f'(model {collection}/{"/".join(path)} {list(leaf.shape)})')
-      return None
-    return value.astype(leaf.dtype, copy=False)
-
-  converted = {
-      collection: jax.tree_util.tree_map_with_path(
-          lambda p, leaf, c=collection: take(c, [k.key for k in p], leaf),
-          abstract_variables[collection])
-      for collection in ('params', 'batch_stats')}
-  unused = sorted(f'{m}:{n}' for c, d in source.items() for m, n in d
-                  if not _consumed(c, m, n, used))
-  if missing or mismatched or unused:
+  converted, problems = haiku_release.convert(
+      params, state, abstract_variables, haiku_variable,
+      lambda module: bool(_UNUSED_HEAD_COPY.match(module)))
+  if problems:
     lines = ['the released BraVe checkpoint does not fit the model of the config:']
-    for title, items in (('missing', missing), ('other shape', mismatched), ('unused', unused)):
-      if items:
-        lines.append(f'  {title} ({len(items)}): ' + '; '.join(items[:6]))
-    raise IncompatibleReleaseError('\n'.join(lines))
+    raise IncompatibleReleaseError('\n'.join(lines + haiku_release.problem_lines(problems)))
   return converted
-
-
-def _consumed(collection, module, name, used):
-  """Whether a release array is used, part of a used moving average, or an unused head copy."""
-  if (collection, module, name) in used or _UNUSED_HEAD_COPY.match(module):
-    return True
-  if collection == 'state' and name in ('hidden', 'counter'):
-    return (collection, module, 'average') in used
-  return False
 
 
 def import_release(path, config, out_dir):

@@ -23,6 +23,7 @@ from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.data import pipeline
 from mmv.tools import deepmind_names as names
+from mmv.tools import haiku_release
 from mmv.tools import safe_pickle
 
 SUPPORTED = {'head': ('fac_relu',), 'video_backbone': tuple(names.VIDEO_ROOTS),
@@ -38,12 +39,9 @@ def load_release(path):
   tree = safe_pickle.load(path)
   if not isinstance(tree, dict) or not {'params', 'state'} <= set(tree):
     raise IncompatibleReleaseError(f'{path} is not a dict with `params` and `state`')
-  for collection in ('params', 'state'):
-    modules = tree[collection]
-    if not (isinstance(modules, dict) and all(isinstance(k, str) and isinstance(v, dict)
-                                              for k, v in modules.items())):
-      raise IncompatibleReleaseError(f'{path}: `{collection}` is not a dict {{Haiku module '
-                                     'path: {name: array}}')
+  problem = haiku_release.layout_problem(tree)
+  if problem:
+    raise IncompatibleReleaseError(f'{path}: {problem}')
   return tree['params'], tree['state']
 
 
@@ -62,49 +60,21 @@ def check_model_config(c):
           f'the released checkpoints have model.{field} in {allowed}, not {c[field]!r}')
 
 
-def _flat(tree):
-  """{(module, name): array} of a Haiku {module: {name: array}} tree."""
-  return {(module, name): np.asarray(v) for module, d in tree.items() for name, v in d.items()}
-
-
 def convert(params, state, abstract_variables, model_config):
   """{'params', 'batch_stats'} numpy trees shaped like `abstract_variables`, from a release.
 
   Raises IncompatibleReleaseError listing the model variables the release lacks, the shapes
   that differ and the release arrays nothing uses.
   """
-  source = {'params': _flat(params), 'state': _flat(state)}
   layout = release_layout(params, state)
-  used, missing, mismatched = set(), [], []
-
-  def take(collection, path, leaf):
-    hk_collection, module, name = names.haiku_variable(collection, path, model_config, layout)
-    used.add((hk_collection, module, name))
-    if (module, name) not in source[hk_collection]:
-      missing.append(f'{module}:{name} (for {collection}/{"/".join(path)})')
-      return None
-    value = source[hk_collection][(module, name)]
-    if collection == 'batch_stats' or name in ('scale', 'offset'):
-      value = value.reshape(-1)  # Haiku BN keeps [1, ..., C].
-    if value.shape != leaf.shape:
-      mismatched.append(f'{module}:{name} {list(value.shape)} '
-                        f'(model {collection}/{"/".join(path)} {list(leaf.shape)})')
-      return None
-    return value.astype(leaf.dtype, copy=False)
-
-  converted = {
-      collection: jax.tree_util.tree_map_with_path(
-          lambda p, leaf, c=collection: take(c, [k.key for k in p], leaf),
-          abstract_variables[collection])
-      for collection in ('params', 'batch_stats')}
-  unused = sorted(f'{m}:{n}' for c, d in source.items() for m, n in d
-                  if not _consumed(c, m, n, used, layout))
-  if missing or mismatched or unused:
+  converted, problems = haiku_release.convert(
+      params, state, abstract_variables,
+      lambda collection, path: names.haiku_variable(collection, path, model_config, layout),
+      lambda module: names.is_unused_head(module, layout))
+  if problems:
     lines = ['the released checkpoint does not fit the model of the config:']
-    for title, items in (('missing', missing), ('other shape', mismatched),
-                         ('unused', unused)):
-      if items:
-        lines.append(f'  {title} ({len(items)}): ' + '; '.join(items[:6]))
+    lines += haiku_release.problem_lines(problems)
+    mismatched = dict(problems).get('other shape', [])
     if any('Conv2d_1a_7x7' in m for m in mismatched):
       lines.append('  (the released S3D-G has the space-to-depth stem: '
                    'model.space_to_depth=True)')
@@ -113,15 +83,6 @@ def convert(params, state, abstract_variables, model_config):
                    'released one)')
     raise IncompatibleReleaseError('\n'.join(lines))
   return converted
-
-
-def _consumed(collection, module, name, used, layout):
-  """Whether a release array is used, part of a used moving average, or a known-unused head."""
-  if (collection, module, name) in used:
-    return True
-  if collection == 'state' and name in ('hidden', 'counter'):
-    return (collection, module, 'average') in used
-  return names.is_unused_head(module, layout)
 
 
 def import_release(path, config, out_dir):
