@@ -147,18 +147,11 @@ def check_config(config):
 def build_model(config):
   """The BraVe module: config.model's backbones, config.brave's head and views."""
   c, m = config.brave, config.model
-
-  def backbone(name, table, kind):
-    if name not in table:
-      raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
-    return table[name](**mmv_model.backbone_options(m, name))
-
-  video = lambda: backbone(m.video_backbone, mmv_model.VIDEO_BACKBONES, 'video')
+  video = lambda: mmv_model.build_backbone(m, 'video')
   return brave_model.Brave(
       narrow_video=video(),
       broad_video=video() if c.broad_video else None,
-      broad_audio=(backbone(m.audio_backbone, mmv_model.AUDIO_BACKBONES, 'audio')
-                   if c.broad_audio else None),
+      broad_audio=mmv_model.build_backbone(m, 'audio') if c.broad_audio else None,
       head=brave_model.ProjectAndPredict(c.output_dim, c.hidden_dim, bn_decay=m.bn_decay,
                                          bn_eps=m.bn_eps, dtype=mmv_model.DTYPES[m.dtype]),
       narrow_key=f'video_{c.narrow_view}')

@@ -77,12 +77,7 @@ def check_config(config):
 
 def build_model(config):
   c, g = config.model, config.gdt
-  backbones = {}
-  for kind, name, table in (('video', c.video_backbone, mmv_model.VIDEO_BACKBONES),
-                            ('audio', c.audio_backbone, mmv_model.AUDIO_BACKBONES)):
-    if name not in table:
-      raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
-    backbones[kind] = table[name](**mmv_model.backbone_options(c, name))
+  backbones = {kind: mmv_model.build_backbone(c, kind) for kind in ('video', 'audio')}
   dtype = mmv_model.DTYPES[c.dtype]
   head = functools.partial(gdt_model.MLPHead, hidden=g.head_hidden, dim=g.head_dim,
                            dropout=g.head_dropout, bn_decay=c.bn_decay, bn_eps=c.bn_eps,

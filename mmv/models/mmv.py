@@ -95,20 +95,24 @@ def backbone_options(c, name):
   return options
 
 
-def build_model(c, vocab_size):
-  """The MMV module for model config `c`."""
+def build_backbone(c, kind):
+  """The `kind` ('video' | 'audio') backbone that model config `c` names (every method's)."""
   if c.dtype not in DTYPES:
     raise ValueError(f'unknown model.dtype {c.dtype!r}; choose from {sorted(DTYPES)}')
-  backbones = {}
-  for kind, name, table in (('video', c.video_backbone, VIDEO_BACKBONES),
-                            ('audio', c.audio_backbone, AUDIO_BACKBONES)):
-    if name not in table:
-      raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
-    backbones[kind] = table[name](**backbone_options(c, name))
+  name, table = ((c.video_backbone, VIDEO_BACKBONES) if kind == 'video'
+                 else (c.audio_backbone, AUDIO_BACKBONES))
+  if name not in table:
+    raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
+  return table[name](**backbone_options(c, name))
+
+
+def build_model(c, vocab_size):
+  """The MMV module for model config `c`."""
+  video_backbone, audio_backbone = build_backbone(c, 'video'), build_backbone(c, 'audio')
   dtype = DTYPES[c.dtype]
   return MMV(
-      video_backbone=backbones['video'],
-      audio_backbone=backbones['audio'],
+      video_backbone=video_backbone,
+      audio_backbone=audio_backbone,
       text_backbone=text_lib.WordConvText(vocab_size, c.word_embedding_dim, c.text_hidden,
                                           frozen_embeddings=bool(c.word2vec), dtype=dtype),
       heads=heads_lib.Heads(c.head, c.va_dim, c.vat_dim, bn_decay=c.bn_decay, bn_eps=c.bn_eps,

@@ -49,13 +49,6 @@ class XDC(nn.Module):
 def build_model(model_config, heads):
   """The XDC module: backbones named by `model_config` (as MMV's), `heads` as `XDC.heads`."""
   c = model_config
-  if c.dtype not in mmv_model.DTYPES:
-    raise ValueError(f'unknown model.dtype {c.dtype!r}; choose from {sorted(mmv_model.DTYPES)}')
-  backbones = {}
-  for kind, name, table in (('video', c.video_backbone, mmv_model.VIDEO_BACKBONES),
-                            ('audio', c.audio_backbone, mmv_model.AUDIO_BACKBONES)):
-    if name not in table:
-      raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
-    backbones[kind] = table[name](**mmv_model.backbone_options(c, name))
-  return XDC(video_backbone=backbones['video'], audio_backbone=backbones['audio'],
+  return XDC(video_backbone=mmv_model.build_backbone(c, 'video'),
+             audio_backbone=mmv_model.build_backbone(c, 'audio'),
              heads=tuple(heads))
