@@ -23,12 +23,13 @@ PEAK_BOUND = 6 * GIB
 KILL_ABOVE = 8 * GIB  # Spares the machine when the bound is broken.
 
 
-def _resident(pid):
-  """Resident memory of process `pid` in bytes (0 once it is gone)."""
+def _memory(pid, field):
+  """`field` ('VmRSS': resident now, 'VmHWM': its peak) of process `pid` in bytes (0 once it
+  is gone)."""
   try:
     with open(f'/proc/{pid}/status') as f:
       for line in f:
-        if line.startswith('VmRSS:'):
+        if line.startswith(f'{field}:'):
           return int(line.split()[1]) * 1024
   except OSError:
     pass
@@ -37,21 +38,23 @@ def _resident(pid):
 
 def evaluate_binary(tmp_path, *flags, kill_above=None):
   """(exit status, stdout, stderr, peak resident bytes) of `python -m mmv.evaluate FLAGS`,
-  killed when its memory passes `kill_above`."""
+  killed when its memory passes `kill_above`.
+
+  The peak is the process's own VmHWM, read while it runs: wait4's ru_maxrss would also count
+  the pytest worker it was forked from (Linux keeps the pre-exec memory's high-water mark), and
+  a worker that ran other tests first can be gigabytes larger than the evaluation."""
   out, err = tmp_path / 'stdout', tmp_path / 'stderr'
   env = {**os.environ, 'PYTHONPATH': ROOT, 'TF_CPP_MIN_LOG_LEVEL': '3'}
   with open(out, 'w') as stdout, open(err, 'w') as stderr:
     child = subprocess.Popen([sys.executable, '-m', 'mmv.evaluate', '--progress=false', *flags],
                              cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
-    while True:
-      pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-      if pid:
-        break
-      if kill_above and _resident(child.pid) > kill_above:
+    peak = 0
+    while child.poll() is None:
+      peak = max(peak, _memory(child.pid, 'VmHWM'))
+      if kill_above and _memory(child.pid, 'VmRSS') > kill_above:
         child.kill()
       time.sleep(0.05)
-  child.returncode = os.waitstatus_to_exitcode(status)
-  return child.returncode, out.read_text(), err.read_text(), usage.ru_maxrss * 1024
+  return child.returncode, out.read_text(), err.read_text(), peak
 
 
 def _error_lines(stderr):
