@@ -42,9 +42,6 @@ a release also holds `shared_project_1`, ... (one per extra call); every apply f
 import os
 import re
 
-import jax
-import numpy as np
-
 from mmv import checkpoint as ckpt_lib
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
@@ -171,14 +168,4 @@ def import_release(path, config, out_dir):
   abstract = step_lib.abstract_train_state(config, model, tx, shard_lib.make_mesh(config.mesh))
   variables = convert(params, state, {'params': abstract.params,
                                       'batch_stats': abstract.batch_stats})
-  train_state = step_lib.TrainState(
-      step=np.zeros((), np.int32), params=variables['params'],
-      batch_stats=variables['batch_stats'],
-      opt_state=jax.device_get(jax.jit(tx.init)(variables['params'])))
-  checkpointer = ckpt_lib.Checkpointer(directory)
-  checkpointer.save(0, train_state, signature=ckpt_lib.variable_signature(variables),
-                    extra={'imported_from': os.path.abspath(path)})
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  return {'params': sum(x.size for x in jax.tree.leaves(variables['params'])),
-          'batch_stats': sum(x.size for x in jax.tree.leaves(variables['batch_stats']))}
+  return haiku_release.save_step_zero(directory, variables, tx, path)
