@@ -115,35 +115,80 @@ def _setting(value):
   return value if isinstance(value, str) else json.dumps(value)
 
 
+# Protocol entries the report summarises (the record keeps them whole): per split and role the
+# videos listed, read and skipped, and the conversion's counts.
+_COUNTS = ('videos_listed', 'videos_read', 'videos_skipped', 'prepared')
+_PASS = re.compile(r'^(.+)_pass\d+$')
+
+
+def role_counts(protocol, split):
+  """{role: [(listed, read, skipped) per pass]} of `split`: a linear probe's training passes
+  (`train_pass0` ... `train_pass9`) are one role, `train`; other roles have one pass."""
+  counts = {}
+  for role, listed in protocol.get('videos_listed', {}).get(split, {}).items():
+    match = _PASS.match(role)
+    read = protocol.get('videos_read', {}).get(split, {}).get(role, listed)
+    skipped = protocol.get('videos_skipped', {}).get(split, {}).get(role, listed - read)
+    counts.setdefault(match.group(1) if match else role, []).append((listed, read, skipped))
+  return counts
+
+
+def _in_all(passes):
+  """'(listed, read, skipped)' in all passes, and how many passes: '' or ' (10 passes)'."""
+  totals = tuple(sum(column) for column in zip(*passes))
+  return totals, (f' ({len(passes)} passes)' if len(passes) > 1 else '')
+
+
 def skipped_warning(protocol):
   """'WARNING: ...' naming each split and role whose metrics miss videos its split lists
-  (`protocol['videos_skipped']`), or None when none were skipped."""
-  listed, skipped = protocol.get('videos_listed', {}), protocol.get('videos_skipped', {})
-  missing = [f'{split} {role}: {n} of {listed[split][role]}'
-             for split, roles in skipped.items() for role, n in roles.items() if n]
+  (`protocol['videos_skipped']`; a probe's training passes together), or None when none
+  were skipped."""
+  missing = []
+  for split in protocol.get('videos_listed', {}):
+    for role, passes in role_counts(protocol, split).items():
+      (listed, _, skipped), how_many = _in_all(passes)
+      if skipped:
+        missing.append(f'{split} {role}{how_many}: {skipped} of {listed}')
   if not missing:
     return None
   return (f'WARNING: metrics computed without videos the benchmark lists (skipped, of listed: '
-          f'{"; ".join(missing)}); see the videos_* lines below.')
+          f'{"; ".join(missing)}); see the counts below the metrics.')
+
+
+def count_summary(protocol):
+  """Lines of counts: per split, each role's videos listed / read / skipped (a probe's
+  training passes once when they are all alike, else their totals), then the conversion's."""
+  lines = []
+  for split in protocol.get('videos_listed', {}):
+    roles = []
+    for role, passes in role_counts(protocol, split).items():
+      if len(set(passes)) == 1:
+        each = f' (each of {len(passes)} passes)' if len(passes) > 1 else ''
+        roles.append(f'{role} {" / ".join(map(str, passes[0]))}{each}')
+      else:
+        totals, how_many = _in_all(passes)
+        roles.append(f'{role} {" / ".join(map(str, totals))}{how_many[:-1]} in all)')
+    lines.append(f'- videos listed / read / skipped, split {split}: {", ".join(roles)}')
+  for split, prepared in protocol.get('prepared', {}).items():
+    sides = ', '.join(f'{key[:-7]} {prepared.get(key[:-7] + "_clips", "?")} of {listed}'
+                      for key, listed in prepared.items() if key.endswith('_listed'))
+    lines.append(f'- videos converted, split {split}: {sides or "none"}')
+  return lines
 
 
 def render_markdown(record):
-  """A short markdown report: what was measured and how, and the metrics beside the paper's
-  when the record's protocol is the published one (`protocol['published']`). Its first line
-  is a warning when videos were skipped (`skipped_warning`)."""
+  """A short markdown report: the metrics beside the paper's when the record's protocol is the
+  published one (`protocol['published']`), a line of counts per split, then how it was
+  measured (the record's JSON has the counts in full). Its first line is a warning when
+  videos were skipped (`skipped_warning`)."""
   bench, backbone = record['benchmark'], record['backbone']
-  published = record['protocol'].get('published', False)
+  protocol = record['protocol']
+  published = protocol.get('published', False)
   paper = lambda metric: paper_number(backbone, bench, metric) if published else None
-  warning = skipped_warning(record['protocol'])
+  warning = skipped_warning(protocol)
   lines = [f'**{warning}**', ''] if warning else []
   lines += [f'# {bench} — {backbone}, checkpoint step {record["step"]}', '',
-           f'- benchmark: {bench}', f'- backbone: {backbone}',
-           f'- checkpoint step: {record["step"]}']
-  lines += [f'- {k}: {_setting(v)}' for k, v in record['protocol'].items()]
-  chosen_c = {split: r['linear_C'] for split, r in record['splits'].items() if 'linear_C' in r}
-  if chosen_c:
-    lines.append(f'- C used per split: {json.dumps(chosen_c)}')
-  lines += ['', '| metric | ours | paper |', '| --- | --- | --- |']
+            '| metric | ours | paper |', '| --- | --- | --- |']
   for metric, value in record['metrics'].items():
     lines.append(f'| {metric} | {_number(value)} | {_paper(paper(metric))} |')
   splits = record['splits']
@@ -153,17 +198,26 @@ def render_markdown(record):
     for metric, value in record['metrics'].items():
       row = [_number(r[metric]) for r in splits.values()] + [_number(value)]
       lines.append(f'| {metric} | ' + ' | '.join(row) + ' |')
+  counts = count_summary(protocol)
+  if counts:
+    lines += [''] + counts
   reported = any(paper_number(backbone, bench, m) is not None for m in record['metrics'])
   if not reported:
     lines += ['', f'The paper reports no number for {backbone} on {bench}.']
   elif not published:
-    differs = record['protocol'].get('differs_from_published', [])
+    differs = protocol.get('differs_from_published', [])
     lines += ['', f'Not the published protocol (differs in: {", ".join(differs) or "?"}): '
               "the paper's numbers are not comparable and are not shown."]
   else:
     lines += ['', 'Paper: MMV FAC (Alayrac et al., 2020), measured by the same (published) '
               'protocol; linear top-1 of UCF101/HMDB51 split 1 and the mean of ESC-50\'s 5 '
               'folds, retrieval is text→video (t2v).']
+  lines += ['', '## How it was measured', '', f'- benchmark: {bench}',
+            f'- backbone: {backbone}', f'- checkpoint step: {record["step"]}']
+  lines += [f'- {k}: {_setting(v)}' for k, v in protocol.items() if k not in _COUNTS]
+  chosen_c = {split: r['linear_C'] for split, r in splits.items() if 'linear_C' in r}
+  if chosen_c:
+    lines.append(f'- C used per split: {json.dumps(chosen_c)}')
   return '\n'.join(lines) + '\n'
 
 
