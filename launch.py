@@ -15,6 +15,8 @@ these are detected when left out (see the README).
 import os
 import sys
 
+import mmv  # pylint: disable=unused-import  # First: quiets TensorFlow's start-up lines.
+
 from absl import app
 from absl import flags
 from absl import logging
