@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA := data/synthetic
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install data demo test clean
 
@@ -22,11 +21,13 @@ $(DATA)/info.json: | $(STAMP)
 data: $(DATA)/info.json
 
 # Trains configs/tiny.py (resuming if runs/demo has a checkpoint), then evaluates the latest
-# checkpoint on the synthetic benchmark (retrieval, linear probe, zero-shot classification).
+# checkpoint on the synthetic benchmark (retrieval, linear probe, zero-shot classification),
+# then says whether the figures are what a working install gets (mmv/tools/demo_check.py).
 demo: install data
 	$(PY) launch.py --config configs/tiny.py --workdir runs/demo
 	$(PY) -m mmv.evaluate --benchmark synthetic --data_dir $(DATA) --workdir runs/demo \
 	    --output runs/demo/eval.json
+	$(PY) -m mmv.tools.demo_check runs/demo/eval.json
 
 test: install
 	$(PY) -m pytest -n 2 --durations=10 tests
