@@ -5,11 +5,11 @@
 The demo's figures are not the same bit for bit on every machine: XLA:CPU's arithmetic depends
 on the instruction set it compiles for and on the number of cores the process may use, and 600
 steps of training turn those rounding differences into points of accuracy. `EXPECTED` holds, per
-metric, the range measured over settings that emulate other machines (README, Quick start), and
+metric, the range measured over settings that emulate other machines (README, The two commands), and
 `LEARNED` what a model that learned reaches at least, in multiples of chance (an untrained model
 stays below it). Each metric gets one line:
 
-    OK: linear_top1 97.27 % (chance 6.25 %; expected 95-99.5 %)
+    OK: linear_top1 97.27 % (chance 6.25 %; expected 93-100 %)
     UNUSUAL: ... outside the expected range, yet at least 5x chance: a run that learned less (or
       more) than measured; worth a look, not an error
     BROKEN: ... under 5x chance: the model did not learn (a broken install or data)
@@ -20,14 +20,19 @@ The exit status is 1 when a metric is BROKEN (or missing from the record), else 
 import json
 import sys
 
-# Percent, per metric of the synthetic benchmark's record: (low, high) = the measured min-max
-# over the README's settings, widened by 1.5 points (half that for R@1) on each side.
+# Percent, per metric of the synthetic benchmark's record: (low, high) spans what was measured
+# (2026-12-03, 2-core Sapphire Rapids VM, 600 steps) with XLA's ISA at AVX-512 (default), AVX2
+# and SSE4.2, on 1 core and 2, and two earlier 2-core VMs' runs: R@1 28.9-32.4, R@5 92.6-94.9,
+# linear 94.9-98.8, zero-shot 89.5-96.5; widened by about 2 points on each side.
 EXPECTED = {
-    't2v_R@1': (27.0, 34.0),
-    't2v_R@5': (90.0, 96.0),
-    'linear_top1': (95.0, 99.5),
-    'zero_shot_top1': (90.0, 98.5),
+    't2v_R@1': (26.0, 35.0),
+    't2v_R@5': (90.0, 97.0),
+    'linear_top1': (93.0, 100.0),
+    'zero_shot_top1': (87.0, 98.5),
 }
+# At least this many times chance when the model learned; an untrained model (step 1) measured
+# R@1 1x, R@5 1.4x, linear 5.6x (34.8 %: random features separate the classes somewhat) and
+# zero-shot 1.75x chance.
 # At least this many times chance when the model learned.
 LEARNED = {
     't2v_R@1': 20.0,
@@ -91,7 +96,7 @@ def main(argv):
   kinds = {kind for kind, _ in results}
   summary = ('BROKEN' if 'BROKEN' in kinds else 'UNUSUAL' if 'UNUSUAL' in kinds else 'OK')
   print(f'demo check: {summary} (checkpoint step {record["step"]}; what the figures mean: '
-        'README, Quick start)')
+        'README, The two commands)')
   return 1 if summary == 'BROKEN' else 0
 
 
