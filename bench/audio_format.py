@@ -23,9 +23,9 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import data_throughput  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mmv.data import clip_lists  # pylint: disable=wrong-import-position
-from mmv.data import clip_records  # pylint: disable=wrong-import-position
-from mmv.data import convert  # pylint: disable=wrong-import-position
+from mmv.ingest import clip_lists  # pylint: disable=wrong-import-position
+from mmv.ingest import clip_records  # pylint: disable=wrong-import-position
+from mmv.ingest import convert  # pylint: disable=wrong-import-position
 from mmv.data import stream  # pylint: disable=wrong-import-position
 
 # Flags --rounds, --seconds, --batch_size and --data_dir (here: where the two datasets are kept

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
-from mmv.data import convert
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
+from mmv.ingest import convert
 from mmv.data import example as example_ops
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from tests import media_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,7 +101,7 @@ def test_samples_beyond_16_bits_are_clipped_and_counted():
 def test_the_command_line_takes_audio_format_and_refuses_others(sounds, tmp_path):
   out = tmp_path / 'cli'
   run = lambda fmt_: subprocess.run(
-      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={sounds / "sounds.csv"}',
+      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={sounds / "sounds.csv"}',
        f'--video_root={sounds}', f'--output_dir={out}', '--num_shards=1', '--short_side=32',
        f'--sample_rate={RATE}', '--num_workers=1', f'--audio_format={fmt_}'],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -114,7 +114,7 @@ def test_the_command_line_takes_audio_format_and_refuses_others(sounds, tmp_path
 
 
 def test_the_beam_path_writes_the_same_int16_records(sounds, tmp_path):
-  convert_beam = pytest.importorskip('mmv.data.convert_beam')
+  convert_beam = pytest.importorskip('mmv.ingest.convert_beam')
   _convert(sounds, tmp_path / 'local', 'int16')
   local = _records(tmp_path / 'local')
   specs, _ = clip_lists.read_csv(str(sounds / 'sounds.csv'), str(sounds))

@@ -11,7 +11,7 @@ track; records without them read as DMVR's do.
 
 IMAGE = 'image/encoded'
 WAVEFORM = 'WAVEFORM/feature/floats'
-# mmv's compact alternative (`mmv.data.convert --audio_format int16`): one Feature of one bytes
+# mmv's compact alternative (`mmv.ingest.convert --audio_format int16`): one Feature of one bytes
 # value, the waveform as little-endian signed 16-bit PCM; sample = value / 32768. Half the bytes
 # of DMVR's float list; DMVR's readers do not know it. A record holds one of the two.
 WAVEFORM_INT16 = 'WAVEFORM/feature/int16le'

@@ -20,7 +20,7 @@ import av
 import numpy as np
 import tensorflow as tf
 
-from mmv.data import clip_records
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
 from mmv.data import records
 

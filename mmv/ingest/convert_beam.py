@@ -1,11 +1,11 @@
-"""The converter on Apache Beam: `python -m mmv.data.convert ... --runner=DataflowRunner`.
+"""The converter on Apache Beam: `python -m mmv.ingest.convert ... --runner=DataflowRunner`.
 
-It reads the same inputs as the local path (mmv/data/clip_lists.py), decodes every clip with
+It reads the same inputs as the local path (mmv/ingest/clip_lists.py), decodes every clip with
 the same options (`clip_records.read_options`) on whichever worker the runner picks, and writes
 the same files: the shards byte for byte (a clip goes to the shard `clip_records.shard_of`
 picks, in input order within it, whatever order the workers finish in), labels.txt, vocab.txt
 and NAME.report.json. The label map and the vocabulary are combined in the pipeline from every
-clip, with the local path's rules (mmv/data/text_files.py: an existing labels.txt or
+clip, with the local path's rules (mmv/ingest/text_files.py: an existing labels.txt or
 vocab.txt is reused).
 
 Clips are decoded by video (a video at a URL is copied to the worker's disk once for all of its
@@ -14,7 +14,7 @@ temporary name, into the staging directory OUTPUT_DIR/.NAME.beam-DIGEST/ (hidden
 reader's NAME-*-of-* takes anything in it), renames it there when complete and then writes its
 part of the report next to it, which marks it done; a retried worker writes it again. Once the
 pipeline has succeeded, the launcher stages the report and moves the new files into OUTPUT_DIR
-(mmv/data/staging.py): until then OUTPUT_DIR shows nothing new but the staging directory.
+(mmv/ingest/staging.py): until then OUTPUT_DIR shows nothing new but the staging directory.
 DIGEST names the inputs (path, size, modification time) and every setting, so that a failed
 job run again with the same command decodes only the clips of the shards it had not finished
 (shards are written once every clip is decoded: this saves the work of a job that failed while
@@ -35,13 +35,13 @@ import apache_beam as beam
 from apache_beam.options import pipeline_options
 import tensorflow as tf
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from mmv.data import shard_names
-from mmv.data import staging
-from mmv.data import text_files
+from mmv.ingest import staging
+from mmv.ingest import text_files
 
 _REJECTED = 'rejected'
 

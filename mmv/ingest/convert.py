@@ -1,6 +1,6 @@
 r"""Converts raw media files into sharded DMVR-format TFRecords (see mmv/data/format.py).
 
-    python -m mmv.data.convert --input_csv train.csv --video_root videos \
+    python -m mmv.ingest.convert --input_csv train.csv --video_root videos \
         --output_dir data/mine --name train --num_shards 16 --num_workers 8
 
 Inputs (one of):
@@ -21,7 +21,7 @@ refuses labels it lacks), so ids agree across splits. Caption words make OUTPUT_
 unless one is there. A file that cannot be read, or a CSV row whose times are not a clip (not
 numbers, a negative start, an end not after the start), is skipped and reported. Shards, a new
 labels.txt or vocab.txt and the report are staged in a hidden directory and moved into place
-only when all are complete (mmv/data/staging.py), existing shards of NAME (of any count)
+only when all are complete (mmv/ingest/staging.py), existing shards of NAME (of any count)
 removed first and only with --overwrite: no set of old and new shards, or two sets, is ever
 visible, and a conversion stopped while moving is finished by the next one of NAME (a rerun
 of the same command does only that). A conversion that writes no clip is an error that changes
@@ -29,12 +29,12 @@ nothing. The progress bar goes to a terminal only. The report is also written as
 OUTPUT_DIR/NAME.report.json.
 
 A clip goes to the shard a hash of its CSV row or caption picks (`clip_records.shard_of`), in
-input order within it, so that the Beam pipeline (`--runner`, mmv/data/convert_beam.py),
+input order within it, so that the Beam pipeline (`--runner`, mmv/ingest/convert_beam.py),
 which decodes on many machines in any order, writes the same shards byte for byte. Without
 --runner the output directory is local; arguments the converter does not know go to Beam's PipelineOptions.
 
-The inputs are read by mmv/data/clip_lists.py, labels.txt and vocab.txt made by
-mmv/data/text_files.py, records by mmv/data/clip_records.py. TensorFlow is imported inside the
+The inputs are read by mmv/ingest/clip_lists.py, labels.txt and vocab.txt made by
+mmv/ingest/text_files.py, records by mmv/ingest/clip_records.py. TensorFlow is imported inside the
 functions that make records or move files: the decoding workers are spawned and import this
 module (their __main__), and need only PyAV.
 """
@@ -53,12 +53,12 @@ from absl import app
 from absl import flags
 import tqdm
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
-from mmv.data import media
-from mmv.data import staging
-from mmv.data import text_files
+from mmv.ingest import media
+from mmv.ingest import staging
+from mmv.ingest import text_files
 
 
 
@@ -88,7 +88,7 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
   with frames (see `media.read_clip`, also for `min_clip_fraction` and `require_audio`).
 
   A move of `name` into `output_dir` that was cut short is finished first (see
-  `mmv.data.staging`); if it was this conversion's (the same specs and settings), that is all,
+  `mmv.ingest.staging`); if it was this conversion's (the same specs and settings), that is all,
   and its report is returned.
   """
   if not specs and not allow_empty:  # Before anything, the output directory included.
@@ -158,7 +158,7 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
   [(name, samples)]} (`audio_format`: see `clip_records.make_example`).
 
   Everything, shards, `text_files` ({path: lines}) and the report at `report_path` (if given),
-  is staged (`mmv.data.staging`) and moved into place only when all is complete, so a failure
+  is staged (`mmv.ingest.staging`) and moved into place only when all is complete, so a failure
   before leaves the visible directory as it was, and a move cut short is finished by the next
   conversion of `name` into `output_dir`. Existing shards of `name` are an error unless
   `overwrite` (then they are replaced, after the new ones are complete, never beside them);
@@ -307,13 +307,13 @@ def _settings(f):
 
 
 def _beam():
-  """mmv.data.convert_beam, or a one-line exit when Apache Beam is not installed."""
+  """mmv.ingest.convert_beam, or a one-line exit when Apache Beam is not installed."""
   try:
-    from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
+    from mmv.ingest import convert_beam  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError as e:
     if e.name != 'apache_beam':
       raise
-    sys.exit('mmv.data.convert: --runner needs Apache Beam: pip install -e ".[beam]" '
+    sys.exit('mmv.ingest.convert: --runner needs Apache Beam: pip install -e ".[beam]" '
              '(apache-beam==2.77.0)')
   return convert_beam
 
@@ -343,7 +343,7 @@ def main(argv):
       report = convert(specs, f.output_dir, num_workers=f.num_workers, skipped=rejected,
                        allow_empty=False, write_report=True, **_settings(f))
   except clip_records.ConversionError as e:
-    sys.exit(f'mmv.data.convert: {e}')  # Status 1, the message without a traceback.
+    sys.exit(f'mmv.ingest.convert: {e}')  # Status 1, the message without a traceback.
   print(format_report(report, f.output_dir, f.name), flush=True)
 
 

@@ -21,7 +21,7 @@ import os
 import re
 import uuid
 
-from mmv.data import clip_records
+from mmv.ingest import clip_records
 from mmv.data import shard_names
 
 _MANIFEST = 'move.json'
