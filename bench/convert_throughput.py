@@ -31,7 +31,10 @@ made their subreaper, so that a worker whose parent exits without waiting for it
 counted once it ends). The bound is this process's alone. DMVR's generator is also shown
 without the CPU time a Python interpreter takes to start and import its modules (measured in
 the same round): the converter's paths run in this process, whose imports are done before.
-The local and Beam outputs are checked byte for byte against each other.
+The local and Beam outputs are checked byte for byte against each other. Local and Beam also
+convert the clips of one video alone: from the two sizes, each path's CPU time is split into a
+cost per run (starting its worker processes, which for Beam import TensorFlow and Beam) and a
+cost per clip, what a conversion of millions of clips pays.
 """
 
 import ctypes
@@ -242,12 +245,19 @@ def main(argv):
     print('note: no --dmvr_script: DMVR\'s generator (examples/generate_from_file.py of a '
           'github.com/google-deepmind/dmvr checkout) is not measured', flush=True)
 
-  def local(out):
-    return convert.convert(specs, out, name='train', num_shards=num_shards, skipped=rejected,
-                           num_workers=workers, progress=False, audio_format=audio_format)
+  few = 2  # The clips of one video: the runs of this many show the paths' fixed costs.
+  few_csv = os.path.join(directory, 'few.csv')
+  with open(csv) as f, open(few_csv, 'w') as g:
+    g.writelines(f.readlines()[:1 + few])
 
-  def beam(out):
-    return convert_beam.run(out, name='train', num_shards=num_shards, input_csv=csv,
+  def local(out, count=len(specs)):
+    return convert.convert(specs[:count], out, name='train', num_shards=num_shards,
+                           skipped=rejected, num_workers=workers, progress=False,
+                           audio_format=audio_format)
+
+  def beam(out, count=len(specs)):
+    return convert_beam.run(out, name='train', num_shards=num_shards,
+                            input_csv=csv if count == len(specs) else few_csv,
                             video_root=directory, audio_format=audio_format,
                             beam_args=['--runner=DirectRunner', f'--direct_num_workers={workers}',
                                        '--direct_running_mode=multi_processing'])
@@ -263,7 +273,7 @@ def main(argv):
     del out
     subprocess.run([sys.executable, '-c', 'import ffmpeg, numpy, pandas, tensorflow; '
                     'from absl import app, flags'], check=True, env=env)
-    return {'written': len(specs)}
+    return {'written': 0}
 
   bound_records = {}
 
@@ -272,41 +282,48 @@ def main(argv):
     bound_records.update(bound(specs, label_ids, audio_format))
     return {'written': len(bound_records)}
 
-  runs = [('bound', bound_run), ('local', local), ('beam', beam)]
-  runs = [(name, run) for name, run in runs if name in _PATHS.value]
+  runs = [('bound', bound_run), ('local', local),
+          (f'local, {few} clips', lambda out: local(out, few)), ('beam', beam),
+          (f'beam, {few} clips', lambda out: beam(out, few))]
+  runs = [(name, run) for name, run in runs if name.split(',')[0] in _PATHS.value]
   if dmvr:
     runs += [('dmvr', dmvr_run), ('imports', imports)]
-  cpu = {name: [] for name, _ in runs}
+  cpu, clips = {name: [] for name, _ in runs}, {}
   for r in range(_ROUNDS.value):
     for name, run in runs:
-      out = os.path.join(directory, f'{name}{r}')
+      out = os.path.join(directory, f'{name.replace(", ", "_").replace(" ", "_")}{r}')
       shutil.rmtree(out, ignore_errors=True)
       reap()
       wall, before = time.perf_counter(), cpu_seconds()
-      report = run(out)
+      clips[name] = run(out)['written']
       reap()
       seconds, wall = cpu_seconds() - before, time.perf_counter() - wall
       cpu[name].append(seconds)
-      print(f'round {r} {name}: {report["written"]} clips, {seconds:.1f} CPU-s, {wall:.1f} s '
-            f'wall: {report["written"] / seconds:.2f} clips per CPU-s', flush=True)
+      print(f'round {r} {name}: {clips[name]} clips, {seconds:.1f} CPU-s, {wall:.1f} s wall',
+            flush=True)
     if 'local' in cpu and 'beam' in cpu:
       names = sorted(os.listdir(os.path.join(directory, f'local{r}')))
       _, mismatch, errors = filecmp.cmpfiles(os.path.join(directory, f'local{r}'),
                                              os.path.join(directory, f'beam{r}'), names,
                                              shallow=False)
       assert not mismatch and not errors, (mismatch, errors)
-  clips = len(specs)
-  rate = {name: clips / statistics.median(seconds) for name, seconds in cpu.items()}
+  cpu = {name: statistics.median(seconds) for name, seconds in cpu.items()}
+  rate = {name: clips[name] / seconds for name, seconds in cpu.items() if clips[name]}
   if dmvr:
-    rate['dmvr without imports'] = clips / (statistics.median(cpu['dmvr']) -
-                                            statistics.median(cpu['imports']))
-    del rate['imports']
-  print(f'\n{clips} clips of {CLIP_SECONDS:g} s, audio {audio_format}, {workers} workers, '
+    rate['dmvr without imports'] = clips['dmvr'] / (cpu['dmvr'] - cpu['imports'])
+  print(f'\n{len(specs)} clips of {CLIP_SECONDS:g} s, audio {audio_format}, {workers} workers, '
         f'medians of {_ROUNDS.value} rounds, clips per CPU-second:')
   for name, value in rate.items():
     ratios = ', '.join(f'{value / rate[other]:.2f}x {other}' for other in ('bound', 'dmvr')
                        if other in rate and other != name)
     print(f'  {name:22s} {value:6.2f}  {ratios}')
+  for name in ('local', 'beam'):
+    if name in cpu and f'{name}, {few} clips' in cpu:  # cpu = fixed + clips x per_clip
+      per_clip = (cpu[name] - cpu[f'{name}, {few} clips']) / (len(specs) - few)
+      fixed = cpu[name] - len(specs) * per_clip
+      bound_ratio = f' ({1 / per_clip / rate["bound"]:.2f}x bound)' if 'bound' in rate else ''
+      print(f'  {name}: {fixed:.1f} CPU-s a run (starting workers, ...) + {per_clip:.3f} CPU-s '
+            f'a clip: {1 / per_clip:.2f} clips per CPU-s beyond the fixed cost{bound_ratio}')
   last = _ROUNDS.value - 1
   if 'bound' in cpu and 'local' in cpu:
     converted = read_records(os.path.join(directory, f'local{last}'))
@@ -317,8 +334,8 @@ def main(argv):
   if 'local' in cpu:
     size = sum(os.path.getsize(p) for p in tf.io.gfile.glob(
         os.path.join(directory, f'local{last}', '*-of-*')))
-    print(f'output: {size / clips * 1000 / 2**30:.2f} GiB per 1,000 clips '
-          f'({size / clips / 2**20:.2f} MiB per clip)')
+    print(f'output: {size / len(specs) * 1000 / 2**30:.2f} GiB per 1,000 clips '
+          f'({size / len(specs) / 2**20:.2f} MiB per clip)')
   if dmvr:
     print(f'DMVR\'s output: {dmvr_summary(os.path.join(directory, f"dmvr{last}"))}')
   if not _DIR.value:
