@@ -314,7 +314,8 @@ def main(argv):
   print(f'\n{len(specs)} clips of {CLIP_SECONDS:g} s, audio {audio_format}, {workers} workers, '
         f'medians of {_ROUNDS.value} rounds, clips per CPU-second:')
   for name, value in rate.items():
-    ratios = ', '.join(f'{value / rate[other]:.2f}x {other}' for other in ('bound', 'dmvr')
+    others = ('bound',) + (() if name.startswith('dmvr') else ('dmvr', 'dmvr without imports'))
+    ratios = ', '.join(f'{value / rate[other]:.2f}x {other}' for other in others
                        if other in rate and other != name)
     print(f'  {name:22s} {value:6.2f}  {ratios}')
   for name in ('local', 'beam'):
