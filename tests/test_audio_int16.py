@@ -98,6 +98,18 @@ def test_samples_beyond_16_bits_are_clipped_and_counted():
     clip_records.make_example(spec, clip, {}, fps=10.0, sample_rate=8000.0, audio_format='int8')
 
 
+
+def test_float_waveforms_serialise_as_the_protobuf_library_makes_them():
+  """The float list made from the array's bytes (what the converter stores) is the message the
+  protobuf library makes from Python floats, byte for byte: lengths with 1- to 3-byte varints,
+  special values, float64 input rounded to float32 as the library rounds it."""
+  rng = np.random.default_rng(0)
+  special = np.array([0.0, -0.0, np.inf, -np.inf, 1e-45, -3.4e38, 1.5, np.nan], np.float32)
+  for values in (np.zeros([0], np.float32), special, rng.normal(size=31).astype(np.float32),
+                 rng.normal(size=4000).astype(np.float32), rng.normal(size=192000) * 3):
+    expected = fmt.floats_feature([float(v) for v in values]).SerializeToString()
+    assert clip_records.floats_feature(values).SerializeToString() == expected, len(values)
+
 def test_the_command_line_takes_audio_format_and_refuses_others(sounds, tmp_path):
   out = tmp_path / 'cli'
   run = lambda fmt_: subprocess.run(

@@ -321,7 +321,11 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
     raise MediaError(reason)
   if spec.path is None:
     raise MediaError('no such file')
-  with av.open(spec.path) as container:
+  # The probe's container serves the first read: nothing is demuxed from it before (one open
+  # fewer per clip). Not a second read: a read leaves the file's position and decoders where
+  # it ends, and the audio read of a clip from 0 s reads from the file's start, unseeked.
+  container = av.open(spec.path)
+  try:
     video = _video_stream(container)
     timing = timeline.of_container(container, video)
     length = timing.length
@@ -330,39 +334,42 @@ def read_clip(spec, *, fps, short_side, sample_rate, qscale, audio=True, min_cli
     if intended is None and has_video:
       intended = _intended_end(video, length)
     has_audio = bool(container.streams.audio) and (audio or not has_video)
-  if not has_video and not has_audio:
-    raise MediaError('no audio or video stream')
-  if require_audio and not has_audio:
-    raise MediaError('no audio stream')
-  end = spec.end if spec.end is not None else length
-  if length is not None and end is not None:
-    end = min(end, length)
-  if end is not None and end <= spec.start:
-    raise MediaError(f'the clip [{spec.start}, {spec.end}] s is outside the file '
-                     f'({length or 0:.2f} s long)')
-  jpegs, waveform, skips, short = [], None, _Skips(), None
-  if has_video:
-    with av.open(spec.path) as container:
-      jpegs = read_frames(container, _video_stream(container), spec.start, end,
-                          origin=timing.origin, fps=fps, short_side=short_side, qscale=qscale,
-                          skips=skips)
-    if not jpegs:
-      raise MediaError(f'no decodable frame between {spec.start} and {end} s{skips.describe()}')
-    if intended is not None:
-      # One frame of slack: a file's length is rounded to its frames, or is its soundtrack's.
-      short = _short(len(jpegs), frame_count(spec.start, intended, fps), 'frames',
-                     min_clip_fraction, slack=1)
-    if short:
-      end = spec.start + len(jpegs) / fps  # Where the frames end; the audio ends there too.
-  if has_audio:
-    audio_skips = _Skips()
-    with av.open(spec.path) as container:
+    if not has_video and not has_audio:
+      raise MediaError('no audio or video stream')
+    if require_audio and not has_audio:
+      raise MediaError('no audio stream')
+    end = spec.end if spec.end is not None else length
+    if length is not None and end is not None:
+      end = min(end, length)
+    if end is not None and end <= spec.start:
+      raise MediaError(f'the clip [{spec.start}, {spec.end}] s is outside the file '
+                       f'({length or 0:.2f} s long)')
+    jpegs, waveform, skips, short = [], None, _Skips(), None
+    if has_video:
+      jpegs = read_frames(container, video, spec.start, end, origin=timing.origin, fps=fps,
+                          short_side=short_side, qscale=qscale, skips=skips)
+      if not jpegs:
+        raise MediaError(f'no decodable frame between {spec.start} and {end} s'
+                         f'{skips.describe()}')
+      if intended is not None:
+        # One frame of slack: a file's length is rounded to its frames, or is its soundtrack's.
+        short = _short(len(jpegs), frame_count(spec.start, intended, fps), 'frames',
+                       min_clip_fraction, slack=1)
+      if short:
+        end = spec.start + len(jpegs) / fps  # Where the frames end; the audio ends there too.
+    if has_audio:
+      if has_video:
+        container.close()
+        container = av.open(spec.path)
+      audio_skips = _Skips()
       waveform = read_audio(container, container.streams.audio[0], spec.start, end,
                             origin=timing.origin, sample_rate=sample_rate, skips=audio_skips)
-    skips.count += audio_skips.count
-    if waveform is None and (require_audio or not has_video):
-      raise MediaError(f'no decodable audio between {spec.start} and {end} s'
-                       f'{audio_skips.describe()}')
+      skips.count += audio_skips.count
+      if waveform is None and (require_audio or not has_video):
+        raise MediaError(f'no decodable audio between {spec.start} and {end} s'
+                         f'{audio_skips.describe()}')
+  finally:
+    container.close()
   if not has_video:
     seconds = len(waveform) / sample_rate
     if intended is not None:  # To 10 ms: resampling may round a sample or two away.
