@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA := data/synthetic
 
-.PHONY: install data demo test clean
+.PHONY: install data demo test test-fast clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: install data
 
 test: install
 	$(PY) -m pytest -n 2 --durations=10 tests
+
+# The unit tier, to run while working: no process launches, no media conversion, no training
+# runs (tests marked `slow` in tests/, see pytest.ini). CI runs the whole suite (`make test`).
+test-fast: install
+	$(PY) -m pytest -n 2 -m 'not slow' --durations=10 tests
 
 clean:
 	rm -rf runs $(DATA)

@@ -21,6 +21,9 @@ from mmv.data import format as fmt
 from mmv.ingest import media
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RATE = 44100
 

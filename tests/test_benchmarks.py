@@ -22,6 +22,9 @@ from mmv.data import stream
 from mmv.data import synthetic
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 OPTIONS = dict(short_side=32, sample_rate=16000, num_workers=1, progress=False)
 
 

@@ -7,6 +7,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import mmv_s3d
 from mmv import sharding
@@ -15,6 +16,9 @@ from mmv.data import text as text_ops
 from mmv.methods import mmv as mmv_method
 from mmv.models import word2vec
 from tests import word2vec_files
+
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _random_like(abstract, seed=0):

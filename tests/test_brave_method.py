@@ -19,6 +19,9 @@ from mmv import train_step
 from tests import launching
 from tests import test_preemption
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def small(data_dir):
   """configs/brave.py:runlocal at test size."""

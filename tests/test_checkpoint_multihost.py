@@ -4,8 +4,13 @@ resume together from the same older checkpoint, and process 0 alone moves the da
 import glob
 import os
 
+import pytest
+
 from mmv import checkpoint as ckpt_lib
 from tests import launching
+
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 # Every array split over all 4 devices: each process writes (and restores) its half alone, in
 # state/ocdbt.process_<i>, so damage to process 1's files fails process 1's read only.

@@ -20,6 +20,9 @@ from mmv.ingest import media
 from tests import cut_short
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000)
 FLAGS = ['--fps=10', '--short_side=32', '--sample_rate=16000']

@@ -5,8 +5,12 @@ import os
 
 from mmv.evaluators import retrieval
 import numpy as np
+import pytest
 
 from tests import launching
+
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _run(args):

@@ -32,6 +32,9 @@ from mmv.evaluators import report
 from tests import conftest
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def run(data_dir, tmp_path_factory):

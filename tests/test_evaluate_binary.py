@@ -8,10 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 from mmv.benchmarks import protocols
 from mmv.evaluators import features as features_lib
 from tests import media_files
+
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 2**30

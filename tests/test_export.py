@@ -24,6 +24,9 @@ from mmv.methods import mmv as mmv_method
 from mmv.tools import export
 from tests import conftest
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # 'Green' and 'two words' are no words the tokenizer makes (it lower-cases and splits): they
 # keep their ids, unused.
 WORDS = ('red', 'Green', 'green', 'square', 'two words', 'circle', 'moves', 'left', 'right', 'up')

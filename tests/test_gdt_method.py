@@ -18,6 +18,9 @@ from mmv import train
 from mmv import train_step
 from tests import launching
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # The conftest's small sizes, for the tiny backbones and GDT's heads.
 SMALL = ['--config.model.width=8', '--config.gdt.head_hidden=16', '--config.gdt.head_dim=8',
          '--config.train.batch_size=16', '--config.gdt.warmup_steps=2']

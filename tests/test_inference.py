@@ -27,6 +27,9 @@ from mmv.tools import records_to_videos
 from tests import conftest
 from tests import test_import_deepmind as release_test
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 NUM_VIDEOS = 6
 
 

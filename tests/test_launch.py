@@ -13,6 +13,9 @@ import tensorflow as tf
 from mmv import checkpoint as ckpt_lib
 from tests import launching
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DEVICES = 2
 
 

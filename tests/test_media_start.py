@@ -21,6 +21,9 @@ from tests import media_files
 # The inference tests' checkpoint and its `inference.Model`, as fixtures.
 from tests.test_inference import model, workdir  # pylint: disable=unused-import
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000, qscale=3)
 RATE = OPTIONS['sample_rate']
 LATE = 10.0  # Where the late files' timestamps start.

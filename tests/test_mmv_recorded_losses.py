@@ -11,6 +11,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORD = os.path.join(ROOT, 'tests', 'data', 'mmv_tiny_losses.json')

@@ -3,9 +3,13 @@
 import signal
 
 import numpy as np
+import pytest
 
 from mmv import checkpoint as ckpt_lib
 from tests import launching
+
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
 
 
 def _start(workdir, data_dir, port, process_id, steps):

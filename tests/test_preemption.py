@@ -18,6 +18,9 @@ from mmv import train
 from mmv import train_step
 from tests import launching
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 DEVICES = 2
 
 

@@ -20,6 +20,9 @@ from mmv.ingest import clip_lists
 from mmv.ingest import convert
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures', 'recipes')
 

@@ -17,6 +17,9 @@ from mmv.evaluators import features as features_lib
 from mmv.evaluators import linear_probe
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 CLASSES = ('ApplyEyeMakeup', 'Archery')
 # (class, group, clip) → frames at 25 fps; split 1 tests on group 1, trains on groups 2 and 3.
 VIDEOS = {

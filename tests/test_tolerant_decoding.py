@@ -18,6 +18,9 @@ from mmv.data import format as fmt
 from mmv.ingest import media
 from tests import media_files
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000, qscale=3)
 RATE = OPTIONS['sample_rate']

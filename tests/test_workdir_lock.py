@@ -17,6 +17,9 @@ from mmv import checkpoint as ckpt_lib
 from mmv import workdir_lock
 from tests import launching
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _write_lock(workdir, pid, host, age=0.0):
   """A lock file of `pid` on `host` whose heartbeat (modification time) is `age` seconds old."""

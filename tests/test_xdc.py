@@ -22,6 +22,9 @@ from mmv.methods import xdc
 from mmv.models import xdc as xdc_model
 from tests import launching
 
+# Launches processes, converts media or trains: not in `make test-fast`.
+pytestmark = pytest.mark.slow
+
 SMALL = dict(width=8, k=4, round_steps=3, steps=6, batch_size=16)
 
 
