@@ -61,7 +61,16 @@ def make_embed_fn(model, modality, with_text, spaces=False):
 
   def embed(variables, batch):
     out = {}
-    if modality == 'image':
+    if modality == 'image' and not hasattr(model, 'embed_image'):
+      # TEMPORARY STAND-IN (i19-images, dropped when i19-deflate's embed_image lands): the
+      # video tower on the 1-frame clip, not deflated.
+      out['features'], video_va, video_vat = model.apply(
+          variables, batch['video'], method=model.embed_video)
+      if video_vat is not None:
+        out['video'] = video_vat
+      if spaces and video_va is not None:
+        out['video_va'] = video_va
+    elif modality == 'image':
       out['features'], video_va, video_vat = model.apply(
           variables, batch['video'][:, 0], method=model.embed_image)
       if video_vat is not None:
