@@ -28,6 +28,7 @@ from mmv.data import images
 from mmv.data import text_files
 
 PARTS = 'parts'
+IMAGES_PER_WORKER = 500  # Fewer images per decoding process than this: fewer processes.
 DONE = 'split.json'
 
 
@@ -115,13 +116,16 @@ def _convert_part(specs, parts_dir, part, options, fps, audio):
 
 
 def _convert_image_part(specs, parts_dir, part, options):
-  """Images → 1-frame records (`mmv.data.images`): an unreadable image is skipped and counted."""
+  """Images → 1-frame records (`mmv.data.images`): an unreadable image is skipped and counted.
+  A few images are decoded in this process: a worker process costs more to start (it imports
+  the caller's main module) than hundreds of images take to decode."""
   num_shards = max(1, math.ceil(len(specs) / options.clips_per_shard))
+  workers = min(options.num_workers, len(specs) // IMAGES_PER_WORKER)
   labels = text_files.label_map(specs, os.path.join(parts_dir, fmt.LABEL_MAP))
   read = functools.partial(images.read_image_or_reason, short_side=options.short_side,
                            quality=images.JPEG_QUALITY)
   report = convert.write_shards(
-      zip(specs, convert.read_in_pool(specs, options.num_workers, read)), parts_dir, name=part,
+      zip(specs, convert.read_in_pool(specs, workers, read)), parts_dir, name=part,
       num_shards=num_shards, labels=labels, fps=images.FPS, sample_rate=options.sample_rate,
       total=len(specs), progress=options.progress)
   return report, images.FPS

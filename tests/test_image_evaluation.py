@@ -1,0 +1,86 @@
+"""The image benchmarks through the evaluation binary: a record with the image protocol and
+its metrics (VOC mAP on a small VOC2007 tree), and the one-line errors of what cannot work."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from mmv import benchmarks
+from mmv import evaluate_protocol
+from mmv import evaluate_split
+from mmv import inference
+from mmv import methods
+from mmv.benchmarks import protocols
+from tests import image_trees
+from tests import test_evaluate_binary
+
+CLASSES = image_trees.VOC_CLASSES
+# Every class positive in some training images and negative in others, and positive in a test
+# image (AP needs one); a few objects difficult.
+TRAINVAL = {
+    '000010': [(c, 0) for c in CLASSES[:10]],
+    '000011': [(c, 0) for c in CLASSES[10:]],
+    '000012': [(c, 0) for c in CLASSES[:10]] + [('dog', 1)],
+    '000013': [(c, 0) for c in CLASSES[10:]] + [('car', 1)],
+}
+TEST = {'000001': [(c, 0) for c in CLASSES[:15]],
+        '000002': [(c, 0) for c in CLASSES[15:]] + [('cat', 1)],
+        '000003': [('person', 0)]}
+
+
+def test_voc2007_evaluation_records_the_protocol_and_map(one_step_run, tmp_path):
+  _, source = one_step_run
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(source, workdir)
+  # Small crops keep the test quick: the block the binary reads is the run's config.json's.
+  stored = json.loads(open(os.path.join(workdir, 'config.json')).read())
+  stored['eval']['voc2007'] = {**protocols.DEFAULTS['voc2007'], 'min_resize': 32,
+                               'crop_size': 32}
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    json.dump(stored, f)
+  root = image_trees.voc_tree(str(tmp_path / 'voc'), TRAINVAL, TEST, missing=('000003',))
+  code, out, err, _ = test_evaluate_binary.evaluate_binary(
+      tmp_path, '--benchmark=voc2007', f'--data_dir={root}', f'--workdir={workdir}',
+      f'--cache_dir={tmp_path / "cache"}', '--linear_c=1.0', f'--output={tmp_path / "r.json"}')
+  assert code == 0, err[-2000:]
+  (record,) = json.loads((tmp_path / 'r.json').read_text())
+  assert record['benchmark'] == 'voc2007'
+  assert 0.0 <= record['metrics']['linear_mAP'] <= 100.0
+  result = record['splits']['test']
+  assert set(result['linear_AP']) == set(CLASSES) and len(result['linear_C']) == 20
+  protocol = record['protocol']
+  assert protocol['modality'] == 'image' and protocol['published'] is False
+  assert protocol['resize_short_side'] == 32 and protocol['crop'] == 32
+  assert 'no source at hand' in protocol['source']
+  assert protocol['image_model'].startswith('video backbone deflated on the fly')
+  assert 'one binary' in protocol['linear']['classifier']
+  # The missing test image is counted, and the report says metrics lack it.
+  assert protocol['videos_skipped']['test']['linear_test'] == 1
+  assert protocol['prepared']['test']['test_skipped'] == 1
+  assert 'WARNING' in out and 'No source at hand states the paper' in out
+
+
+def test_an_image_benchmark_needs_a_video_tower(config, monkeypatch):
+  class AudioTextOnly:
+    TOWERS = ('audio', 'text')
+
+  monkeypatch.setattr(methods, 'get', lambda c: AudioTextOnly)
+  with pytest.raises(ValueError, match='embeds image .*deflated video tower.*no video tower'):
+    evaluate_split.served_protocols(config, benchmarks.get('voc2007'))
+
+
+def test_image_protocol_blocks_are_checked(config):
+  bench = benchmarks.get('imagenet')
+  evaluate_protocol.check_eval_config(config, bench)
+  config.eval.imagenet.train_passes = 3  # Three identical passes without augmentation.
+  with pytest.raises(ValueError, match='train_augment is False'):
+    evaluate_protocol.check_eval_config(config, bench)
+  config.eval.imagenet.train_augment = True
+  evaluate_protocol.check_eval_config(config, bench)
+  # A run's config written before the image benchmarks gets their blocks at their defaults.
+  stored = json.loads(json.dumps(config.to_dict()))
+  del stored['eval']['voc2007']
+  old, added = evaluate_protocol.with_new_fields(inference.config_from_dict(stored))
+  assert 'eval.voc2007' in added and old.eval.voc2007.crop_size == 224
