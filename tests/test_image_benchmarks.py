@@ -2,6 +2,7 @@
 layouts, the synthetic image benchmark, and the VOC2007 devkit's AP against independent
 computations (a hand-worked 11-point example, scikit-learn's precision-recall curve)."""
 
+import importlib.util
 import os
 
 import numpy as np
@@ -221,3 +222,39 @@ def test_mean_ap_and_the_one_vs_rest_probe_on_separable_features():
   assert len(result['C']) == 3 and len(result['cv_ap']) == 3
   with pytest.raises(ValueError, match='no positive test image'):
     multilabel.mean_ap(np.zeros((2, 2)), np.array([[1, -1], [1, -1]]))
+
+
+def _check(relative, data_dir, capsys):
+  """(status, stdout lines) of a data/ check script's main."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  spec = importlib.util.spec_from_file_location(
+      'check_' + relative.replace('/', '_')[:-3], os.path.join(root, 'data', relative))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  try:
+    module.main([f'--data_dir={data_dir}'])
+    status = 0
+  except SystemExit as e:
+    status = e.code
+  return status, capsys.readouterr().out.splitlines()
+
+
+def test_data_checks_count_the_trees_as_the_readers_read_them(tmp_path, capsys):
+  root = image_trees.voc_tree(str(tmp_path / 'voc'), TRAINVAL, TEST, missing=('000004',))
+  status, out = _check('voc2007/check.py', root, capsys)
+  assert status == 0
+  assert out[:3] == ['20 classes (published: 20)',
+                     'split test: train 4 listed, published 5011, 4 on disk; test 3 listed, '
+                     'published 4952, 2 on disk',
+                     'not on disk (evaluation skips and counts them): 1 (000004)']
+  root = _imagenet(str(tmp_path / 'imagenet'), missing=5)
+  status, out = _check('imagenet/check.py', root, capsys)
+  assert status == 0
+  assert out[:3] == ['3 classes (published: 1000)',
+                     'split val: train 6 listed, published 1281167, 6 on disk; test 5 listed, '
+                     'published 50000, 4 on disk',
+                     'not on disk (evaluation skips and counts them): 1 '
+                     '(ILSVRC2012_val_00000005)']
+  os.remove(os.path.join(root, 'ILSVRC2012_devkit_t12', 'data', 'meta.mat'))
+  status, _ = _check('imagenet/check.py', root, capsys)
+  assert status.startswith('imagenet check: FileNotFoundError:') and '\n' not in status
