@@ -261,7 +261,6 @@ def image_settings(config, bench, block, differs):
 def image_model(config):
   """How the image model was made from the video model, for the record: a workdir written by
   `mmv.tools.deflate` (BatchNorm re-fitted) or the video model deflated as it is."""
-  deflate = config.get('deflate')
-  if deflate is not None and deflate.get('refit', False):
-    return 'deflated video backbone, BatchNorm re-fitted (mmv.tools.deflate)'
+  if config.model.get('deflated', False):
+    return 'deflated video backbone of a workdir written by mmv.tools.deflate (BatchNorm re-fit)'
   return 'video backbone deflated on the fly, no BatchNorm re-fit'
