@@ -258,3 +258,71 @@ def test_data_checks_count_the_trees_as_the_readers_read_them(tmp_path, capsys):
   os.remove(os.path.join(root, 'ILSVRC2012_devkit_t12', 'data', 'meta.mat'))
   status, _ = _check('imagenet/check.py', root, capsys)
   assert status.startswith('imagenet check: FileNotFoundError:') and '\n' not in status
+
+
+def _fake_tfds(tfds_dir, name):
+  """A TFDS build of voc/2007 or imagenet2012 made by TFDS from in-memory images."""
+  tfds = pytest.importorskip('tensorflow_datasets')
+  rng = np.random.default_rng(0)
+  image = lambda: rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+  if name == 'voc':
+    from tensorflow_datasets.object_detection import voc as tfds_voc  # pylint: disable=g-import-not-at-top
+
+    def objects(labels):
+      return [{'bbox': tfds.features.BBox(0.1, 0.1, 0.5, 0.5), 'is_difficult': d,
+               'is_truncated': False, 'label': c, 'pose': 'frontal'} for c, d in labels]
+
+    def example(i, labels):
+      return f'{i:06d}', {
+          'image': image(), 'image/filename': f'{i:06d}.jpg', 'objects': objects(labels),
+          'labels': sorted({c for c, _ in labels}),
+          'labels_no_difficult': sorted({c for c, d in labels if not d})}
+
+    class Fake(tfds_voc.Voc, skip_registration=True):
+      name = 'voc'
+
+      def _split_generators(self, dl_manager):
+        return {'train': self._gen([example(1, [('dog', False), ('cat', True)])]),
+                'validation': self._gen([example(2, [('cat', True), ('cat', False)])]),
+                'test': self._gen([example(3, [('train', True)])])}
+
+      def _gen(self, examples):  # pylint: disable=arguments-differ
+        yield from examples
+
+    builder = Fake(config='2007', data_dir=tfds_dir)
+  else:
+    class Fake(tfds.builder_cls('imagenet2012'), skip_registration=True):
+      name = 'imagenet2012'
+
+      def _split_generators(self, dl_manager):
+        return {'train': self._gen([('n01440764_1.JPEG', 'n01440764'),
+                                    ('n01443537_2.JPEG', 'n01443537')]),
+                'validation': self._gen([('ILSVRC2012_val_00000001.JPEG', 'n01443537')])}
+
+      def _gen(self, rows):  # pylint: disable=arguments-differ
+        for file_name, label in rows:
+          yield file_name, {'image': image(), 'label': label, 'file_name': file_name}
+
+    builder = Fake(data_dir=tfds_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder
+
+
+def test_tfds_builds_are_read_with_the_raw_preprocessing(tmp_path):
+  tfds_dir = str(tmp_path / 'tensorflow_datasets')
+  _fake_tfds(tfds_dir, 'voc')
+  p = benchmarks.prepare('voc2007', tfds_dir, num_workers=1, short_side=16,
+                         progress=False)['test']
+  assert p.source == 'tfds' and (p.train.num_clips, p.test.num_clips) == (2, 1)
+  train = _records(p.train.files)
+  # TFDS's labels_no_difficult are the positives; a class of difficult objects alone, 0.
+  assert train['000001'][0] == ('difficult/cat', 'dog')
+  assert train['000002'][0] == ('cat',)
+  assert _records(p.test.files)['000003'][0] == ('difficult/train',)
+  assert all(n == 1 and min(shape) == 16 for _, n, shape in train.values())
+  _fake_tfds(tfds_dir, 'imagenet')
+  p = benchmarks.prepare('imagenet', tfds_dir, num_workers=1, short_side=16,
+                         progress=False)['val']
+  assert p.source == 'tfds' and len(p.class_names) == 1000 and p.class_names[0] == 'n01440764'
+  assert _records(p.test.files)['ILSVRC2012_val_00000001'][0] == ('n01443537',)

@@ -17,7 +17,8 @@ images already sorted into val/<wnid>/ folders (the label is the folder), or Kag
 are the wnids in sorted order (label id = position; TFDS's and torchvision's order), the 1,000
 leaf synsets of meta.mat when it is there, else the train/ folders. A listed image that is
 missing or cannot be decoded is skipped and counted. One split, 'val': the training images
-are one part, the validation images another, each converted once.
+are one part, the validation images another, each converted once. A TFDS build of
+imagenet2012 in DIR is read instead when there is one (`tfds_images`).
 """
 
 import csv
@@ -27,7 +28,7 @@ import os
 import numpy as np
 
 from mmv.benchmarks import benchmark as bm
-from mmv.benchmarks import sources
+from mmv.benchmarks import tfds_images
 
 SPLIT = 'val'
 DEVKIT = os.path.join('ILSVRC2012_devkit_t12', 'data')
@@ -36,7 +37,7 @@ KAGGLE_SOLUTION = 'LOC_val_solution.csv'
 IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png')
 LAYOUT = ('DIR/train/<wnid>/*.JPEG, DIR/val/ILSVRC2012_val_*.JPEG and '
           f'DIR/{DEVKIT}/{{{GROUND_TRUTH},meta.mat}} (or DIR/val/<wnid>/*.JPEG, or '
-          f'DIR/{KAGGLE_SOLUTION})')
+          f'DIR/{KAGGLE_SOLUTION}; or a TFDS build DIR/imagenet2012/)')
 
 
 def val_name(number):
@@ -130,4 +131,4 @@ def read_layout(data_dir):
 
 BENCHMARK = bm.Benchmark(
     name='imagenet', kind='linear', modality='image', splits=(SPLIT,), fps=1.0, layout=LAYOUT,
-    prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))
+    prepare_fn=functools.partial(tfds_images.prepare, read_layout=read_layout))

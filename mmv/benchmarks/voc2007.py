@@ -23,7 +23,8 @@ multi-hot and turns them back into 1 / 0 / -1 (`targets`).
 Labels come from the Annotations XML (the per-class lists ImageSets/Main/<class>_*.txt the
 devkit derives from them are not read). A listed image without its JPEG is skipped and
 counted; one that cannot be decoded too (at conversion). A listed image without its
-annotation, or an annotation that does not parse, is an error naming the file.
+annotation, or an annotation that does not parse, is an error naming the file. A TFDS build
+of voc/2007 in DIR is read instead when there is one (`tfds_images`).
 """
 
 import functools
@@ -33,7 +34,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from mmv.benchmarks import benchmark as bm
-from mmv.benchmarks import sources
+from mmv.benchmarks import tfds_images
 
 # The devkit's order (VOCinit.m's VOCopts.classes).
 CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
@@ -43,7 +44,7 @@ DIFFICULT = 'difficult/'
 SPLIT = 'test'
 SETS = {'train': 'trainval', 'test': 'test'}
 LAYOUT = ('DIR/VOCdevkit/VOC2007/{JPEGImages/<id>.jpg, Annotations/<id>.xml, '
-          'ImageSets/Main/{trainval,test}.txt}')
+          'ImageSets/Main/{trainval,test}.txt} (or a TFDS build DIR/voc/2007/)')
 
 
 def find_root(data_dir):
@@ -117,4 +118,4 @@ def read_layout(data_dir):
 
 BENCHMARK = bm.Benchmark(
     name='voc2007', kind='linear', modality='image', splits=(SPLIT,), fps=1.0, layout=LAYOUT,
-    prepare_fn=functools.partial(sources.prepare, read_layout=read_layout))
+    prepare_fn=functools.partial(tfds_images.prepare, read_layout=read_layout))
