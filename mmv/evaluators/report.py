@@ -42,8 +42,9 @@ _METRIC = re.compile(r'^((linear|zero_shot)_top\d+|linear_mAP|[tv]2[vt]_.+)$')
 
 
 def canonical_benchmark(name):
-  """'ESC-50' → 'esc50', 'MSR-VTT' → 'msrvtt', 'HMDB_51' → 'hmdb51'."""
-  return re.sub(r'[\s_\-]+', '', name.lower())
+  """'ESC-50' → 'esc50', 'MSR-VTT' → 'msrvtt', 'HMDB_51' → 'hmdb51'; a registry name's
+  underscore between words stays ('synthetic_images')."""
+  return re.sub(r'_(?=\d)', '', re.sub(r'[\s\-]+', '', name.lower()))
 
 
 def paper_number(backbone, benchmark, metric):
