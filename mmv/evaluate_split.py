@@ -56,7 +56,12 @@ class SplitEvaluation:
     self._linear_test = None
 
   def _embed_fn(self, with_text):
-    _, variables, mesh = self.checkpoint.restored
+    if self.bench.modality == 'image':
+      # The deflated model: a deflated workdir's own, or the video model deflated on loading.
+      # TEMPORARY getattr (i19-images): `restored` until i19-deflate's image_restored is on main.
+      _, variables, mesh = getattr(self.checkpoint, 'image_restored', self.checkpoint.restored)
+    else:
+      _, variables, mesh = self.checkpoint.restored
     return self.checkpoint.embed_fn(self.bench.modality, with_text), variables, mesh
 
   def features(self, role, split, *, with_text=False, augment_seed=None, **data_changes):
