@@ -1,6 +1,7 @@
 """The image benchmarks through the evaluation binary: a record with the image protocol and
 its metrics (VOC mAP on a small VOC2007 tree), and the one-line errors of what cannot work."""
 
+import copy
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import shutil
 import pytest
 
 from mmv import benchmarks
+from mmv import evaluate
 from mmv import evaluate_protocol
 from mmv import evaluate_split
 from mmv import inference
@@ -84,3 +86,23 @@ def test_image_protocol_blocks_are_checked(config):
   del stored['eval']['voc2007']
   old, added = evaluate_protocol.with_new_fields(inference.config_from_dict(stored))
   assert 'eval.voc2007' in added and old.eval.voc2007.crop_size == 224
+
+
+def test_synthetic_images_with_augmented_passes(one_step_run, tmp_path):
+  config, workdir = one_step_run
+  config = copy.deepcopy(config)
+  block = config.eval.synthetic_images
+  block.train_augment, block.train_passes, block.train_flip = True, 2, True
+  block.c = (1.0,)
+  bench = benchmarks.get('synthetic_images')
+  prepared = evaluate.prepare_splits(bench, config, config.data.data_dir,
+                                     cache_dir=str(tmp_path), progress=False)
+  record = evaluate.evaluate_step(config, bench, prepared, workdir, 1, cache_features=False,
+                                  progress=False)
+  assert record['benchmark'] == 'synthetic_images'
+  result = record['splits']['test']
+  # 64 training images, two augmented views each; 32 test images, one central view.
+  assert (result['linear_num_train_clips'], result['linear_num_test_clips']) == (128, 32)
+  assert 0.0 <= record['metrics']['linear_top1'] <= 100.0
+  assert record['protocol']['linear']['train_images'] == (
+      '2 passes of random crops 32, left-right flip')
