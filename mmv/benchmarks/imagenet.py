@@ -129,6 +129,13 @@ def read_layout(data_dir):
                    class_names=tuple(classes))
 
 
+# TFDS's ClassLabel of imagenet2012 is the wnids, sorted: the raw reader's ids.
+TFDS = tfds_images.Build(
+    config='imagenet2012', splits={'train': ('train',), 'test': ('validation',)},
+    class_names=tfds_images.label_names,
+    labels=lambda example, names: [names[int(example['label'])]],
+    name=lambda example: os.path.splitext(example['file_name'].decode())[0])
+
 BENCHMARK = bm.Benchmark(
     name='imagenet', kind='linear', modality='image', splits=(SPLIT,), fps=1.0, layout=LAYOUT,
-    prepare_fn=functools.partial(tfds_images.prepare, read_layout=read_layout))
+    prepare_fn=functools.partial(tfds_images.prepare, read_layout=read_layout, build=TFDS))

@@ -11,8 +11,10 @@ and `validation`, label names the wnids (TFDS's ClassLabel order, sorted wnids, 
 reader's). An image that cannot be decoded is skipped and counted.
 """
 
+import dataclasses
 import math
 import os
+from typing import Callable
 
 from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import cache
@@ -22,68 +24,56 @@ from mmv.data import convert
 from mmv.data import format as fmt
 from mmv.data import images
 
-# Benchmark → (TFDS 'name/config', {role: TFDS splits}).
-BUILDS = {
-    'voc2007': ('voc/2007', {'train': ('train', 'validation'), 'test': ('test',)}),
-    'imagenet': ('imagenet2012', {'train': ('train',), 'test': ('validation',)}),
-}
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+  """How a benchmark reads its TFDS build: `config` ('name/config'), `splits` {role: TFDS
+  splits}, `class_names(builder)` → the records' label names in id order, `labels(example,
+  names)` → an image's label names (`names`: the build's ClassLabel names), `name(example)` →
+  the image's name."""
+  config: str
+  splits: dict
+  class_names: Callable
+  labels: Callable
+  name: Callable
 
 
-def _voc_labels(example, names):
-  positive = {names[i] for i in example['labels_no_difficult']}
-  difficult = {names[i] for i in example['labels']} - positive
-  from mmv.benchmarks import voc2007  # pylint: disable=g-import-not-at-top
-  return voc2007.label_names({**{n: 0 for n in difficult}, **{n: 1 for n in positive}})
-
-
-def _label_names(benchmark, builder):
-  features = builder.info.features
-  if benchmark.name == 'voc2007':
-    return tuple(features['labels'].feature.names)
-  return tuple(features['label'].names)
-
-
-def _images(benchmark, builder, splits, names, short_side):
+def _images(build, builder, splits, short_side):
   """(ClipSpec, Clip or reason) of every image of the TFDS `splits`."""
   tfds = tfds_source.import_tfds(builder.data_dir)
+  names = label_names(builder)
   for split in splits:
     ds = builder.as_dataset(split=split, shuffle_files=False,
                             decoders={'image': tfds.decode.SkipDecoding()},
                             read_config=tfds.ReadConfig(add_tfds_id=True))
     for example in ds.as_numpy_iterator():
-      if benchmark.name == 'voc2007':
-        labels = _voc_labels(example, names)
-        name = example['image/filename'].decode()
-      else:
-        labels = [names[int(example['label'])]]
-        name = example['file_name'].decode()
-      spec = bm.clip(os.path.splitext(name)[0] or example['tfds_id'].decode(), None,
-                     labels=labels)
+      spec = bm.clip(build.name(example) or example['tfds_id'].decode(), None,
+                     labels=build.labels(example, names))
       try:
         yield spec, images.read_image(bytes(example['image']), short_side=short_side)
       except images.ImageError as e:
         yield spec, str(e)
 
 
-def prepare_build(benchmark, build_dir, root, split, options):
+def label_names(builder):
+  """The ClassLabel names of the build's 'label' or 'labels' feature."""
+  features = builder.info.features
+  label = features['label'] if 'label' in features else features['labels'].feature
+  return tuple(label.names)
+
+
+def prepare_build(benchmark, build, build_dir, root, split, options):
   """The split's `Prepared` from the TFDS build at `build_dir`, converted once into `root`."""
   tfds = tfds_source.import_tfds(build_dir)
   builder = tfds.builder_from_directory(build_dir)
-  names = _label_names(benchmark, builder)
-  if benchmark.name == 'voc2007':
-    from mmv.benchmarks import voc2007  # pylint: disable=g-import-not-at-top
-    if set(names) != set(voc2007.CLASSES):
-      raise ValueError(f'{build_dir}: classes {names} are not the VOC classes')
-    class_names = voc2007.CLASSES + tuple(voc2007.DIFFICULT + c for c in voc2007.CLASSES)
-  else:
-    class_names = names
+  class_names = build.class_names(builder)
   parts_dir = os.path.join(root, cache.PARTS)
   os.makedirs(parts_dir, exist_ok=True)
   cache.write_text_if_changed(os.path.join(parts_dir, fmt.LABEL_MAP), class_names)
   with open(os.path.join(build_dir, 'dataset_info.json')) as f:
     info = f.read()
   markers, roles = {}, {}
-  for role, tfds_splits in BUILDS[benchmark.name][1].items():
+  for role, tfds_splits in build.splits.items():
     part = f'tfds_{role}'
     roles[role] = [part]
     key = cache.digest({'tfds': build_dir, 'info': info, 'classes': list(class_names),
@@ -92,7 +82,7 @@ def prepare_build(benchmark, build_dir, root, split, options):
 
     def write(part=part, tfds_splits=tfds_splits, count=count):
       report = convert.write_shards(
-          _images(benchmark, builder, tfds_splits, names, options.short_side), parts_dir,
+          _images(build, builder, tfds_splits, options.short_side), parts_dir,
           name=part, num_shards=max(1, math.ceil(count / options.clips_per_shard)),
           labels=class_names, fps=images.FPS, sample_rate=options.sample_rate, total=count,
           progress=options.progress)
@@ -103,13 +93,13 @@ def prepare_build(benchmark, build_dir, root, split, options):
                              images.FPS)
 
 
-def prepare(benchmark, data_dir, cache_dir, splits, options, *, read_layout):
-  """{split: Prepared}: from the benchmark's TFDS build in `data_dir` when there is one, else
-  from its raw layout (`read_layout`)."""
-  build = tfds_source.find_build(data_dir, [BUILDS[benchmark.name][0]])
-  if build is None:
+def prepare(benchmark, data_dir, cache_dir, splits, options, *, read_layout, build):
+  """{split: Prepared}: from the benchmark's TFDS build (`build`, a `Build`) in `data_dir` when
+  there is one, else from its raw layout (`read_layout`)."""
+  build_dir = tfds_source.find_build(data_dir, [build.config])
+  if build_dir is None:
     return sources.prepare(benchmark, data_dir, cache_dir, splits, options,
                            read_layout=read_layout)
   root = cache.cache_dir_for(benchmark.name, data_dir, cache_dir)
-  return {s: prepare_build(benchmark, build, root, s, options)
+  return {s: prepare_build(benchmark, build, build_dir, root, s, options)
           for s in (benchmark.splits if splits is None else splits)}

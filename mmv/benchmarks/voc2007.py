@@ -116,6 +116,25 @@ def read_layout(data_dir):
                    class_names=CLASSES + tuple(DIFFICULT + c for c in CLASSES))
 
 
+def _tfds_class_names(builder):
+  names = tfds_images.label_names(builder)
+  if set(names) != set(CLASSES):
+    raise ValueError(f'{builder.data_dir}: classes {names} are not the VOC classes')
+  return CLASSES + tuple(DIFFICULT + c for c in CLASSES)
+
+
+def _tfds_labels(example, names):
+  """TFDS's labels_no_difficult are the positives, the other classes of `labels` difficult."""
+  positive = {names[i] for i in example['labels_no_difficult']}
+  difficult = {names[i] for i in example['labels']} - positive
+  return label_names({**{n: 0 for n in difficult}, **{n: 1 for n in positive}})
+
+
+TFDS = tfds_images.Build(
+    config='voc/2007', splits={'train': ('train', 'validation'), 'test': ('test',)},
+    class_names=_tfds_class_names, labels=_tfds_labels,
+    name=lambda example: os.path.splitext(example['image/filename'].decode())[0])
+
 BENCHMARK = bm.Benchmark(
     name='voc2007', kind='linear', modality='image', splits=(SPLIT,), fps=1.0, layout=LAYOUT,
-    prepare_fn=functools.partial(tfds_images.prepare, read_layout=read_layout))
+    prepare_fn=functools.partial(tfds_images.prepare, read_layout=read_layout, build=TFDS))
