@@ -4,10 +4,11 @@
         [--step N | --watch] [--output FILE] [--split S] [--cache_dir PATH]
 
 NAME: ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics or synthetic, or the image benchmarks
-voc2007, imagenet and synthetic_images (the README says how to lay out DIR for each). The model is the one in WORKDIR/config.json (written by training), or
-`--config FILE` (with `--config.eval.*` overrides). Without --step the latest checkpoint is
-evaluated; --watch evaluates every checkpoint that appears, once, in order, until the run's final
-one (`train.steps`).
+voc2007, imagenet and synthetic_images (the README says how to lay out DIR for each). The
+model is the one in WORKDIR/config.json (written by training), or `--config FILE` (with
+`--config.eval.*` overrides). Without --step the latest checkpoint is evaluated; --watch
+evaluates every checkpoint that appears, once, in order, until the run's final one
+(`train.steps`).
 
 Each benchmark is measured by its protocol block `config.eval.NAME`, the published protocol by
 default (mmv/benchmarks/protocols.py holds the fields and their sources); the model computes in

@@ -266,7 +266,7 @@ def _fake_tfds(tfds_dir, name):
   rng = np.random.default_rng(0)
   image = lambda: rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
   if name == 'voc':
-    from tensorflow_datasets.object_detection import voc as tfds_voc  # pylint: disable=g-import-not-at-top
+    tfds_voc = pytest.importorskip('tensorflow_datasets.object_detection.voc')
 
     def objects(labels):
       return [{'bbox': tfds.features.BBox(0.1, 0.1, 0.5, 0.5), 'is_difficult': d,

@@ -36,8 +36,8 @@ NO_NUMBER = '—'
 # (nor its image protocol): none is shown, and the report says why.
 NO_SOURCE = ('voc2007', 'imagenet')
 # Result keys that are measurements, averaged over splits; the rest (C, counts) are protocol:
-# linear probe `linear_top*` (and `linear_mAP` of multi-label images), zero-shot classification `zero_shot_top*`, retrieval `t2v_*` and
-# `v2t_*`.
+# linear probe `linear_top*` (and `linear_mAP` of multi-label images), zero-shot
+# classification `zero_shot_top*`, retrieval `t2v_*` and `v2t_*`.
 _METRIC = re.compile(r'^((linear|zero_shot)_top\d+|linear_mAP|[tv]2[vt]_.+)$')
 
 
