@@ -9,10 +9,10 @@ import ml_collections
 
 from mmv import inference
 from mmv.benchmarks import protocols
-from mmv.data import images
 from mmv.data import pipeline
+from mmv.ingest import images
 
-# What an image block reads: a 1-frame record (`mmv.data.images`), its one frame.
+# What an image block reads: a 1-frame record (`mmv.ingest.images`), its one frame.
 IMAGE_CLIP = dict(fps=images.FPS, max_seconds=0.0, clip_offsets='mmv', frame_stride=1,
                   num_frames=1)
 
@@ -244,7 +244,7 @@ def image_settings(config, bench, block, differs):
   out = {'protocols': list(bench.protocols), 'source': protocols.SOURCES[bench.name],
          'published': differs == [], 'modality': 'image', 'dtype': config.eval.dtype,
          'image_model': image_model(config),
-         'stored': 'one JPEG frame per image, short side as converted (mmv.data.images)',
+         'stored': 'one JPEG frame per image, short side as converted (mmv.ingest.images)',
          'resize_short_side': block['min_resize'] or 'kept', 'crop': block['crop_size']}
   if differs:
     out['differs_from_published'] = differs

@@ -14,7 +14,7 @@ import tensorflow as tf
 from mmv import benchmarks
 from mmv.benchmarks import voc2007
 from mmv.data import format as fmt
-from mmv.data import images
+from mmv.ingest import images
 from mmv.evaluators import multilabel
 from tests import image_trees
 

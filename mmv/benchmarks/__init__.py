@@ -6,7 +6,7 @@
       prepared.data_dir, prepared.train, prepared.test, prepared.class_names
 
 Image benchmarks (voc2007, imagenet, synthetic_images; modality 'image') store each image as
-a 1-frame record (`mmv.data.images`). `prepare` converts the raw videos (or images) once into
+a 1-frame record (`mmv.ingest.images`). `prepare` converts the raw videos (or images) once into
 shards under `DIR/.mmv_cache/NAME` (or a given cache directory) and returns, per split, a
 directory the pipeline reads with splits 'train' and 'test' (`benchmark.Prepared`), with the
 counts of clips written and skipped.

@@ -12,14 +12,14 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
-from mmv.data import media
+from mmv.ingest import media
 
 KINDS = ('linear', 'retrieval')  # What is prepared: train and test sides, or test alone.
 # What the evaluation binary measures: a linear probe (train → test), zero-shot retrieval in
 # S_vat (each test clip against its caption) and zero-shot classification (class names as
 # captions, nearest per test clip).
 PROTOCOLS = ('linear', 'retrieval', 'zero_shot')
-MODALITIES = ('video', 'audio', 'image')  # image: 1-frame records (mmv.data.images).
+MODALITIES = ('video', 'audio', 'image')  # image: 1-frame records (mmv.ingest.images).
 ROLES = ('train', 'test')  # Also the shard names a prepared split has: train-*, test-*.
 
 

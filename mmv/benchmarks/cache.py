@@ -22,10 +22,10 @@ import math
 import os
 
 from mmv.benchmarks import benchmark as bm
-from mmv.data import convert
 from mmv.data import format as fmt
-from mmv.data import images
-from mmv.data import text_files
+from mmv.ingest import convert
+from mmv.ingest import images
+from mmv.ingest import text_files
 
 PARTS = 'parts'
 IMAGES_PER_WORKER = 500  # Fewer images per decoding process than this: fewer processes.
@@ -116,7 +116,7 @@ def _convert_part(specs, parts_dir, part, options, fps, audio):
 
 
 def _convert_image_part(specs, parts_dir, part, options):
-  """Images → 1-frame records (`mmv.data.images`): an unreadable image is skipped and counted.
+  """Images → 1-frame records (`mmv.ingest.images`): an unreadable image is skipped and counted.
   A few images are decoded in this process: a worker process costs more to start (it imports
   the caller's main module) than hundreds of images take to decode."""
   num_shards = max(1, math.ceil(len(specs) / options.clips_per_shard))

@@ -17,11 +17,11 @@ import os
 from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import cache
 from mmv.benchmarks import synthetic
-from mmv.data import convert
 from mmv.data import format as fmt
-from mmv.data import images
-from mmv.data import media
 from mmv.data import records
+from mmv.ingest import convert
+from mmv.ingest import images
+from mmv.ingest import media
 
 SPLIT = 'test'
 FRAME = 0  # The frame of each clip that makes its image.

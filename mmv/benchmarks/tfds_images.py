@@ -3,7 +3,7 @@
 A build of `voc/2007` or `imagenet2012` under the data directory (`DIR/voc/2007/VERSION/`,
 `DIR/imagenet2012/VERSION/` with `dataset_info.json`) is read through tensorflow-datasets, the
 encoded images as stored (`SkipDecoding`), each made into a 1-frame record by the same
-preprocessing as a raw image (`mmv.data.images.read_image`: decoded, short side resized), once,
+preprocessing as a raw image (`mmv.ingest.images.read_image`: decoded, short side resized), once,
 into the cache. VOC: TFDS's `train` + `validation` are the devkit's trainval, `test` its test;
 an image's labels are its `labels_no_difficult` (positive) and the classes of `labels` only
 difficult objects have (`difficult/<class>`, as the raw reader writes them). ImageNet: `train`
@@ -20,9 +20,9 @@ from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import cache
 from mmv.benchmarks import sources
 from mmv.benchmarks import tfds_source
-from mmv.data import convert
 from mmv.data import format as fmt
-from mmv.data import images
+from mmv.ingest import convert
+from mmv.ingest import images
 
 
 @dataclasses.dataclass(frozen=True)

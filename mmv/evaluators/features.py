@@ -56,7 +56,7 @@ def make_embed_fn(model, modality, with_text, spaces=False):
   none of them, and they would take room in every feature cache.
 
   Modality 'image': the batch's 'video' holds 1-frame clips [B, 1, H, W, 3] (image records,
-  `mmv.data.images`), embedded by the deflated video tower (`model.embed_image` of the frame);
+  `mmv.ingest.images`), embedded by the deflated video tower (`model.embed_image` of the frame);
   the outputs are named as the video's."""
 
   def embed(variables, batch):
