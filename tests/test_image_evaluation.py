@@ -10,6 +10,7 @@ import pytest
 
 from mmv import benchmarks
 from mmv import evaluate
+from mmv import evaluate_inputs
 from mmv import evaluate_protocol
 from mmv import evaluate_split
 from mmv import inference
@@ -106,3 +107,23 @@ def test_synthetic_images_with_augmented_passes(one_step_run, tmp_path):
   assert 0.0 <= record['metrics']['linear_top1'] <= 100.0
   assert record['protocol']['linear']['train_images'] == (
       '2 passes of random crops 32, left-right flip')
+
+
+def test_voc2007_labels_that_cannot_make_a_map_are_errors_before_any_feature(config, tmp_path):
+  root = image_trees.voc_tree(str(tmp_path / 'voc'), TRAINVAL, TEST)
+  bench = benchmarks.get('voc2007')
+  prepared = bench.prepare(root, cache_dir=str(tmp_path / 'cache'), num_workers=1,
+                           short_side=32, progress=False)
+  config.eval.voc2007.c = (0.1, 1.0)  # C by CV: 2 positives and 2 negatives per class.
+  # car and dog are difficult in one training image each: one negative left.
+  with pytest.raises(ValueError, match=r'needs 2 positive and negative training images of '
+                                       r'each class; car, dog have fewer'):
+    evaluate_inputs.check_inputs(config, bench, prepared)
+  config.eval.voc2007.c = (1.0,)
+  evaluate_inputs.check_inputs(config, bench, prepared)
+  test = {k: [o for o in v if o[0] != 'sofa'] for k, v in TEST.items()}
+  root = image_trees.voc_tree(str(tmp_path / 'voc2'), TRAINVAL, test)
+  prepared = bench.prepare(root, cache_dir=str(tmp_path / 'cache2'), num_workers=1,
+                           short_side=32, progress=False)
+  with pytest.raises(ValueError, match='no test image of sofa'):
+    evaluate_inputs.check_inputs(config, bench, prepared)
