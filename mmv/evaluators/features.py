@@ -53,31 +53,11 @@ def make_embed_fn(model, modality, with_text, spaces=False):
   """jit(variables, batch) → {'features', 'video' (video modality), 'text' (with_text)}, and
   with `spaces` (what mmv.inference embeds) 'video_va' (video), 'audio_va' and 'audio_vat'
   (audio; no 'audio_vat' for a disjoint head). Evaluation leaves them out: its benchmarks use
-  none of them, and they would take room in every feature cache.
-
-  Modality 'image': the batch's 'video' holds 1-frame clips [B, 1, H, W, 3] (image records,
-  `mmv.ingest.images`), embedded by the deflated video tower (`model.embed_image` of the frame);
-  the outputs are named as the video's."""
+  none of them, and they would take room in every feature cache."""
 
   def embed(variables, batch):
     out = {}
-    if modality == 'image' and not hasattr(model, 'embed_image'):
-      # TEMPORARY STAND-IN (i19-images, dropped when i19-deflate's embed_image lands): the
-      # video tower on the 1-frame clip, not deflated.
-      out['features'], video_va, video_vat = model.apply(
-          variables, batch['video'], method=model.embed_video)
-      if video_vat is not None:
-        out['video'] = video_vat
-      if spaces and video_va is not None:
-        out['video_va'] = video_va
-    elif modality == 'image':
-      out['features'], video_va, video_vat = model.apply(
-          variables, batch['video'][:, 0], method=model.embed_image)
-      if video_vat is not None:
-        out['video'] = video_vat
-      if spaces and video_va is not None:
-        out['video_va'] = video_va
-    elif modality == 'video':
+    if modality == 'video':
       out['features'], video_va, video_vat = model.apply(
           variables, batch['video'], method=model.embed_video)
       if video_vat is not None:  # Methods without a text tower have no S_vat.
