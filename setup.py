@@ -15,7 +15,9 @@ INSTALL_REQUIRES = [
     'numpy==2.4.6',
     'optax==0.2.8',
     'orbax-checkpoint==0.12.8',
+    'pillow==12.3.0',  # Decoding still images (mmv/ingest/images.py): any mode, CMYK JPEGs.
     'scikit-learn==1.9.1',
+    'scipy==1.17.1',  # ImageNet's devkit meta.mat (mmv/benchmarks/imagenet.py).
     'tensorboardX==2.6.5',
     'tensorflow-cpu==2.21.0',
     'tensorstore==0.1.86',  # Orbax's storage; mmv.checkpoint reads its errors and manifests.

@@ -1,12 +1,12 @@
 """Checks a downloaded benchmark tree against what its `mmv.benchmarks` reader expects.
 
 Shared by the check scripts of the datasets the evaluation reads in their official layout
-(data/ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics600): each names its benchmark reader
-and the counts its authors published. The reader itself, imported rather than re-implemented,
-reads the official files, exactly as `python -m mmv.evaluate` will; this module counts what it
-found (per split and side, the clips listed and those whose file is on disk), names the clips
-whose file is missing (evaluation skips and counts them), and sets the counts beside the
-published ones. Nothing is converted or written.
+(data/ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics600, voc2007, imagenet): each names
+its benchmark reader and the counts its authors published. The reader itself, imported rather
+than re-implemented, reads the official files, exactly as `python -m mmv.evaluate` will; this
+module counts what it found (per split and side, the clips listed and those whose file is on
+disk), names the clips whose file is missing (evaluation skips and counts them), and sets the
+counts beside the published ones. Nothing is converted or written.
 """
 
 import argparse

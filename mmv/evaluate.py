@@ -3,11 +3,12 @@
     python -m mmv.evaluate --benchmark NAME --data_dir DIR --workdir WORKDIR \
         [--step N | --watch] [--output FILE] [--split S] [--cache_dir PATH]
 
-NAME: ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics or synthetic (the README says how to
-lay out DIR for each). The model is the one in WORKDIR/config.json (written by training), or
-`--config FILE` (with `--config.eval.*` overrides). Without --step the latest checkpoint is
-evaluated; --watch evaluates every checkpoint that appears, once, in order, until the run's final
-one (`train.steps`).
+NAME: ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics or synthetic, or the image benchmarks
+voc2007, imagenet and synthetic_images (the README says how to lay out DIR for each). The
+model is the one in WORKDIR/config.json (written by training), or `--config FILE` (with
+`--config.eval.*` overrides). Without --step the latest checkpoint is evaluated; --watch
+evaluates every checkpoint that appears, once, in order, until the run's final one
+(`train.steps`).
 
 Each benchmark is measured by its protocol block `config.eval.NAME`, the published protocol by
 default (mmv/benchmarks/protocols.py holds the fields and their sources); the model computes in
@@ -24,6 +25,11 @@ devices). What `mmv.benchmarks` says a benchmark measures:
 - retrieval: each test video's `retrieval_clips` clip embeddings in S_vat averaged (normalised,
   averaged, normalised), against its first caption. `t2v_*`: captions query videos; `v2t_*`:
   videos query captions. R@k in percent, MedR / MeanR the median / mean rank (1 = first).
+- image benchmarks (voc2007, imagenet, synthetic_images): each image a 1-frame record (short
+  side resized to `min_resize`, central `crop_size` crop), embedded by the deflated video
+  backbone (`embed_image`); the linear probe as above on one view per image (`train_augment`
+  adds random-crop passes). VOC: one binary SVM per class, `linear_mAP` the mean of the
+  VOC2007 devkit's 11-point APs in percent (difficult images left out), `linear_AP` per class.
 - zero_shot: each class name as a caption (`zero_shot_template`), the nearest per test video.
   `zero_shot_top1` / `zero_shot_top5` in percent.
 Metrics are means over the block's splits (each split's are in the record). The record's
@@ -157,10 +163,11 @@ def prepare_splits(bench, config, data_dir, *, split=None, cache_dir=None, **opt
   protocol's frame rate; `options`: the other fields of `benchmarks.Options`."""
   block = evaluate_protocol.protocol(config, bench)
   splits = (str(split),) if split is not None else tuple(block.splits)
+  if bench.modality != 'image':  # Images are 1-frame records: no frame rate to choose.
+    options['fps'] = block.fps
   prepared = {}
   for s in splits:
-    prepared.update(bench.prepare(data_dir, cache_dir=cache_dir, split=s, fps=block.fps,
-                                  **options))
+    prepared.update(bench.prepare(data_dir, cache_dir=cache_dir, split=s, **options))
   return prepared
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from mmv import evaluate_protocol
 from mmv import inference
+from mmv.benchmarks import voc2007
 from mmv.data import format as fmt
 from mmv.data import records
 from mmv.evaluators import zero_shot
@@ -29,19 +30,26 @@ def caption_tokens(data_config, captions):
   return tokens
 
 
-def record_labels(data_dir, split):
-  """The label (first class index, -1 if none) of every readable record of `split`, read from
-  the records' context (no frame is decoded)."""
+def record_labels(data_dir, split, num_classes=0):
+  """The label (first class index, -1 if none) of every readable record of `split`, or with
+  `num_classes` its multi-hot labels [N, num_classes], read from the records' context (no frame
+  is decoded)."""
   context = {fmt.LABEL_INDEX: tf.io.VarLenFeature(tf.int64)}
 
   def label(record):
     parsed, _ = tf.io.parse_single_sequence_example(record, context)
-    return tf.concat([parsed[fmt.LABEL_INDEX].values, [-1]], 0)[0]
+    indices = parsed[fmt.LABEL_INDEX].values
+    if num_classes:
+      return tf.reduce_max(tf.one_hot(tf.concat([indices, [-1]], 0), num_classes), axis=0)
+    return tf.concat([indices, [-1]], 0)[0]
 
   files = tf.data.Dataset.from_tensor_slices(records.split_files(data_dir, split))
   # File by file: a shard's unreadable tail ends that shard only (`records`).
   ds = files.flat_map(lambda f: tf.data.TFRecordDataset(f).ignore_errors())
-  return np.fromiter(ds.map(label).ignore_errors().as_numpy_iterator(), np.int64)
+  labels = list(ds.map(label).ignore_errors().as_numpy_iterator())
+  if num_classes:
+    return np.stack(labels) if labels else np.zeros((0, num_classes))
+  return np.asarray(labels, np.int64)
 
 
 def check_inputs(config, bench, prepared_splits):
@@ -57,8 +65,33 @@ def check_inputs(config, bench, prepared_splits):
     if 'zero_shot' in bench.protocols:
       caption_tokens(data, zero_shot.class_captions(prepared.class_names,
                                                     block.zero_shot_template))
-    if 'linear' in bench.protocols and len(block.c) > 1:
+    if 'linear' in bench.protocols and evaluate_protocol.multi_label(bench):
+      _check_multilabel(bench, block, prepared)
+    elif 'linear' in bench.protocols and len(block.c) > 1:
       _check_folds(bench, block, prepared)
+
+
+def _check_multilabel(bench, block, prepared):
+  """Each class's binary SVM (`multilabel`) needs positive and negative training images of it,
+  2 of each when cross-validation chooses its C, and its AP a positive test image (VOC:
+  classes, then their difficult twins)."""
+  k = len(prepared.class_names) // 2
+  names = prepared.class_names[:k]
+  where = f'{bench.name} split {prepared.split}'
+  need = 2 if len(block.c) > 1 else 1
+  train = voc2007.targets(record_labels(prepared.data_dir, prepared.train.split, 2 * k))
+  short = [names[c] for c in range(k)
+           if min((train[:, c] > 0).sum(), (train[:, c] < 0).sum()) < need]
+  if short:
+    why = (f'eval.{bench.name}.c = {tuple(block.c)} chooses C per class by cross-validation, '
+           'which needs 2' if need == 2 else 'its SVM needs 1')
+    raise ValueError(f'{where}: {why} positive and negative training images of each class; '
+                     f'{", ".join(short[:5])} {"have" if len(short) > 1 else "has"} fewer')
+  test = voc2007.targets(record_labels(prepared.data_dir, prepared.test.split, 2 * k))
+  absent = [names[c] for c in range(k) if not (test[:, c] > 0).any()]
+  if absent:
+    raise ValueError(f'{where}: no test image of {", ".join(absent[:5])}: its AP (and the '
+                     'mAP) is undefined')
 
 
 def _check_folds(bench, block, prepared):

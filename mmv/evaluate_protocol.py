@@ -5,9 +5,16 @@ fields, their defaults and their sources)."""
 import copy
 import os
 
+import ml_collections
+
 from mmv import inference
 from mmv.benchmarks import protocols
 from mmv.data import pipeline
+from mmv.ingest import images
+
+# What an image block reads: a 1-frame record (`mmv.ingest.images`), its one frame.
+IMAGE_CLIP = dict(fps=images.FPS, max_seconds=0.0, clip_offsets='mmv', frame_stride=1,
+                  num_frames=1)
 
 
 def protocol(config, bench):
@@ -27,6 +34,11 @@ def with_new_fields(config):
   with config.unlocked():
     for name, defaults in protocols.DEFAULTS.items():
       block = config.eval.get(name)
+      if block is None and isinstance(config.eval.get('ucf101'), ml_collections.ConfigDict):
+        # A benchmark added since the config was written (the image benchmarks).
+        config.eval[name] = ml_collections.ConfigDict(defaults)
+        added.append(f'eval.{name}')
+        continue
       for field, value in defaults.items():
         if block is not None and field not in block:
           block[field] = value
@@ -53,10 +65,19 @@ def check_eval_config(config, bench):
                'retrieval_clips', 'cv_folds', 'svm_max_iter'):
     if name in block and block[name] < 1:
       raise ValueError(f'eval.{bench.name}.{name} must be at least 1, got {block[name]}')
-  if block.fps <= 0 or block.get('min_resize', 0) < 0 or block.max_seconds < 0:
+  clip = clip_settings(bench, block)
+  if clip['fps'] <= 0 or block.get('min_resize', 0) < 0 or clip['max_seconds'] < 0:
     raise ValueError(f'eval.{bench.name}: fps must be positive, min_resize and max_seconds '
                      'at least 0')
-  _check_choice(bench, block, 'clip_offsets', protocols.CLIP_OFFSETS)
+  if clip['clip_offsets'] not in protocols.CLIP_OFFSETS:
+    _check_choice(bench, block, 'clip_offsets', protocols.CLIP_OFFSETS)
+  if bench.modality == 'image' and 'linear' in bench.protocols and not block.train_augment and (
+      block.train_passes != 1 or block.train_flip or
+      tuple(block.train_scale_jitter) != protocols.NO_AUGMENTATION):
+    raise ValueError(f'eval.{bench.name}: train_augment is False (the training images are read '
+                     'once, as the test images are), so train_passes must be 1, train_flip '
+                     'False and train_scale_jitter (1, 1); set train_augment for augmented '
+                     'passes')
   if 'linear' in bench.protocols:
     _check_choice(bench, block, 'classifier', protocols.CLASSIFIERS)
     _check_choice(bench, block, 'svm_solver', protocols.SVM_SOLVERS)
@@ -83,9 +104,22 @@ def replace(data_config, **changes):
   return c
 
 
+def clip_settings(bench, block):
+  """{fps, max_seconds, clip_offsets, frame_stride, num_frames} of `block`: its own, or for an
+  image benchmark those of its 1-frame records (`IMAGE_CLIP`)."""
+  if bench.modality == 'image':
+    return dict(IMAGE_CLIP)
+  return {k: block[k] for k in IMAGE_CLIP}
+
+
 def check_prepared(config, bench, prepared):
   """A clear error when `prepared` is not stored at the protocol block's frame rate."""
   block = protocol(config, bench)
+  if bench.modality == 'image':
+    if float(prepared.fps) != images.FPS:
+      raise ValueError(f'{bench.name} split {prepared.split} ({prepared.data_dir}) is not '
+                       'stored as 1-frame image records')
+    return
   if float(prepared.fps) != float(block.fps):
     raise ValueError(f'{bench.name} split {prepared.split} is stored at {prepared.fps} fps '
                      f'({prepared.data_dir}), but eval.{bench.name}.fps is {block.fps}: '
@@ -98,26 +132,36 @@ def benchmark_data_config(config, bench, prepared):
   crop and training augmentation, nothing of the training run's augmentation; the training
   run's input format (normalisation, audio features) and vocabulary."""
   block = protocol(config, bench)
+  clip = clip_settings(bench, block)
   vocab = pipeline.vocab_path(config.data)
   if not os.path.exists(vocab):
     raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
                             'the run) is needed to encode text; run from the directory '
                             'training ran in, or pass --config with its absolute path')
-  video = bench.modality == 'video'
-  augment = video and 'linear' in bench.protocols
+  video = bench.modality in ('video', 'image')
+  augment = video and 'linear' in bench.protocols and block.get('train_augment', True)
+  # Multi-label images (VOC) read every label of a record, multi-hot.
+  multi = multi_label(bench, prepared)
   c = replace(config.data, data_dir=prepared.data_dir, vocab=os.path.abspath(vocab),
               mixture=(), train_split='train', test_split='test', with_names=False,
-              label_format='index', num_classes=0,
+              label_format='multi_hot' if multi else 'index',
+              num_classes=len(prepared.class_names) if multi else 0,
               modalities=('video',) if video else ('audio',),
-              fps=float(block.fps), max_seconds=float(block.max_seconds),
-              clip_offsets=block.clip_offsets,
-              frame_stride=block.frame_stride, num_frames=block.num_frames, num_test_clips=1,
+              fps=float(clip['fps']), max_seconds=float(clip['max_seconds']),
+              clip_offsets=clip['clip_offsets'],
+              frame_stride=clip['frame_stride'], num_frames=clip['num_frames'], num_test_clips=1,
               color_augment=False, random_flip=bool(augment and block.train_flip),
               scale_jitter=(tuple(block.train_scale_jitter) if augment
                             else protocols.NO_AUGMENTATION))
   if video:
     c.min_resize, c.crop_size = block.min_resize, block.crop_size
   return c
+
+
+def multi_label(bench, prepared=None):
+  """Whether `bench` labels its images multi-hot (VOC: classes and their difficult twins)."""
+  del prepared
+  return bench.name == 'voc2007'
 
 
 def protocol_settings(config, bench, splits, departures=()):
@@ -130,6 +174,8 @@ def protocol_settings(config, bench, splits, departures=()):
   differs = protocols.differences(bench.name, block, config.eval.dtype)
   if differs is not None:
     differs += list(dict.fromkeys(departures))
+  if bench.modality == 'image':
+    return image_settings(config, bench, block, differs)
   out = {'protocols': list(bench.protocols), 'source': protocols.SOURCES[bench.name],
          'published': differs == [], 'modality': bench.modality, 'dtype': config.eval.dtype,
          'fps': block['fps'], 'max_seconds': block['max_seconds'] or 'whole videos',
@@ -178,3 +224,43 @@ def _linear_settings(config, block, video):
       **({'C': c[0]} if len(c) == 1 else {'c_grid': list(c), 'cv_folds': block['cv_folds']}),
       'scores': 'decision scores averaged over the test clips'}
 
+
+
+def image_settings(config, bench, block, differs):
+  """`protocol_settings` of an image benchmark (no clips: 1-frame records)."""
+  augment = block['train_augment']
+  train = 'as the test images' if not augment else ', '.join(
+      [f'{block["train_passes"]} passes of random crops {block["crop_size"]}'] +
+      ([f'scale jitter {list(block["train_scale_jitter"])}']
+       if tuple(block['train_scale_jitter']) != protocols.NO_AUGMENTATION else []) +
+      (['left-right flip'] if block['train_flip'] else []))
+  c = block['c']
+  classifier = protocols.CLASSIFIERS[block['classifier']]
+  if block['classifier'] == 'svm':
+    classifier += f' (solver {block["svm_solver"]}, max_iter {block["svm_max_iter"]})'
+  if multi_label(bench):
+    classifier = ('one binary ' + classifier + ' per class (one-vs-rest), C per class; images '
+                  'difficult for a class in neither its positives nor its negatives')
+  out = {'protocols': list(bench.protocols), 'source': protocols.SOURCES[bench.name],
+         'published': differs == [], 'modality': 'image', 'dtype': config.eval.dtype,
+         'image_model': image_model(config),
+         'stored': 'one JPEG frame per image, short side as converted (mmv.ingest.images)',
+         'resize_short_side': block['min_resize'] or 'kept', 'crop': block['crop_size']}
+  if differs:
+    out['differs_from_published'] = differs
+  out['linear'] = {
+      'features': f'pooled output of the deflated {config.model.video_backbone}',
+      'train_images': train, 'test_images': f'central crop {block["crop_size"]}, one view',
+      'classifier': classifier,
+      **({'C': c[0]} if len(c) == 1 else {'c_grid': list(c), 'cv_folds': block['cv_folds']}),
+      'metric': ('mAP: mean over classes of the VOC2007 devkit\'s 11-point AP, difficult '
+                 'images left out' if multi_label(bench) else 'top-1 / top-5 accuracy')}
+  return out
+
+
+def image_model(config):
+  """How the image model was made from the video model, for the record: a workdir written by
+  `mmv.tools.deflate` (BatchNorm re-fitted) or the video model deflated as it is."""
+  if config.model.get('deflated', False):
+    return 'deflated video backbone of a workdir written by mmv.tools.deflate (BatchNorm re-fit)'
+  return 'video backbone deflated on the fly, no BatchNorm re-fit'

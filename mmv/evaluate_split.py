@@ -11,10 +11,12 @@ from mmv import evaluate_inputs
 from mmv import evaluate_protocol
 from mmv import methods
 from mmv.benchmarks import protocols
+from mmv.benchmarks import voc2007
 from mmv.data import records
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import jax_linear
 from mmv.evaluators import linear_probe
+from mmv.evaluators import multilabel
 from mmv.evaluators import retrieval
 from mmv.evaluators import zero_shot
 
@@ -54,6 +56,16 @@ class SplitEvaluation:
     self._linear_test = None
 
   def _embed_fn(self, with_text):
+    if self.bench.modality == 'image' and hasattr(self.checkpoint, 'image_restored'):
+      # The deflated model (a deflated workdir's own, or the video model deflated on loading)
+      # on the 1-frame clips of the image records.
+      _, variables, mesh = self.checkpoint.image_restored
+      return self.checkpoint.embed_fn('image', with_text), variables, mesh
+    if self.bench.modality == 'image':
+      # TEMPORARY STAND-IN (i19-images; remove with the hasattr above once i19-deflate's
+      # Checkpoint.image_restored is on main): the video model, not deflated, on the clips.
+      _, variables, mesh = self.checkpoint.restored
+      return self.checkpoint.embed_fn('video', with_text), variables, mesh
     _, variables, mesh = self.checkpoint.restored
     return self.checkpoint.embed_fn(self.bench.modality, with_text), variables, mesh
 
@@ -93,7 +105,9 @@ class SplitEvaluation:
     return arrays
 
   def linear(self):
-    passes = [self.features(f'train_pass{p}', self.prepared.train.split, augment_seed=p)
+    augment = self.block.get('train_augment', True)
+    passes = [self.features(f'train_pass{p}', self.prepared.train.split,
+                            augment_seed=p if augment else None)
               for p in range(self.block.train_passes)]
     labels = np.asarray(passes[0]['label'])
     if any(not np.array_equal(p['label'], labels) for p in passes[1:]):
@@ -101,6 +115,8 @@ class SplitEvaluation:
                        '(a record fails for some clips only); set data.strict to find it')
     train = np.stack([np.asarray(p['features'])[:, 0] for p in passes], axis=1)
     test = self.linear_test()
+    if evaluate_protocol.multi_label(self.bench):
+      return self.linear_multilabel(train, labels, test)
     for role, y in (('training', labels), ('test', test['label'])):
       if (np.asarray(y) < 0).any():
         raise ValueError(f'{self.bench.name} split {self.prepared.split}: '
@@ -108,10 +124,23 @@ class SplitEvaluation:
     return _prefixed('linear_', _probe(self.block, (train, labels),
                                        (test['features'], test['label']), self.config.seed))
 
+  def linear_multilabel(self, train, labels, test):
+    """VOC: one binary SVM per class on the multi-hot labels (classes, difficult twins)."""
+    if self.block.classifier != 'svm':
+      raise ValueError(f'eval.{self.bench.name}.classifier must be svm: the multi-label probe '
+                       'is scikit-learn\'s')
+    result = multilabel.linear_probe_multilabel(
+        train, voc2007.targets(labels), test['features'], voc2007.targets(test['label']),
+        c_grid=tuple(self.block.c), folds=self.block.cv_folds, seed=self.config.seed,
+        max_iter=self.block.svm_max_iter, dual=protocols.SVM_SOLVERS[self.block.svm_solver],
+        class_names=voc2007.CLASSES)
+    result['AP'] = dict(zip(voc2007.CLASSES, result['AP']))
+    return _prefixed('linear_', result)
+
   def linear_test(self):
     if self._linear_test is None:  # Shared by the linear probe and zero-shot classification.
       self._linear_test = self.features('linear_test', self.prepared.test.split,
-                                        num_test_clips=self.block.test_clips)
+                                        num_test_clips=self.block.get('test_clips', 1))
     return self._linear_test
 
   def _say(self, role, what):
@@ -172,9 +201,12 @@ def served_protocols(config, bench):
   (retrieval, zero-shot classification) need a text tower, which only some methods have.
   A benchmark of a modality the model does not embed is an error."""
   towers = methods.get(config).TOWERS
-  if bench.modality not in towers:
-    raise ValueError(f'benchmark {bench.name} embeds {bench.modality}: method '
-                     f'{config.get("method", "mmv")!r} has no {bench.modality} tower (its '
+  # Images go through the video tower, deflated.
+  tower = 'video' if bench.modality == 'image' else bench.modality
+  if tower not in towers:
+    through = ' (through the deflated video tower)' if bench.modality == 'image' else ''
+    raise ValueError(f'benchmark {bench.name} embeds {bench.modality}{through}: method '
+                     f'{config.get("method", "mmv")!r} has no {tower} tower (its '
                      f'towers: {", ".join(towers)})')
   return tuple(p for p in bench.protocols if 'text' in towers or p not in TEXT_PROTOCOLS)
 

@@ -408,9 +408,11 @@ def test_synthetic_used_in_place(tmp_path):
 
 def test_registry():
   assert sorted(benchmarks.BENCHMARKS) == [
-      'esc50', 'hmdb51', 'kinetics', 'msrvtt', 'synthetic', 'ucf101', 'youcook2']
+      'esc50', 'hmdb51', 'imagenet', 'kinetics', 'msrvtt', 'synthetic', 'synthetic_images',
+      'ucf101', 'voc2007', 'youcook2']
   kinds = {name: (b.kind, b.modality) for name, b in benchmarks.BENCHMARKS.items()}
   assert kinds['esc50'] == ('linear', 'audio') and kinds['youcook2'] == ('retrieval', 'video')
+  assert kinds['voc2007'] == kinds['imagenet'] == ('linear', 'image')
   protocols = {name: b.protocols for name, b in benchmarks.BENCHMARKS.items()}
   assert protocols['ucf101'] == ('linear', 'zero_shot') and protocols['msrvtt'] == ('retrieval',)
   assert set(protocols['synthetic']) == {'linear', 'retrieval', 'zero_shot'}

@@ -19,7 +19,7 @@ KINDS = ('linear', 'retrieval')  # What is prepared: train and test sides, or te
 # S_vat (each test clip against its caption) and zero-shot classification (class names as
 # captions, nearest per test clip).
 PROTOCOLS = ('linear', 'retrieval', 'zero_shot')
-MODALITIES = ('video', 'audio')
+MODALITIES = ('video', 'audio', 'image')  # image: 1-frame records (mmv.ingest.images).
 ROLES = ('train', 'test')  # Also the shard names a prepared split has: train-*, test-*.
 
 

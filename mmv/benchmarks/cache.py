@@ -14,6 +14,7 @@ conversion options): a part whose inputs changed (a video added to the disk, oth
 converted again, any other is reused as it is.
 """
 
+import functools
 import glob
 import hashlib
 import json
@@ -21,11 +22,13 @@ import math
 import os
 
 from mmv.benchmarks import benchmark as bm
-from mmv.ingest import convert
 from mmv.data import format as fmt
+from mmv.ingest import convert
+from mmv.ingest import images
 from mmv.ingest import text_files
 
 PARTS = 'parts'
+IMAGES_PER_WORKER = 500  # Fewer images per decoding process than this: fewer processes.
 DONE = 'split.json'
 
 
@@ -112,6 +115,22 @@ def _convert_part(specs, parts_dir, part, options, fps, audio):
   return report, fps
 
 
+def _convert_image_part(specs, parts_dir, part, options):
+  """Images → 1-frame records (`mmv.ingest.images`): an unreadable image is skipped and counted.
+  A few images are decoded in this process: a worker process costs more to start (it imports
+  the caller's main module) than hundreds of images take to decode."""
+  num_shards = max(1, math.ceil(len(specs) / options.clips_per_shard))
+  workers = min(options.num_workers, len(specs) // IMAGES_PER_WORKER)
+  labels = text_files.label_map(specs, os.path.join(parts_dir, fmt.LABEL_MAP))
+  read = functools.partial(images.read_image_or_reason, short_side=options.short_side,
+                           quality=images.JPEG_QUALITY)
+  report = convert.write_shards(
+      zip(specs, convert.read_in_pool(specs, workers, read)), parts_dir, name=part,
+      num_shards=num_shards, labels=labels, fps=images.FPS, sample_rate=options.sample_rate,
+      total=len(specs), progress=options.progress)
+  return report, images.FPS
+
+
 def _link_split(root, split, roles, markers):
   """CACHE/NAME/SPLIT with links to the shards of its parts; {role: [link paths]}."""
   split_dir = os.path.join(root, split)
@@ -157,7 +176,8 @@ def prepare_layout(benchmark, layout, data_dir, root, splits, options, source='r
                      f'(found {sorted(layout.splits)}); expected {benchmark.layout}')
   needed = sorted({p for s in splits for parts in layout.splits[s].values() for p in parts})
   if not any(spec.path for p in needed for spec in layout.clips[p]):
-    raise FileNotFoundError(f'{benchmark.name}: none of the videos the official lists name '
+    what = 'images' if benchmark.modality == 'image' else 'videos'
+    raise FileNotFoundError(f'{benchmark.name}: none of the {what} the official lists name '
                             f'is under {data_dir!r}; expected {benchmark.layout}')
   parts_dir = os.path.join(root, PARTS)
   os.makedirs(parts_dir, exist_ok=True)
@@ -167,18 +187,23 @@ def prepare_layout(benchmark, layout, data_dir, root, splits, options, source='r
   if any(spec.captions for spec in all_specs):
     write_text_if_changed(os.path.join(parts_dir, 'vocab.txt'), text_files.vocabulary(all_specs))
 
-  fps = options.fps or benchmark.fps
+  image = benchmark.modality == 'image'
+  fps = images.FPS if image else options.fps or benchmark.fps
   audio = benchmark.modality == 'audio' if options.audio is None else options.audio
-  settings = {'fps': fps, 'short_side': options.short_side, 'sample_rate': options.sample_rate,
-              'jpeg_qscale': options.jpeg_qscale, 'audio': audio}
+  settings = ({'image': True, 'short_side': options.short_side,
+               'jpeg_quality': images.JPEG_QUALITY} if image else
+              {'fps': fps, 'short_side': options.short_side, 'sample_rate': options.sample_rate,
+               'jpeg_qscale': options.jpeg_qscale, 'audio': audio})
   markers = {}
   for part in needed:
     specs = layout.clips[part]
     key = digest({'clips': [_spec_record(s, data_dir) for s in specs],
                   'classes': list(layout.class_names), 'settings': settings})
-    markers[part] = write_part(
-        parts_dir, part, key,
-        lambda specs=specs, part=part: _convert_part(specs, parts_dir, part, options, fps, audio))
+    if image:
+      write = functools.partial(_convert_image_part, specs, parts_dir, part, options)
+    else:
+      write = functools.partial(_convert_part, specs, parts_dir, part, options, fps, audio)
+    markers[part] = write_part(parts_dir, part, key, write)
 
   return {split: link_prepared(benchmark, root, split, layout.splits[split], markers,
                                layout.class_names, source, fps)

@@ -4,6 +4,7 @@
 container, `clip_lists` reads what to convert (CSV rows, narration JSON), `clip_records` builds
 a clip's record and picks its shard, `convert` writes shards with local processes (and is the
 command line, `python -m mmv.ingest.convert`), `convert_beam` the same with Apache Beam,
-`staging` moves finished outputs into place, `text_files` the label map and vocabulary.
+`staging` moves finished outputs into place, `text_files` the label map and vocabulary,
+`images` still images as 1-frame clips (the image benchmarks' and `mmv.inference`'s).
 The reader (`mmv.data`) does not import this package: both share only `mmv.data.format`.
 """

@@ -62,8 +62,9 @@ from mmv.ingest import text_files
 
 
 
-def _clips(specs, num_workers, read):
-  """read(spec) for every spec, in order, by a pool of `num_workers` processes."""
+def read_in_pool(specs, num_workers, read):
+  """read(spec) for every spec, in order, by a pool of `num_workers` processes (`read` a
+  picklable function of a module that imports no TensorFlow)."""
   if num_workers <= 1:
     yield from map(read, specs)
     return
@@ -117,7 +118,7 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
   read = functools.partial(media.read_clip_or_reason, **clip_records.read_options(
       fps=fps, short_side=short_side, sample_rate=sample_rate, jpeg_qscale=jpeg_qscale,
       audio=audio, min_clip_fraction=min_clip_fraction, require_audio=require_audio))
-  clips = zip(specs, _clips(specs, num_workers, read))
+  clips = zip(specs, read_in_pool(specs, num_workers, read))
   report = write_shards(clips, output_dir, name=name, num_shards=num_shards, labels=labels,
                         fps=fps, sample_rate=sample_rate, audio_format=audio_format,
                         total=len(specs), progress=progress,
