@@ -1,0 +1,259 @@
+"""Deflates a trained (or imported) video model into an image model and re-fits its BatchNorm.
+
+    python -m mmv.tools.deflate --workdir runs/demo --output runs/demo_image
+    python -m mmv.tools.deflate --workdir runs/mmv_s3d_released --output runs/mmv_s3d_image \
+        --config configs/mmv_s3d.py --config.data.data_dir=DATA
+
+The video backbone's kernels are summed over time (`mmv.models.deflate`), then its BatchNorm
+scales and offsets are fitted, everything else frozen, so that its features of frames match the
+video backbone's features of the static videos (each frame repeated over the clip): the L1
+objective of the MMV paper, on the training data's frames (or those of `--data_dir`), no
+labels (`mmv.deflate_fit`). Settings: `config.deflate` (steps, learning_rate, batch_size, ...),
+overridden by `--steps`, `--learning_rate`, `--batch_size`, or `--config.deflate.FIELD=...`
+with `--config`. The batch is sharded over all devices as in training.
+
+OUTPUT is a workdir that `mmv.inference.load` and `mmv.evaluate` read: config.json (the run's,
+with `model.deflated` set) and checkpoints/ (the fitted image model at the last step), and
+deflate.json (the source checkpoint and the L1 figures). It is written in OUTPUT.partial and
+renamed when complete: a stopped fit (SIGTERM, Ctrl-C) saves its step there and the same
+command resumes it. WORKDIR is only read. An existing OUTPUT is refused unless --overwrite,
+which replaces only an earlier output of this tool (a directory holding deflate.json).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+import tensorflow as tf
+import tqdm
+
+from mmv import checkpoint as ckpt_lib
+from mmv import deflate_fit
+from mmv import inference
+from mmv import preemption
+from mmv import train_step as step_lib
+from mmv.models import deflate
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config of the model when WORKDIR has no config.json (an imported release).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'The video model\'s workdir (read only).')
+_OUTPUT = flags.DEFINE_string('output', None, 'The image model\'s workdir to write.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Frames from this data directory\'s '
+                                 'train and test splits instead of the run\'s data.')
+_STEP = flags.DEFINE_integer('step', None, 'Checkpoint of WORKDIR; the latest by default.')
+_STEPS = flags.DEFINE_integer('steps', None, 'deflate.steps')
+_LEARNING_RATE = flags.DEFINE_float('learning_rate', None, 'deflate.learning_rate')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'deflate.batch_size')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an earlier output of this tool.')
+flags.mark_flags_as_required(['workdir', 'output'])
+
+REPORT = 'deflate.json'
+SOURCE = 'source.json'  # In OUTPUT.partial: what it is a fit of, so a resume fits the same.
+
+
+class OutputError(FileExistsError):
+  """An output that would overwrite something not this tool's."""
+
+
+def settings(config, data_dir=None, **overrides):
+  """`config` (unlocked copy) with `config.deflate` (added at its defaults to configs older
+  than it), the overrides that are not None, and `data_dir` replacing the data."""
+  config = inference.config_from_dict(json.loads(config.to_json_best_effort()))
+  config.unlock()
+  if 'deflate' not in config:
+    config.deflate = deflate_fit.config_fields()
+  for key, value in overrides.items():
+    if value is not None:
+      config.deflate[key] = value
+  if data_dir is not None:
+    config.data.data_dir, config.data.mixture = data_dir, ()
+  config.model.deflated = False
+  config.lock()
+  return config
+
+
+def check_output(workdir, output, overwrite):
+  """Refuses an OUTPUT that is WORKDIR (or inside it), or exists and is not an earlier output
+  of this tool (with --overwrite) or an empty directory."""
+  source, target = os.path.realpath(workdir), os.path.realpath(output)
+  if target == source or target.startswith(source + os.sep):
+    raise OutputError(f'--output {output} is (inside) --workdir {workdir}: write beside it')
+  if not os.path.lexists(output) or (os.path.isdir(output) and not os.listdir(output)):
+    return
+  if not overwrite:
+    raise OutputError(f'--output {output} exists; pass --overwrite to replace an earlier '
+                      'output of mmv.tools.deflate there')
+  if not os.path.isfile(os.path.join(output, REPORT)):
+    raise OutputError(f'--output {output} holds no {REPORT}: --overwrite replaces an earlier '
+                      'output of mmv.tools.deflate only')
+
+
+def _source(workdir, step, config):
+  return {'workdir': os.path.abspath(workdir), 'step': int(step),
+          'deflate': config.deflate.to_dict(), 'data_dir': config.data.data_dir}
+
+
+def _partial_directory(output, source):
+  """OUTPUT.partial, checked to be a fit of the same source (or created)."""
+  partial = output.rstrip(os.sep) + '.partial'
+  path = os.path.join(partial, SOURCE)
+  if os.path.exists(path):
+    with open(path) as f:
+      earlier = json.load(f)
+    if earlier != source:
+      raise OutputError(f'{partial} holds a stopped fit of another source or settings '
+                        f'({earlier}); remove it or choose another --output')
+  elif os.path.lexists(partial) and os.listdir(partial):
+    raise OutputError(f'{partial} exists and is no stopped fit of mmv.tools.deflate')
+  if jax.process_index() == 0:
+    os.makedirs(partial, exist_ok=True)
+    with open(path, 'w') as f:
+      json.dump(source, f, indent=1)
+  return partial
+
+
+def run(config, workdir, output, *, step=None, overwrite=False):
+  """Deflates checkpoint `step` (latest by default) of `workdir` and re-fits its BatchNorm into
+  the workdir `output`; returns the report (deflate.json) or None when stopped by a signal."""
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'no workdir {workdir}')
+  check_output(workdir, output, overwrite)
+  step = inference.latest_step(workdir) if step is None else int(step)
+  (video_model, video_vars, mesh), step = inference.restore(config, workdir, step)
+  deflate_fit.check_model(video_vars['params'], config.get('method', 'mmv'))
+  image_config = deflate.image_config(config)
+  image_model = step_lib.create_model(inference.model_config(image_config))
+  abstract = inference.abstract_variables(inference.model_config(image_config), image_model,
+                                          mesh)
+  paths = deflate_fit.refit_paths(abstract)
+  d = config.deflate
+  refit = deflate_fit.Refit(video_model, image_model, config.data.num_frames, paths,
+                            deflate_fit.optimizer(d))
+  deflated = deflate_fit.image_variables(video_vars, abstract)
+  partial = _partial_directory(output, _source(workdir, step, config))
+  state = refit.initial_state(deflated)
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(partial, 'checkpoints'), max_to_keep=1)
+  signature = ckpt_lib.variable_signature(abstract)
+  try:
+    if checkpointer.latest_step() is not None:
+      state, _ = checkpointer.restore(jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state),
+          signature=signature)
+      print(f'resumed the fit at step {int(state.step)} in {partial}', flush=True)
+    held_out = deflate_fit.held_out_frames(config, mesh)
+    before = deflate_fit.mean_l1(refit, video_vars, deflated, held_out)
+    state, first, last, stopped = _fit(config, refit, state, video_vars, mesh, checkpointer,
+                                       signature)
+    if stopped:
+      return None
+    after = deflate_fit.mean_l1(refit, video_vars, deflate_fit.variables_of(state), held_out)
+  finally:
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+  report = {**_source(workdir, step, config), 'steps': int(state.step),
+            'refitted_variables': len(paths),
+            'train_l1': {'first_step': first, 'last_steps': last},
+            'held_out_l1': {'split': config.data.test_split, 'frames': _count(held_out),
+                            'before': before, 'after': after,
+                            'video_feature_mean_abs': deflate_fit.mean_l1(
+                                refit, video_vars, None, held_out)}}
+  if jax.process_index() == 0:
+    with open(os.path.join(partial, 'config.json'), 'w') as f:
+      f.write(image_config.to_json_best_effort(indent=1))
+    with open(os.path.join(partial, REPORT), 'w') as f:
+      json.dump(report, f, indent=1)
+    os.remove(os.path.join(partial, SOURCE))
+    _replace(partial, output)
+  return report
+
+
+def _count(batches):
+  return int(sum(float(jax.device_get(mask).sum()) for _, mask in batches))
+
+
+def _fit(config, refit, state, video_vars, mesh, checkpointer, signature):
+  """The Adam steps after `state.step`: (state, L1 of the first step run, mean L1 of the last
+  `log_every` steps, stopped by a signal)."""
+  d = config.deflate
+  start = int(state.step)
+  frames = deflate_fit.train_frames(config, mesh, seed=config.seed + start)
+  first, recent = None, []
+  save = lambda s: checkpointer.save(int(s.step), s, signature=signature)
+  with preemption.PreemptionWatcher() as watcher:
+    bar = tqdm.tqdm(range(start + 1, d.steps + 1), initial=start, total=d.steps,
+                    desc='BN re-fit', unit='step', disable=jax.process_index() != 0 or None)
+    for step in bar:
+      state, value = refit.step(state, video_vars, next(frames))
+      recent = (recent + [value])[-d.log_every:]
+      if first is None:
+        first = float(value)
+      if step % d.log_every == 0:
+        bar.set_postfix(l1=f'{float(sum(recent)) / len(recent):.4g}')
+      stop = watcher.should_stop(step)
+      if stop or step % d.checkpoint_every == 0 or step == d.steps:
+        save(state)
+      if stop:
+        checkpointer.wait_until_finished()
+        print(f'stopped: saved step {step} of the fit; run the same command again to resume',
+              flush=True)
+        return state, first, None, True
+  if int(state.step) > start or checkpointer.latest_step() != int(state.step):
+    save(state)
+  last = float(sum(recent)) / len(recent) if recent else None
+  return state, first, last, False
+
+
+def _replace(partial, output):
+  """Renames `partial` to `output`; an earlier output there is moved aside first and removed
+  once the new one is in place."""
+  if os.path.isdir(output) and os.listdir(output):
+    aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(output)}.old-',
+                             dir=os.path.dirname(os.path.abspath(output)))
+    os.rename(output, os.path.join(aside, 'output'))
+    os.rename(partial, output)
+    shutil.rmtree(aside)
+  else:
+    if os.path.isdir(output):
+      os.rmdir(output)  # Empty.
+    os.rename(partial, output)
+
+
+def summary(report):
+  """The one line of the L1 before and after."""
+  h, t = report['held_out_l1'], report['train_l1']
+  train = (f'training frames {t["first_step"]:.4g} (first step) → {t["last_steps"]:.4g} (last '
+           'steps)' if t['first_step'] is not None and t['last_steps'] is not None else
+           'no step run')
+  return (f'L1 |deflated − video| per feature: held-out ({h["split"]}, {h["frames"]} frames) '
+          f'{h["before"]:.4g} → {h["after"]:.4g} after {report["steps"]} steps (video features\' '
+          f'mean |f| {h["video_feature_mean_abs"]:.4g}); {train}')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  tf.config.set_visible_devices([], 'GPU')
+  logging.set_verbosity(logging.WARNING)
+  try:
+    config = _CONFIG.value if _CONFIG.value is not None else inference.read_run_config(
+        _WORKDIR.value)
+    config = settings(config, _DATA_DIR.value, steps=_STEPS.value,
+                      learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value)
+    report = run(config, _WORKDIR.value, _OUTPUT.value, step=_STEP.value,
+                 overwrite=_OVERWRITE.value)
+  except (FileNotFoundError, OutputError, ValueError, ckpt_lib.DamagedCheckpointError,
+          ckpt_lib.IncompatibleCheckpointError) as e:
+    raise SystemExit(f'error: {e}') from None
+  if report is not None:
+    print(f'wrote {_OUTPUT.value}: {summary(report)}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
