@@ -25,7 +25,6 @@ from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.data import pipeline
 from mmv.data import stream as data_stream
-from mmv.models import deflate
 
 
 def config_fields():
@@ -127,13 +126,6 @@ class Refit:
 
 def optimizer(c):
   return optax.adam(c.learning_rate)
-
-
-def image_variables(video_variables, image_abstract):
-  """The deflated variables, placed as `image_abstract` (ShapeDtypeStructs with shardings)."""
-  shardings = jax.tree.map(lambda s: s.sharding, image_abstract)
-  return jax.jit(lambda v: deflate.deflate_variables(v, image_abstract),
-                 out_shardings=shardings)(video_variables)
 
 
 def frames_config(config, split=None):

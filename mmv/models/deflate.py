@@ -72,3 +72,10 @@ def deflate_variables(variables, image_shapes):
       raise DeflationError(f'{name}: {e}') from None
 
   return jax.tree_util.tree_map_with_path(leaf, image_shapes)
+
+
+def placed_variables(variables, image_abstract):
+  """`deflate_variables` placed as `image_abstract` (ShapeDtypeStructs with shardings)."""
+  shardings = jax.tree.map(lambda s: s.sharding, image_abstract)
+  return jax.jit(lambda v: deflate_variables(v, image_abstract),
+                 out_shardings=shardings)(variables)

@@ -136,7 +136,7 @@ def run(config, workdir, output, *, step=None, overwrite=False):
   d = config.deflate
   refit = deflate_fit.Refit(video_model, image_model, config.data.num_frames, paths,
                             deflate_fit.optimizer(d))
-  deflated = deflate_fit.image_variables(video_vars, abstract)
+  deflated = deflate.placed_variables(video_vars, abstract)
   partial = _partial_directory(output, _source(workdir, step, config))
   state = refit.initial_state(deflated)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(partial, 'checkpoints'), max_to_keep=1)
