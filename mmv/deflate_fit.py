@@ -42,11 +42,16 @@ def config_fields():
 BACKBONE = 'video_backbone'  # The video backbone's module in the models that deflate.
 
 
-def check_model(params, method):
-  """A clear error for a model whose video backbone cannot be re-fitted here."""
-  if BACKBONE not in params:
-    raise ValueError(f'method {method!r} has no single video backbone ({BACKBONE!r}) to '
-                     'deflate: deflation serves MMV, GDT and XDC models')
+# The methods whose model has one video backbone (BACKBONE) and `embed_image`.
+METHODS = ('mmv', 'gdt', 'xdc')
+
+
+def check_method(config):
+  """A clear error for a model whose video backbone cannot be deflated and re-fitted here."""
+  method = config.get('method', 'mmv')
+  if method not in METHODS:
+    raise ValueError(f'method {method!r} has no single video backbone to deflate: deflation '
+                     f'serves the models of {", ".join(METHODS)}')
 
 
 def refit_paths(variables):
@@ -89,18 +94,15 @@ class Refit:
   def __init__(self, video_model, image_model, num_frames, paths, tx):
     self.paths, self.tx = paths, tx
 
-    def distance(video_variables, image_variables, frames, mask):
+    def distance(video_variables, image_variables, frames, mask, with_scale=False):
+      """The L1 over the frames (`mask`: the real ones); `with_scale`: and the mean |video
+      feature| of the static videos, what the L1 compares with."""
       static = jnp.repeat(frames[:, None], num_frames, axis=1)
       target = video_model.apply(video_variables, static, method=_backbone)
       output = image_model.apply(image_variables, frames, method=_backbone)
-      per_frame = jnp.mean(jnp.abs(output - target), axis=-1)
-      return jnp.sum(per_frame * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-    def scale(video_variables, frames, mask):
-      """The mean |video feature| of the static videos: what the L1 compares with."""
-      static = jnp.repeat(frames[:, None], num_frames, axis=1)
-      target = video_model.apply(video_variables, static, method=_backbone)
-      return jnp.sum(jnp.mean(jnp.abs(target), axis=-1) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+      mean = lambda x: jnp.sum(jnp.mean(x, axis=-1) * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+      l1 = mean(jnp.abs(output - target))
+      return (l1, mean(jnp.abs(target))) if with_scale else l1
 
     def step(state, video_variables, frames):
       def loss(fitted):
@@ -114,14 +116,18 @@ class Refit:
       return state.replace(step=state.step + 1, params=merge(state.params, fitted),
                            opt_state=opt_state), value
 
-    self.distance, self.scale = jax.jit(distance), jax.jit(scale)
+    self.distance = jax.jit(distance, static_argnames='with_scale')
     self.step = jax.jit(step, donate_argnums=0)
 
-  def initial_state(self, image_variables):
+  def initial_state(self, image_variables, mesh):
+    """The state before the first step: the variables as placed, the step and Adam's state
+    (of the BN variables alone: small) replicated on `mesh`."""
+    replicated = shard_lib.replicated(mesh)
+    opt_state = self.tx.init(jax.device_get(select(image_variables['params'], self.paths)))
     return step_lib.TrainState(
-        step=jnp.zeros((), jnp.int32), params=image_variables['params'],
-        batch_stats=image_variables['batch_stats'],
-        opt_state=self.tx.init(select(image_variables['params'], self.paths)))
+        step=jax.device_put(np.zeros((), np.int32), replicated),
+        params=image_variables['params'], batch_stats=image_variables['batch_stats'],
+        opt_state=jax.device_put(opt_state, replicated))
 
 
 def optimizer(c):
@@ -166,18 +172,15 @@ def held_out_frames(config, mesh):
 
 
 def mean_l1(refit, video_variables, image_variables, batches):
-  """The L1 over all frames of `batches` (weighted by their real rows); with
-  `image_variables` None, the mean |video feature| instead (the L1's scale)."""
-  total = rows = 0.0
+  """(the L1 over all frames of `batches`, the mean |video feature|), each frame counted once
+  (padding rows left out)."""
+  totals, rows = np.zeros(2), 0.0
   for frames, mask in batches:
     n = float(np.sum(jax.device_get(mask)))
-    if image_variables is None:
-      value = refit.scale(video_variables, frames, mask)
-    else:
-      value = refit.distance(video_variables, image_variables, frames, mask)
-    total += n * float(value)
+    totals += n * np.asarray(jax.device_get(refit.distance(
+        video_variables, image_variables, frames, mask, with_scale=True)))
     rows += n
-  return total / rows if rows else float('nan')
+  return tuple(totals / rows) if rows else (float('nan'),) * 2
 
 
 def variables_of(state):

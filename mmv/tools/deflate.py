@@ -2,15 +2,18 @@
 
     python -m mmv.tools.deflate --workdir runs/demo --output runs/demo_image
     python -m mmv.tools.deflate --workdir runs/mmv_s3d_released --output runs/mmv_s3d_image \
-        --config configs/mmv_s3d.py --config.data.data_dir=DATA
+        --config configs/mmv_s3d.py --data_dir DATA
 
 The video backbone's kernels are summed over time (`mmv.models.deflate`), then its BatchNorm
 scales and offsets are fitted, everything else frozen, so that its features of frames match the
 video backbone's features of the static videos (each frame repeated over the clip): the L1
 objective of the MMV paper, on the training data's frames (or those of `--data_dir`), no
-labels (`mmv.deflate_fit`). Settings: `config.deflate` (steps, learning_rate, batch_size, ...),
-overridden by `--steps`, `--learning_rate`, `--batch_size`, or `--config.deflate.FIELD=...`
-with `--config`. The batch is sharded over all devices as in training.
+labels (`mmv.deflate_fit`). Settings: the config's `deflate` block (steps, learning_rate,
+batch_size, ...; its defaults for a run older than it), overridden by `--steps`,
+`--learning_rate`, `--batch_size`. The batch is sharded over all devices as in training.
+`--config` (an imported release has no config.json) is a config file FILE.py[:ARG] or a
+config.json, `--data_dir` the data whose train and test splits give the frames (and where the
+vocabulary is).
 
 OUTPUT is a workdir that `mmv.inference.load` and `mmv.evaluate` read: config.json (the run's,
 with `model.deflated` set) and checkpoints/ (the fitted image model at the last step), and
@@ -25,11 +28,10 @@ import os
 import shutil
 import tempfile
 
-from absl import app
-from absl import flags
+import argparse
+
 from absl import logging
 import jax
-from ml_collections import config_flags
 import tensorflow as tf
 import tqdm
 
@@ -39,20 +41,7 @@ from mmv import inference
 from mmv import preemption
 from mmv import train_step as step_lib
 from mmv.models import deflate
-
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Config of the model when WORKDIR has no config.json (an imported release).',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The video model\'s workdir (read only).')
-_OUTPUT = flags.DEFINE_string('output', None, 'The image model\'s workdir to write.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Frames from this data directory\'s '
-                                 'train and test splits instead of the run\'s data.')
-_STEP = flags.DEFINE_integer('step', None, 'Checkpoint of WORKDIR; the latest by default.')
-_STEPS = flags.DEFINE_integer('steps', None, 'deflate.steps')
-_LEARNING_RATE = flags.DEFINE_float('learning_rate', None, 'deflate.learning_rate')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', None, 'deflate.batch_size')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace an earlier output of this tool.')
-flags.mark_flags_as_required(['workdir', 'output'])
+from mmv.tools import export
 
 REPORT = 'deflate.json'
 SOURCE = 'source.json'  # In OUTPUT.partial: what it is a fit of, so a resume fits the same.
@@ -122,12 +111,12 @@ def _partial_directory(output, source):
 def run(config, workdir, output, *, step=None, overwrite=False):
   """Deflates checkpoint `step` (latest by default) of `workdir` and re-fits its BatchNorm into
   the workdir `output`; returns the report (deflate.json) or None when stopped by a signal."""
+  deflate_fit.check_method(config)
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'no workdir {workdir}')
   check_output(workdir, output, overwrite)
   step = inference.latest_step(workdir) if step is None else int(step)
   (video_model, video_vars, mesh), step = inference.restore(config, workdir, step)
-  deflate_fit.check_model(video_vars['params'], config.get('method', 'mmv'))
   image_config = deflate.image_config(config)
   image_model = step_lib.create_model(inference.model_config(image_config))
   abstract = inference.abstract_variables(inference.model_config(image_config), image_model,
@@ -138,7 +127,7 @@ def run(config, workdir, output, *, step=None, overwrite=False):
                             deflate_fit.optimizer(d))
   deflated = deflate.placed_variables(video_vars, abstract)
   partial = _partial_directory(output, _source(workdir, step, config))
-  state = refit.initial_state(deflated)
+  state = refit.initial_state(deflated, mesh)
   checkpointer = ckpt_lib.Checkpointer(os.path.join(partial, 'checkpoints'), max_to_keep=1)
   signature = ckpt_lib.variable_signature(abstract)
   try:
@@ -148,12 +137,13 @@ def run(config, workdir, output, *, step=None, overwrite=False):
           signature=signature)
       print(f'resumed the fit at step {int(state.step)} in {partial}', flush=True)
     held_out = deflate_fit.held_out_frames(config, mesh)
-    before = deflate_fit.mean_l1(refit, video_vars, deflated, held_out)
+    before, scale = deflate_fit.mean_l1(refit, video_vars, deflated, held_out)
     state, first, last, stopped = _fit(config, refit, state, video_vars, mesh, checkpointer,
                                        signature)
     if stopped:
       return None
-    after = deflate_fit.mean_l1(refit, video_vars, deflate_fit.variables_of(state), held_out)
+    after, _ = deflate_fit.mean_l1(refit, video_vars, deflate_fit.variables_of(state),
+                                   held_out)
   finally:
     checkpointer.wait_until_finished()
     checkpointer.close()
@@ -162,8 +152,7 @@ def run(config, workdir, output, *, step=None, overwrite=False):
             'train_l1': {'first_step': first, 'last_steps': last},
             'held_out_l1': {'split': config.data.test_split, 'frames': _count(held_out),
                             'before': before, 'after': after,
-                            'video_feature_mean_abs': deflate_fit.mean_l1(
-                                refit, video_vars, None, held_out)}}
+                            'video_feature_mean_abs': scale}}
   if jax.process_index() == 0:
     with open(os.path.join(partial, 'config.json'), 'w') as f:
       f.write(image_config.to_json_best_effort(indent=1))
@@ -185,7 +174,10 @@ def _fit(config, refit, state, video_vars, mesh, checkpointer, signature):
   start = int(state.step)
   frames = deflate_fit.train_frames(config, mesh, seed=config.seed + start)
   first, recent = None, []
-  save = lambda s: checkpointer.save(int(s.step), s, signature=signature)
+  # Host arrays where one process holds them all: orbax writes those in seconds, device
+  # arrays in a minute on a 2-core CPU (see haiku_release.save_step_zero).
+  host = jax.device_get if jax.process_count() == 1 else (lambda s: s)
+  save = lambda s: checkpointer.save(int(s.step), host(s), signature=signature)
   with preemption.PreemptionWatcher() as watcher:
     bar = tqdm.tqdm(range(start + 1, d.steps + 1), initial=start, total=d.steps,
                     desc='BN re-fit', unit='step', disable=jax.process_index() != 0 or None)
@@ -236,24 +228,45 @@ def summary(report):
           f'mean |f| {h["video_feature_mean_abs"]:.4g}); {train}')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}')
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m mmv.tools.deflate', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', required=True, help='The video model\'s workdir (only read).')
+  parser.add_argument('--output', required=True, help='The image model\'s workdir to write.')
+  parser.add_argument('--step', type=int, help='Checkpoint of WORKDIR; the latest when left out.')
+  parser.add_argument('--config', help='The model\'s config when WORKDIR has no config.json (an '
+                      'imported release): a config file FILE.py[:ARG], e.g. configs/mmv_s3d.py, '
+                      'or a config.json.')
+  parser.add_argument('--data_dir', help='Frames from this directory\'s train and test splits '
+                      '(data.train_split, data.test_split) instead of the run\'s data.')
+  parser.add_argument('--steps', type=int, help='deflate.steps')
+  parser.add_argument('--learning_rate', type=float, help='deflate.learning_rate')
+  parser.add_argument('--batch_size', type=int, help='deflate.batch_size')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='Replace an earlier output of this tool in --output.')
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
   tf.config.set_visible_devices([], 'GPU')
   logging.set_verbosity(logging.WARNING)
+  logging.get_absl_logger().addFilter(
+      lambda record: not record.getMessage().startswith('Given directory is read only'))
   try:
-    config = _CONFIG.value if _CONFIG.value is not None else inference.read_run_config(
-        _WORKDIR.value)
-    config = settings(config, _DATA_DIR.value, steps=_STEPS.value,
-                      learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value)
-    report = run(config, _WORKDIR.value, _OUTPUT.value, step=_STEP.value,
-                 overwrite=_OVERWRITE.value)
+    if not os.path.isdir(args.workdir):
+      raise FileNotFoundError(f'no workdir {args.workdir}')
+    config = (export.read_config(args.config) if args.config else
+              inference.read_run_config(args.workdir))
+    config = settings(config, args.data_dir, steps=args.steps,
+                      learning_rate=args.learning_rate, batch_size=args.batch_size)
+    report = run(config, args.workdir, args.output, step=args.step, overwrite=args.overwrite)
   except (FileNotFoundError, OutputError, ValueError, ckpt_lib.DamagedCheckpointError,
           ckpt_lib.IncompatibleCheckpointError) as e:
     raise SystemExit(f'error: {e}') from None
   if report is not None:
-    print(f'wrote {_OUTPUT.value}: {summary(report)}', flush=True)
+    print(f'wrote {args.output}: {summary(report)}', flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  main()
