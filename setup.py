@@ -27,7 +27,7 @@ TFDS_REQUIRES = [
     'tensorflow-datasets==4.9.10',
 ]
 
-# The converter on Apache Beam (mmv/data/convert_beam.py: --runner=DirectRunner, Dataflow,
+# The converter on Apache Beam (mmv/ingest/convert_beam.py: --runner=DirectRunner, Dataflow,
 # Flink, Spark); the local converter does not need it.
 BEAM_REQUIRES = ['apache-beam==2.77.0']
 

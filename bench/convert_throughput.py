@@ -26,9 +26,9 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
-from mmv.data import clip_lists
-from mmv.data import convert  # pylint: disable=wrong-import-position
-from mmv.data import convert_beam  # pylint: disable=wrong-import-position
+from mmv.ingest import clip_lists
+from mmv.ingest import convert  # pylint: disable=wrong-import-position
+from mmv.ingest import convert_beam  # pylint: disable=wrong-import-position
 
 _VIDEOS = flags.DEFINE_integer('videos', 24, 'Generated videos (two clips each).')
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Local decoding processes = Beam workers.')

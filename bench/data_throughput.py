@@ -41,8 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import scenes  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import tiny  # pylint: disable=wrong-import-position
 from mmv.data import augment  # pylint: disable=wrong-import-position
-from mmv.data import clip_lists
-from mmv.data import convert  # pylint: disable=wrong-import-position
+from mmv.ingest import clip_lists
+from mmv.ingest import convert  # pylint: disable=wrong-import-position
 from mmv.data import format as fmt  # pylint: disable=wrong-import-position
 from mmv.data import stream  # pylint: disable=wrong-import-position
 

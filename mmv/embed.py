@@ -16,7 +16,7 @@ INDEX is a directory:
   parts/NNNNN/         one part per run chunk (`--part_size` files): va.npy [n, va],
                        vat.npy [n, vat] (float32, unit rows) and manifest.json, whose `entries`
                        list each row's file, modality, clip times (seconds from the file's
-                       start: its first frame, see `mmv.data.timeline`), labels, and
+                       start: its first frame, see `mmv.ingest.timeline`), labels, and
                        `unreadable` the files that could not be read and why
 A part is written under a temporary name and renamed when complete, and nothing already in
 INDEX is rewritten: an interrupted run (a crash, Ctrl-C) loses at most the chunk it was on, and
@@ -39,8 +39,8 @@ import tqdm
 
 from mmv import inference
 from mmv import media_inputs
-from mmv.data import clip_lists
-from mmv.data import media
+from mmv.ingest import clip_lists
+from mmv.ingest import media
 
 MEDIA_EXTENSIONS = frozenset((
     '.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi', '.mpg', '.mpeg', '.flv', '.wmv', '.3gp',

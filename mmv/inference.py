@@ -52,9 +52,9 @@ from mmv import methods
 from mmv import sharding as shard_lib
 from mmv import train_step as step_lib
 from mmv.benchmarks import protocols
-from mmv.data import clip_records
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from mmv.data import pipeline
 from mmv.data import text as text_ops
 from mmv.evaluators import features as features_lib

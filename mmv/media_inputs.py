@@ -1,6 +1,6 @@
 """What a model embeds, from files or arrays: clips decoded as the converter decodes them.
 
-Files are decoded by `mmv.data.media` (PyAV) at the run's frame rate `data.fps`, the short side
+Files are decoded by `mmv.ingest.media` (PyAV) at the run's frame rate `data.fps`, the short side
 resized to `short_side`, audio at `data.audio_sample_rate`, JPEG-encoded as the converter
 stores frames; arrays stand for decoded media (uint8 frames [T, H, W, 3] at `data.fps`, or
 float32 mono waveforms at the sample rate). `clip_times` says where the clips the evaluation
@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmv.data import example as example_ops
-from mmv.data import media
+from mmv.ingest import media
 from mmv.data import video as video_ops
 
 MODALITIES = ('video', 'audio')

@@ -16,7 +16,7 @@ import tensorflow as tf
 from configs import tiny
 from mmv import benchmarks
 from mmv import evaluate_protocol
-from mmv.data import convert
+from mmv.ingest import convert
 from mmv.data import format as fmt
 from mmv.data import stream
 from mmv.data import synthetic

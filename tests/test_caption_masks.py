@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from configs import tiny
-from mmv.data import convert
-from mmv.data import media
+from mmv.ingest import convert
+from mmv.ingest import media
 from mmv.data import stream
 from mmv.data import text as text_ops
 

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from configs import tiny
-from mmv.data import clip_lists
-from mmv.data import convert
+from mmv.ingest import clip_lists
+from mmv.ingest import convert
 from mmv.data import format as fmt
 from mmv.data import stream
 from tests import media_files
@@ -185,7 +185,7 @@ def test_command_line_with_parallel_workers_writes_the_same_shards(media_dir, tm
                   name='train', num_shards=2, **OPTIONS)
   parallel = str(tmp_path / 'parallel')
   result = subprocess.run(
-      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={media_dir / "train.csv"}',
+      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={media_dir / "train.csv"}',
        f'--video_root={media_dir}', f'--output_dir={parallel}', '--name=train',
        '--num_shards=2', '--fps=10', '--short_side=32', '--sample_rate=16000',
        '--num_workers=2'], cwd=ROOT, capture_output=True, text=True, timeout=300)

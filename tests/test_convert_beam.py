@@ -11,12 +11,12 @@ import sys
 import pytest
 import tensorflow as tf
 
-import mmv.data
-from mmv.data import clip_lists
-from mmv.data import clip_records
-from mmv.data import convert
+import mmv.ingest
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
+from mmv.ingest import convert
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from tests import cut_short
 from tests import media_files
 
@@ -78,7 +78,7 @@ def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, med
   assert report['written'] == 4 and len(report['skipped']) == 3
   on_beam = tmp_path / 'beam'
   result = subprocess.run(
-      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={media_dir / "train.csv"}',
+      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={media_dir / "train.csv"}',
        f'--video_root={media_dir}', f'--output_dir={on_beam}', '--name=train', '--num_shards=3',
        *FLAGS, '--runner=DirectRunner', '--direct_num_workers=2',
        '--direct_running_mode=multi_processing'],
@@ -139,7 +139,7 @@ def test_a_failed_beam_job_on_urls_resumes_from_its_complete_shards(beam, media_
                                                                     monkeypatch):
   """Inputs and output at URLs (TensorFlow's ram://, as gs:// on Dataflow): videos are copied to
   the worker, files written through tf.io.gfile."""
-  from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
+  from mmv.ingest import convert_beam  # pylint: disable=g-import-not-at-top
   del beam
   local = tmp_path / 'local'
   specs = clip_lists.read_narration(str(media_dir / 'narration.json'), str(media_dir),
@@ -193,7 +193,7 @@ def test_a_beam_move_cut_short_at_any_point_is_finished_by_a_rerun(beam, replace
   """The launcher's move (the old set out, then every shard, labels.txt, vocab.txt, the
   report, the staging directory) stopped before any of its steps: the same command run again
   finishes it, and the directory is the local path's, byte for byte, with no staging left."""
-  from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
+  from mmv.ingest import convert_beam  # pylint: disable=g-import-not-at-top
   del beam
   local, out, saved = tmp_path / 'local', tmp_path / 'beam', tmp_path / 'saved'
   old = _old_set(local) if replace else {}
@@ -234,7 +234,7 @@ def test_a_beam_move_cut_short_at_any_point_is_finished_by_a_rerun(beam, replace
 
 
 def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_dir, tmp_path):
-  from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
+  from mmv.ingest import convert_beam  # pylint: disable=g-import-not-at-top
   del beam
   (tmp_path / 'gone.csv').write_text('gone.mp4,0,1,dog,a dog\n')
   out = tmp_path / 'out'
@@ -250,7 +250,7 @@ def test_a_beam_job_that_writes_no_clip_fails_and_changes_nothing(beam, media_di
 
 def test_runner_without_beam_installed_is_a_one_line_error(monkeypatch):
   monkeypatch.setitem(sys.modules, 'apache_beam', None)  # `import apache_beam` fails.
-  monkeypatch.delitem(sys.modules, 'mmv.data.convert_beam', raising=False)
-  monkeypatch.delattr(mmv.data, 'convert_beam', raising=False)
+  monkeypatch.delitem(sys.modules, 'mmv.ingest.convert_beam', raising=False)
+  monkeypatch.delattr(mmv.ingest, 'convert_beam', raising=False)
   with pytest.raises(SystemExit, match=r'--runner needs Apache Beam: pip install'):
     convert._beam()  # pylint: disable=protected-access

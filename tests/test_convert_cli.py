@@ -10,11 +10,11 @@ import sys
 import pytest
 import tensorflow as tf
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
-from mmv.data import convert
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
+from mmv.ingest import convert
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from tests import cut_short
 from tests import media_files
 
@@ -57,7 +57,7 @@ def _files(directory):
 
 def _run(csv_path, media_dir, out, *extra):
   return subprocess.run(
-      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={csv_path}',
+      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={csv_path}',
        f'--video_root={media_dir}', f'--output_dir={out}', '--name=train', '--num_shards=2',
        *FLAGS, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
 

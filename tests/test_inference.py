@@ -19,7 +19,7 @@ from mmv import media_inputs
 from mmv import search as search_cli
 from mmv import sharding
 from mmv import train_step
-from mmv.data import convert
+from mmv.ingest import convert
 from mmv.data import synthetic
 from mmv.evaluators import features as features_lib
 from mmv.tools import deepmind_checkpoint as release_lib

@@ -13,10 +13,10 @@ import pytest
 import tensorflow as tf
 
 from mmv import embed as embed_cli
-from mmv.data import clip_lists
-from mmv.data import convert
+from mmv.ingest import clip_lists
+from mmv.ingest import convert
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from tests import media_files
 # The inference tests' checkpoint and its `inference.Model`, as fixtures.
 from tests.test_inference import model, workdir  # pylint: disable=unused-import

@@ -211,8 +211,14 @@ def test_device_resize_is_tf_image_resize_of_the_crop():
 
 def test_colour_augmentation_matches_tf_image_and_draws_like_mmv():
   rng = np.random.default_rng(0)
-  video = rng.uniform(0, 1, (2, 3, 8, 8, 3)).astype(np.float32)
-  colour = np.array([[0.1, 1.3, 0.7, 0.15], [-0.12, 0.6, 1.4, -0.2]], np.float32)
+  video = rng.uniform(0, 1, (6, 3, 8, 8, 3)).astype(np.float32)
+  video[:, 0, :2] = rng.uniform(0, 1, (6, 2, 8, 1))  # Grey pixels (no hue, no saturation).
+  video[:, 0, 2] = 0.0  # Black: brightness −0.12 makes them negative (tf's HSV: saturation 0).
+  video[:, 1, :3] *= 0.05  # Dark pixels, some pushed below 0 by the brightness delta.
+  video[:, 2, :3] = 0.97 + 0.03 * video[:, 2, :3]  # Bright ones, pushed beyond 1.
+  colour = np.array([[0.1, 1.3, 0.7, 0.15], [-0.12, 0.6, 1.4, -0.2], [0.12, 1.4, 1.4, 0.2],
+                     [-0.12, 1.4, 0.6, 0.19], [0.05, 0.6, 0.6, -0.01], [0.0, 1.0, 1.0, 0.0]],
+                    np.float32)
   expected = []
   for clip, (b, s, k, h) in zip(video, colour):
     x = tf.image.adjust_saturation(tf.image.adjust_brightness(clip, b), s)
@@ -220,7 +226,7 @@ def test_colour_augmentation_matches_tf_image_and_draws_like_mmv():
     expected.append(tf.clip_by_value(x, 0, 1).numpy())
   jitter = jax.jit(augment.colour_jitter)
   np.testing.assert_allclose(jitter(video, colour), np.stack(expected), atol=1e-5)
-  np.testing.assert_allclose(jitter(video, np.array([[0, 1, 1, 0]] * 2, np.float32)), video,
+  np.testing.assert_allclose(jitter(video, np.array([[0, 1, 1, 0]] * 6, np.float32)), video,
                              atol=1e-5)
   seeds = tf.stack([tf.range(300), tf.fill([300], 7)], axis=1)
   draws = tf.map_fn(video_ops.colour_draw, seeds, fn_output_signature=tf.float32).numpy()

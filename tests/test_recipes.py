@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from mmv.data import clip_lists
-from mmv.data import convert
+from mmv.ingest import clip_lists
+from mmv.ingest import convert
 from tests import media_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

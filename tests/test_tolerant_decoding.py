@@ -12,10 +12,10 @@ import av
 import numpy as np
 import pytest
 
-from mmv.data import clip_records
-from mmv.data import convert
+from mmv.ingest import clip_records
+from mmv.ingest import convert
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from tests import media_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,7 +183,7 @@ def test_the_converter_stores_damaged_and_short_clips(files, tmp_path):
 def test_the_command_line_passes_the_new_flags(files, tmp_path):
   (tmp_path / 'clips.csv').write_text('damaged.avi,,\ncut.avi,0,1\nsilent.mp4,,\n')
   run = subprocess.run(
-      [sys.executable, '-m', 'mmv.data.convert', f'--input_csv={tmp_path / "clips.csv"}',
+      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={tmp_path / "clips.csv"}',
        f'--video_root={files}', f'--output_dir={tmp_path / "out"}', '--num_shards=1',
        '--fps=10', '--short_side=32', '--sample_rate=16000', '--num_workers=1',
        '--min_clip_fraction=0.9', '--require_audio'],

@@ -5,7 +5,7 @@ r"""AudioSet segment lists → the converter's clip CSV and a labels.txt in onto
                    /data/audioset/unbalanced_train_segments.csv \
         --class_labels /data/audioset/class_labels_indices.csv \
         --video_root /data/audioset/videos --output_dir /data/audioset/shards --name train
-    python -m mmv.data.convert --input_csv /data/audioset/shards/train.csv \
+    python -m mmv.ingest.convert --input_csv /data/audioset/shards/train.csv \
         --video_root /data/audioset/videos --output_dir /data/audioset/shards --name train \
         --num_shards 1024
 
@@ -171,7 +171,7 @@ def run(segment_paths, class_labels, video_root, output_dir, name, overwrite=Fal
   for reason, which in sorted(skipped.items()):
     more = ', ...' if len(which) > 5 else ''
     lines.append(f'skipped {len(which)}, {reason}: {", ".join(which[:5])}{more}')
-  lines.append(f'next: python -m mmv.data.convert --input_csv {csv_path} --video_root '
+  lines.append(f'next: python -m mmv.ingest.convert --input_csv {csv_path} --video_root '
                f'{video_root} --output_dir {output_dir} --name {name} --num_shards N')
   return lines
 

@@ -3,7 +3,7 @@ r"""HowTo100M's caption.json → the narration JSON of the videos on disk, and w
     python data/howto100m/recipe.py --captions /data/howto100m/caption.json \
         --video_list /data/howto100m/HowTo100M_v1.csv --video_root /data/howto100m/videos \
         --output /data/howto100m/narration.json --missing_out /data/howto100m/missing.txt
-    python -m mmv.data.convert --narration_json /data/howto100m/narration.json \
+    python -m mmv.ingest.convert --narration_json /data/howto100m/narration.json \
         --video_root /data/howto100m/videos --output_dir /data/howto100m/shards --name train \
         --num_shards 1024
 
@@ -16,7 +16,7 @@ Inputs, as the authors publish them (www.di.ens.fr/willow/research/howto100m/):
   videos             --video_root/<video_id>.<ext>, the name the converter looks up
 
 Writes --output: caption.json's entries for the videos that are on disk, in the same format,
-which `python -m mmv.data.convert --narration_json` reads. The converter reads the file that
+which `python -m mmv.ingest.convert --narration_json` reads. The converter reads the file that
 sorts first among VIDEO_ROOT/<video_id>.*, so a video whose first such file is not a media file
 (e.g. a downloader's `<id>.description` beside `<id>.mp4`) is skipped here and counted. Videos
 not on disk are counted (and listed in --missing_out), captions whose text is empty or whose
@@ -33,7 +33,7 @@ import os
 import sys
 
 from mmv.benchmarks import media_index
-from mmv.data import media
+from mmv.ingest import media
 
 PUBLISHED_VIDEOS = '1.22M'  # Miech et al. 2019: 1.22M narrated instructional videos.
 
@@ -155,7 +155,7 @@ def run(captions_path, video_root, output, video_list=None, missing_out=None, ov
   if missing_out:
     _write(missing_out, ''.join(f'{v}\n' for v in videos.get('not on disk', ())))
     lines.append(f'videos not on disk listed in {missing_out}')
-  lines.append(f'next: python -m mmv.data.convert --narration_json {output} --video_root '
+  lines.append(f'next: python -m mmv.ingest.convert --narration_json {output} --video_root '
                f'{video_root} --output_dir SHARDS --name train --num_shards N')
   return lines
 

@@ -3,7 +3,7 @@ converter's clip CSV of each list split.
 
     python data/kinetics600/recipe.py --data_dir /data/kinetics600 \
         --output_dir /data/kinetics600/shards
-    python -m mmv.data.convert --input_csv /data/kinetics600/shards/train.csv \
+    python -m mmv.ingest.convert --input_csv /data/kinetics600/shards/train.csv \
         --video_root /data/kinetics600 --output_dir /data/kinetics600/shards --name train \
         --num_shards 256
 
@@ -78,7 +78,7 @@ def write_csvs(layout, data_dir, output_dir, overwrite):
       writer.writerows(rows)
     os.replace(path + '.tmp', path)
     lines.append(f'{path}: {len(rows)} clips ({skipped} not on disk left out)')
-    lines.append(f'  python -m mmv.data.convert --input_csv {path} --video_root {data_dir} '
+    lines.append(f'  python -m mmv.ingest.convert --input_csv {path} --video_root {data_dir} '
                  f'--output_dir {output_dir} --name {part} --num_shards N')
   if not os.path.exists(labels_path):
     with open(labels_path + '.tmp', 'w') as f:

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
-from mmv.data import media
+from mmv.ingest import media
 
 KINDS = ('linear', 'retrieval')  # What is prepared: train and test sides, or test alone.
 # What the evaluation binary measures: a linear probe (train → test), zero-shot retrieval in

@@ -21,9 +21,9 @@ import math
 import os
 
 from mmv.benchmarks import benchmark as bm
-from mmv.data import convert
+from mmv.ingest import convert
 from mmv.data import format as fmt
-from mmv.data import text_files
+from mmv.ingest import text_files
 
 PARTS = 'parts'
 DONE = 'split.json'

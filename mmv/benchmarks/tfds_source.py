@@ -20,9 +20,9 @@ import os
 
 from mmv.benchmarks import benchmark as bm
 from mmv.benchmarks import cache
-from mmv.data import convert
+from mmv.ingest import convert
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 
 _JPEG_MAGIC = b'\xff\xd8'
 

@@ -1,4 +1,5 @@
-"""Input data: the DMVR record format, the tf.data pipeline, the converter, the synthetic set."""
+"""Reading data: the DMVR record format, the tf.data pipeline, the synthetic set (the converter
+that makes records from media files is `mmv.ingest`)."""
 
 import os
 

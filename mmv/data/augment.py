@@ -45,38 +45,68 @@ def crop_resize(frames, box, crop_size):
   return jax.vmap(one)(frames, box)
 
 
-def rgb_to_hsv(rgb):
-  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-  value = jnp.max(rgb, axis=-1)
-  spread = value - jnp.min(rgb, axis=-1)
-  saturation = jnp.where(value > 0, spread / jnp.where(value > 0, value, 1.0), 0.0)
-  safe = jnp.where(spread > 0, spread, 1.0)
-  hue = jnp.where(r == value, (g - b) / safe,
-                  jnp.where(g == value, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe)) / 6.0
-  hue = jnp.where(spread > 0, jnp.mod(hue, 1.0), 0.0)
-  return jnp.stack([hue, saturation, value], axis=-1)
+def _hue(r, g, b, value, spread):
+  """tf.image's hue, in turns, of channel planes with max `value` and max − min `spread`: in
+  [−1/6, 1) (callers wrap it), arbitrary where spread is 0 (it has no weight there)."""
+  scale = 1.0 / (6.0 * jnp.where(spread > 0, spread, 1.0))
+  hue = jnp.where(r == value, (g - b) * scale,
+                  jnp.where(g == value, (b - r) * scale + 1.0 / 3.0, (r - g) * scale + 2.0 / 3.0))
+  return hue
 
 
-def hsv_to_rgb(hsv):
-  hue, saturation, value = hsv[..., 0:1], hsv[..., 1:2], hsv[..., 2:3]
-  n = jnp.array([5.0, 3.0, 1.0])
-  k = jnp.mod(n + hue * 6.0, 6.0)
-  return value - value * saturation * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
+def _adjust_saturation(r, g, b, factor):
+  """`tf.image.adjust_saturation` without the round trip through HSV.
+
+  HSV → RGB gives each channel as value − value·saturation·w(hue), with w from the hue alone:
+  scaling the saturation (clipped to [0, 1] as tf does) from s to s' moves each channel to
+  value − (value − channel)·s'/s. A pixel whose value is ≤ 0 has saturation 0 in tf's HSV, so
+  it comes back grey at its value.
+  """
+  value = jnp.maximum(jnp.maximum(r, g), b)
+  spread = value - jnp.minimum(jnp.minimum(r, g), b)
+  lit = (value > 0) & (spread > 0)
+  saturation = spread / jnp.where(lit, value, 1.0)
+  ratio = jnp.where(lit, jnp.clip(saturation * factor, 0.0, 1.0) / jnp.where(lit, saturation, 1.0),
+                    0.0)
+  return tuple(value - (value - c) * ratio for c in (r, g, b))
+
+
+def _adjust_hue(r, g, b, delta):
+  """`tf.image.adjust_hue`: the hue rotated by `delta` turns, saturation and value kept.
+
+  tf's HSV gives a pixel with value ≤ 0 saturation 0 (grey); here it keeps its spread, but every
+  channel of it stays ≤ its value ≤ 0, so the clip to [0, 1] that follows makes both black.
+  """
+  value = jnp.maximum(jnp.maximum(r, g), b)
+  spread = value - jnp.minimum(jnp.minimum(r, g), b)
+  hue = _hue(r, g, b, value, spread) + delta  # In (−1, 2): |delta| ≤ 1.
+  hue6 = (hue - jnp.floor(hue)) * 6.0
+
+  def channel(n):
+    k = n + hue6
+    k = jnp.where(k >= 6.0, k - 6.0, k)
+    return value - spread * jnp.clip(jnp.minimum(k, 4.0 - k), 0.0, 1.0)
+
+  return channel(5.0), channel(3.0), channel(1.0)
 
 
 def colour_jitter(video, colour):
   """video float [B, T, H, W, 3] in [0, 1]; colour [B, 4] (brightness delta, saturation,
-  contrast, hue delta). The identity draw (0, 1, 1, 0) leaves a clip unchanged."""
-  brightness, saturation, contrast, hue = [colour[:, i, None, None, None, None]
+  contrast, hue delta, |hue delta| ≤ 1). The identity draw (0, 1, 1, 0) leaves a clip unchanged.
+
+  Computed on the three channel planes (a trailing axis of 3 keeps XLA's CPU loops from
+  vectorising), with one pass through HSV (for the hue) instead of tf.image's two: tf.image's
+  results within float rounding (tests/test_reader_options.py), at less CPU time per clip
+  (bench/colour_augment.py).
+  """
+  brightness, saturation, contrast, hue = [colour[:, i, None, None, None]
                                            for i in range(4)]
-  video = video + brightness
-  hsv = rgb_to_hsv(video)
-  video = hsv_to_rgb(hsv.at[..., 1:2].set(jnp.clip(hsv[..., 1:2] * saturation, 0.0, 1.0)))
-  mean = jnp.mean(video, axis=(2, 3), keepdims=True)
-  video = (video - mean) * contrast + mean
-  hsv = rgb_to_hsv(video)
-  video = hsv_to_rgb(hsv.at[..., 0:1].set(jnp.mod(hsv[..., 0:1] + hue, 1.0)))
-  return jnp.clip(video, 0.0, 1.0)
+  planes = [video[..., i] + brightness for i in range(3)]
+  planes = _adjust_saturation(*planes, saturation)
+  planes = [(c - m) * contrast + m
+            for c, m in ((c, jnp.mean(c, axis=(2, 3), keepdims=True)) for c in planes)]
+  planes = _adjust_hue(*planes, hue)
+  return jnp.clip(jnp.stack(planes, axis=-1), 0.0, 1.0)
 
 
 def normalize(video, normalization):

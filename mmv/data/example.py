@@ -102,11 +102,17 @@ def _parse(record, modalities):
   if 'audio' in modalities:
     # Ragged: the samples as they are (a VarLenFeature would add two int64 indices each).
     sequence[fmt.WAVEFORM] = tf.io.RaggedFeature(tf.float32)
+    sequence[fmt.WAVEFORM_INT16] = tf.io.FixedLenSequenceFeature([], tf.string,
+                                                                 allow_missing=True)
   ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
   raw = {k: tf.sparse.to_dense(v) if isinstance(v, tf.sparse.SparseTensor) else v
          for k, v in {**ctx, **seq}.items()}
   if fmt.WAVEFORM in raw:
-    raw[fmt.WAVEFORM] = raw[fmt.WAVEFORM].flat_values
+    # A record holds one of the two formats (the other reads empty): float, or 16-bit PCM.
+    pcm = tf.reshape(tf.io.decode_raw(raw.pop(fmt.WAVEFORM_INT16), tf.int16,
+                                      little_endian=True), [-1])
+    raw[fmt.WAVEFORM] = tf.concat([raw[fmt.WAVEFORM].flat_values,
+                                   tf.cast(pcm, tf.float32) / fmt.INT16_SCALE], 0)
   return raw
 
 

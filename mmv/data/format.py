@@ -1,7 +1,7 @@
 """Feature keys of the DMVR-compatible `tf.train.SequenceExample` format: DMVR's keys, plus our
 frame-rate and sample-rate context features.
 
-`image/encoded` and `WAVEFORM/feature/floats` are feature lists (one JPEG per frame, one
+`image/encoded` and `WAVEFORM/feature/floats` (or mmv's `WAVEFORM/feature/int16le`) are feature lists (one JPEG per frame, one
 Feature holding the whole mono waveform); the rest are context features. DMVR stores no frame
 rate or sample rate, so mmv adds `clip/fps` and `clip/audio/sample_rate` and readers fall back
 to the defaults below when a record lacks them. mmv also adds caption timestamps (so a reader
@@ -11,6 +11,12 @@ track; records without them read as DMVR's do.
 
 IMAGE = 'image/encoded'
 WAVEFORM = 'WAVEFORM/feature/floats'
+# mmv's compact alternative (`mmv.ingest.convert --audio_format int16`): one Feature of one bytes
+# value, the waveform as little-endian signed 16-bit PCM; sample = value / 32768. Half the bytes
+# of DMVR's float list; DMVR's readers do not know it. A record holds one of the two.
+WAVEFORM_INT16 = 'WAVEFORM/feature/int16le'
+AUDIO_FORMATS = ('float', 'int16')
+INT16_SCALE = 32768.0
 
 LABEL_INDEX = 'clip/label/index'
 LABEL_TEXT = 'clip/label/text'

@@ -60,7 +60,7 @@ def split_files(data_dir, split):
                      'without an extension), as the converters write them')
   if not sets:
     raise FileNotFoundError(f'no shards {split}-*-of-* in {data_dir!r}; make them with '
-                            '`python -m mmv.data.convert` or `python -m mmv.data.synthetic` '
+                            '`python -m mmv.ingest.convert` or `python -m mmv.data.synthetic` '
                             '(see the README)')
   if len(sets) > 1:
     named = ' and '.join(f'{split}-*-of-{count:05d} ({len(shards)} files)'

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import tensorflow as tf
 
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
 from mmv.data import records
 
@@ -69,8 +70,7 @@ def write_split(data_dir, split, output_dir, limit=0):
       name = _context(example, fmt.FILENAME, 'bytes_list')[0].decode()
       jpegs = [f.bytes_list.value[0] for f in example.feature_lists.feature_list[fmt.IMAGE].feature]
       frames = np.stack([tf.io.decode_jpeg(j, channels=3).numpy() for j in jpegs])
-      waves = example.feature_lists.feature_list[fmt.WAVEFORM].feature
-      wave = np.asarray(waves[0].float_list.value, np.float32) if len(waves) else None
+      wave = clip_records.waveform_of(example)
       fps = _context(example, fmt.FPS, 'float_list')[0]
       rate = (_context(example, fmt.SAMPLE_RATE, 'float_list') or [fmt.DEFAULT_SAMPLE_RATE])[0]
       file = f'{name}.mkv'

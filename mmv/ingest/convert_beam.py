@@ -1,11 +1,11 @@
-"""The converter on Apache Beam: `python -m mmv.data.convert ... --runner=DataflowRunner`.
+"""The converter on Apache Beam: `python -m mmv.ingest.convert ... --runner=DataflowRunner`.
 
-It reads the same inputs as the local path (mmv/data/clip_lists.py), decodes every clip with
+It reads the same inputs as the local path (mmv/ingest/clip_lists.py), decodes every clip with
 the same options (`clip_records.read_options`) on whichever worker the runner picks, and writes
 the same files: the shards byte for byte (a clip goes to the shard `clip_records.shard_of`
 picks, in input order within it, whatever order the workers finish in), labels.txt, vocab.txt
 and NAME.report.json. The label map and the vocabulary are combined in the pipeline from every
-clip, with the local path's rules (mmv/data/text_files.py: an existing labels.txt or
+clip, with the local path's rules (mmv/ingest/text_files.py: an existing labels.txt or
 vocab.txt is reused).
 
 Clips are decoded by video (a video at a URL is copied to the worker's disk once for all of its
@@ -14,7 +14,7 @@ temporary name, into the staging directory OUTPUT_DIR/.NAME.beam-DIGEST/ (hidden
 reader's NAME-*-of-* takes anything in it), renames it there when complete and then writes its
 part of the report next to it, which marks it done; a retried worker writes it again. Once the
 pipeline has succeeded, the launcher stages the report and moves the new files into OUTPUT_DIR
-(mmv/data/staging.py): until then OUTPUT_DIR shows nothing new but the staging directory.
+(mmv/ingest/staging.py): until then OUTPUT_DIR shows nothing new but the staging directory.
 DIGEST names the inputs (path, size, modification time) and every setting, so that a failed
 job run again with the same command decodes only the clips of the shards it had not finished
 (shards are written once every clip is decoded: this saves the work of a job that failed while
@@ -35,13 +35,13 @@ import apache_beam as beam
 from apache_beam.options import pipeline_options
 import tensorflow as tf
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
-from mmv.data import media
+from mmv.ingest import media
 from mmv.data import shard_names
-from mmv.data import staging
-from mmv.data import text_files
+from mmv.ingest import staging
+from mmv.ingest import text_files
 
 _REJECTED = 'rejected'
 
@@ -86,9 +86,9 @@ def _local(path):
     yield local
 
 
-def _decode_video(group, labels, *, options, num_shards):
+def _decode_video(group, labels, *, options, num_shards, audio_format):
   """(shard, (order, kind, payload)) of the clips of one video: kind 'example' (the record's
-  bytes), 'skipped', 'short' or 'packets_skipped' (the report's entries)."""
+  bytes), 'skipped', 'short', 'packets_skipped' or 'audio_clipped' (the report's entries)."""
   path, items = group
   label_ids = {label: i for i, label in enumerate(labels)}
   with _local(path) as local:
@@ -100,12 +100,15 @@ def _decode_video(group, labels, *, options, num_shards):
         yield shard, (order, 'skipped', (spec.name, reason))
         continue
       example = clip_records.make_example(spec, clip, label_ids, fps=options['fps'],
-                                     sample_rate=options['sample_rate'])
+                                          sample_rate=options['sample_rate'],
+                                          audio_format=audio_format)
       yield shard, (order, 'example', example.SerializeToString(deterministic=True))
       if clip.short:
         yield shard, (order, 'short', (spec.name, clip.short))
       if clip.packets_skipped:
         yield shard, (order, 'packets_skipped', (spec.name, clip.packets_skipped))
+      if clipped := clip_records.clipped_samples(clip, audio_format):
+        yield shard, (order, 'audio_clipped', (spec.name, clipped))
 
 
 def _lines(lines):
@@ -123,7 +126,7 @@ def _write_shard(group, *, staging_dir, name, num_shards):
   shard, values = group
   items = sorted((v for v in values if v is not None), key=lambda v: (v[0], v[1]))
   path = os.path.join(staging_dir, fmt.shard_name(name, shard, num_shards))
-  part = {'written': 0, 'skipped': [], 'short': [], 'packets_skipped': []}
+  part = {'written': 0, 'skipped': [], 'short': [], 'packets_skipped': [], 'audio_clipped': []}
   tmp = staging.temporary(path)
   with tf.io.TFRecordWriter(tmp) as writer:
     for order, kind, payload in items:
@@ -198,7 +201,7 @@ def _build(p, job):
              | 'ByVideo' >> beam.GroupBy(lambda item: item[1].path)
              | 'Decode' >> beam.FlatMap(
                  _decode_video, beam.pvalue.AsSingleton(labels), options=job['read_options'],
-                 num_shards=num_shards))
+                 num_shards=num_shards, audio_format=job.get('audio_format', 'float')))
   # Every shard that is not done is written, an empty one included (as the local path does).
   todo = p | 'Shards' >> beam.Create([(i, None) for i in range(num_shards) if i not in done])
   _ = ((records, todo) | 'Flatten' >> beam.Flatten()
@@ -230,7 +233,8 @@ def _finish(job, output_dir, *, overwrite, created):
   report = {'written': sum(part['written'] for part in parts),
             'shards': [os.path.join(output_dir, os.path.basename(path)) for path in staged],
             'skipped': [tuple(item) for _, item in rejected] + by_order('skipped'),
-            'short': by_order('short'), 'packets_skipped': by_order('packets_skipped')}
+            'short': by_order('short'), 'packets_skipped': by_order('packets_skipped'),
+            'audio_clipped': by_order('audio_clipped')}
   texts = []
   if job['existing_labels'] is None:
     texts.append((os.path.join(staging_dir, fmt.LABEL_MAP), job['label_map_path']))
@@ -258,7 +262,7 @@ def _finish(job, output_dir, *, overwrite, created):
 
 def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, video_root='',
         min_clip_seconds=4.0, num_captions=8, label_map_path=None, overwrite=False,
-        beam_args=(), **decoding):
+        beam_args=(), audio_format='float', **decoding):
   """Converts the clips of `input_csv` or `narration_json` with Beam (`beam_args`: Beam's
   command line, --runner included) into `output_dir`, as `convert.convert` does locally;
   returns its report dict. `decoding`: the keyword arguments of `clip_records.read_options`
@@ -280,6 +284,9 @@ def run(output_dir, *, name, num_shards, input_csv=None, narration_json=None, vi
       min_clip_seconds=min_clip_seconds, num_captions=num_captions, name=name,
       num_shards=num_shards, read_options=clip_records.read_options(**decoding),
       label_map_path=label_map_path)
+  clip_records.check_audio_format(audio_format)
+  if audio_format != 'float':  # The default leaves the digest of earlier conversions as it was.
+    settings['audio_format'] = audio_format
   command = _digest(settings, input_csv or narration_json)
   for manifest in staging.finish_cut_short(output_dir, name):
     if manifest.get('command') == command:

@@ -10,8 +10,8 @@ import json
 import os
 import re
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
 
 MAX_WORDS = 65536  # Of a vocab.txt the converter writes.

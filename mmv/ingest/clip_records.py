@@ -9,6 +9,8 @@ import hashlib
 import json
 import os
 
+import numpy as np
+
 from mmv.data import format as fmt
 
 
@@ -52,11 +54,44 @@ def report_text(report):
       'skipped': [list(item) for item in report['skipped']],
       'short': [list(item) for item in report['short']],
       'packets_skipped': [list(item) for item in report['packets_skipped']],
+      'audio_clipped': [list(item) for item in report.get('audio_clipped', [])],
   }, indent=1) + '\n'
 
 
-def make_example(spec, clip, label_ids, *, fps, sample_rate):
-  """The SequenceExample of one converted clip."""
+def int16_samples(waveform):
+  """float samples → (int16 PCM, how many were outside [−1, 32767/32768] and clipped)."""
+  scaled = np.round(np.asarray(waveform, np.float64) * fmt.INT16_SCALE)
+  clipped = int(np.count_nonzero((scaled < -32768) | (scaled > 32767)))
+  return np.clip(scaled, -32768, 32767).astype('<i2'), clipped
+
+
+def clipped_samples(clip, audio_format):
+  """Samples of `clip`'s waveform that `audio_format` cannot hold (clipped when stored)."""
+  if audio_format != 'int16' or clip.waveform is None:
+    return 0
+  return int16_samples(clip.waveform)[1]
+
+
+def waveform_of(example):
+  """The float waveform a SequenceExample stores, either format; None without one."""
+  lists = example.feature_lists.feature_list
+  if fmt.WAVEFORM_INT16 in lists and len(lists[fmt.WAVEFORM_INT16].feature):
+    pcm = lists[fmt.WAVEFORM_INT16].feature[0].bytes_list.value[0]
+    return np.frombuffer(pcm, '<i2').astype(np.float32) / np.float32(fmt.INT16_SCALE)
+  if fmt.WAVEFORM in lists and len(lists[fmt.WAVEFORM].feature):
+    return np.asarray(lists[fmt.WAVEFORM].feature[0].float_list.value, np.float32)
+  return None
+
+
+def check_audio_format(audio_format):
+  if audio_format not in fmt.AUDIO_FORMATS:
+    raise ConversionError(f'audio_format {audio_format!r} is not one of {fmt.AUDIO_FORMATS}')
+
+
+def make_example(spec, clip, label_ids, *, fps, sample_rate, audio_format='float'):
+  """The SequenceExample of one converted clip; its waveform as DMVR's float list or, with
+  `audio_format` 'int16', as 16-bit PCM (`mmv.data.format.WAVEFORM_INT16`; samples beyond
+  [−1, 1) clipped: `clipped_samples` counts them)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   _bytes, _ints, _floats = fmt.bytes_feature, fmt.ints_feature, fmt.floats_feature
   us = lambda seconds: int(round(seconds * 1e6))
@@ -80,7 +115,11 @@ def make_example(spec, clip, label_ids, *, fps, sample_rate):
   feature_lists = {}
   if clip.jpegs:
     feature_lists[fmt.IMAGE] = tf.train.FeatureList(feature=[_bytes([j]) for j in clip.jpegs])
-  if clip.waveform is not None:
+  if clip.waveform is not None and audio_format == 'int16':
+    pcm = int16_samples(clip.waveform)[0].tobytes()
+    feature_lists[fmt.WAVEFORM_INT16] = tf.train.FeatureList(feature=[_bytes([pcm])])
+  elif clip.waveform is not None:
+    check_audio_format(audio_format)
     feature_lists[fmt.WAVEFORM] = tf.train.FeatureList(feature=[_floats(clip.waveform)])
   return tf.train.SequenceExample(context=tf.train.Features(feature=context),
                                   feature_lists=tf.train.FeatureLists(feature_list=feature_lists))

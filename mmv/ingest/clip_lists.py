@@ -1,6 +1,6 @@
 """The converter's inputs as clips: a CSV of clips, or a dense narration JSON → ClipSpecs.
 
-Both paths of the converter, local (mmv/data/convert.py) and Beam (mmv/data/convert_beam.py),
+Both paths of the converter, local (mmv/ingest/convert.py) and Beam (mmv/ingest/convert_beam.py),
 read their inputs here, so that they make the same clips. Paths may be URLs (gs://...), read
 through TensorFlow's file systems, which is imported only then: the local converter's decoding
 workers import this module and need only PyAV.
@@ -11,7 +11,7 @@ import glob
 import json
 import os
 
-from mmv.data import media
+from mmv.ingest import media
 
 
 def _seconds(value, default, what):

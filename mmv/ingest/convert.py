@@ -1,6 +1,6 @@
 r"""Converts raw media files into sharded DMVR-format TFRecords (see mmv/data/format.py).
 
-    python -m mmv.data.convert --input_csv train.csv --video_root videos \
+    python -m mmv.ingest.convert --input_csv train.csv --video_root videos \
         --output_dir data/mine --name train --num_shards 16 --num_workers 8
 
 Inputs (one of):
@@ -21,7 +21,7 @@ refuses labels it lacks), so ids agree across splits. Caption words make OUTPUT_
 unless one is there. A file that cannot be read, or a CSV row whose times are not a clip (not
 numbers, a negative start, an end not after the start), is skipped and reported. Shards, a new
 labels.txt or vocab.txt and the report are staged in a hidden directory and moved into place
-only when all are complete (mmv/data/staging.py), existing shards of NAME (of any count)
+only when all are complete (mmv/ingest/staging.py), existing shards of NAME (of any count)
 removed first and only with --overwrite: no set of old and new shards, or two sets, is ever
 visible, and a conversion stopped while moving is finished by the next one of NAME (a rerun
 of the same command does only that). A conversion that writes no clip is an error that changes
@@ -29,12 +29,12 @@ nothing. The progress bar goes to a terminal only. The report is also written as
 OUTPUT_DIR/NAME.report.json.
 
 A clip goes to the shard a hash of its CSV row or caption picks (`clip_records.shard_of`), in
-input order within it, so that the Beam pipeline (`--runner`, mmv/data/convert_beam.py),
+input order within it, so that the Beam pipeline (`--runner`, mmv/ingest/convert_beam.py),
 which decodes on many machines in any order, writes the same shards byte for byte. Without
 --runner the output directory is local; arguments the converter does not know go to Beam's PipelineOptions.
 
-The inputs are read by mmv/data/clip_lists.py, labels.txt and vocab.txt made by
-mmv/data/text_files.py, records by mmv/data/clip_records.py. TensorFlow is imported inside the
+The inputs are read by mmv/ingest/clip_lists.py, labels.txt and vocab.txt made by
+mmv/ingest/text_files.py, records by mmv/ingest/clip_records.py. TensorFlow is imported inside the
 functions that make records or move files: the decoding workers are spawned and import this
 module (their __main__), and need only PyAV.
 """
@@ -53,12 +53,12 @@ from absl import app
 from absl import flags
 import tqdm
 
-from mmv.data import clip_lists
-from mmv.data import clip_records
+from mmv.ingest import clip_lists
+from mmv.ingest import clip_records
 from mmv.data import format as fmt
-from mmv.data import media
-from mmv.data import staging
-from mmv.data import text_files
+from mmv.ingest import media
+from mmv.ingest import staging
+from mmv.ingest import text_files
 
 
 
@@ -76,10 +76,10 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
             sample_rate=int(fmt.DEFAULT_SAMPLE_RATE), num_workers=1, jpeg_qscale=3,
             label_map_path=None, audio=True, progress=True, skipped=(), overwrite=False,
             allow_empty=True, write_report=False, min_clip_fraction=0.5,
-            require_audio=False):
+            require_audio=False, audio_format='float'):
   """Writes the clips of `specs` as `output_dir/name-*-of-{num_shards}`; returns a report
   {'written': clips, 'shards': paths, 'skipped': [(name, reason)], 'short': [(name, text)],
-  'packets_skipped': [(name, count)], 'labels': names}.
+  'packets_skipped': [(name, count)], 'audio_clipped': [(name, samples)], 'labels': names}.
 
   `skipped`: inputs left out before reading (e.g. bad CSV rows), reported first. The label map
   and vocab.txt, when new, and with `write_report` (as the command line does) the report as
@@ -88,16 +88,19 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
   with frames (see `media.read_clip`, also for `min_clip_fraction` and `require_audio`).
 
   A move of `name` into `output_dir` that was cut short is finished first (see
-  `mmv.data.staging`); if it was this conversion's (the same specs and settings), that is all,
+  `mmv.ingest.staging`); if it was this conversion's (the same specs and settings), that is all,
   and its report is returned.
   """
   if not specs and not allow_empty:  # Before anything, the output directory included.
     raise clip_records.nothing_written(list(skipped))
+  clip_records.check_audio_format(audio_format)
   label_map_path = label_map_path or os.path.join(output_dir, fmt.LABEL_MAP)
   settings = dict(name=name, num_shards=num_shards, fps=fps, short_side=short_side,
                   sample_rate=sample_rate, jpeg_qscale=jpeg_qscale, label_map_path=label_map_path,
                   audio=audio, write_report=write_report, min_clip_fraction=min_clip_fraction,
                   require_audio=require_audio)
+  if audio_format != 'float':  # The default leaves the digest of earlier conversions as it was.
+    settings['audio_format'] = audio_format
   command = _digest([settings, [dataclasses.asdict(spec) for spec in specs], list(skipped)])
   # Before the label map and vocab.txt are looked for: such a move may bring them.
   finished = [manifest['report'] for manifest in staging.finish_cut_short(output_dir, name)
@@ -116,7 +119,8 @@ def convert(specs, output_dir, *, name, num_shards, fps=fmt.DEFAULT_FPS, short_s
       audio=audio, min_clip_fraction=min_clip_fraction, require_audio=require_audio))
   clips = zip(specs, _clips(specs, num_workers, read))
   report = write_shards(clips, output_dir, name=name, num_shards=num_shards, labels=labels,
-                        fps=fps, sample_rate=sample_rate, total=len(specs), progress=progress,
+                        fps=fps, sample_rate=sample_rate, audio_format=audio_format,
+                        total=len(specs), progress=progress,
                         skipped=skipped, overwrite=overwrite, allow_empty=allow_empty,
                         text_files=new_files, command=command,
                         report_path=(os.path.join(output_dir, clip_records.report_name(name))
@@ -146,14 +150,15 @@ def _allow_open_files(num_shards):
 
 def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rate, total=None,
                  progress=True, skipped=(), overwrite=False, allow_empty=True, text_files=None,
-                 report_path=None, command=None):
+                 report_path=None, command=None, audio_format='float'):
   """Writes `clips`, pairs (ClipSpec, Clip or the reason it could not be read), each to the
   shard `shard_of` picks, in their order, as `output_dir/name-*-of-{num_shards}`, label ids
   the positions in `labels`; returns {'written': clips, 'shards': paths, 'skipped': [(name,
-  reason)], 'short': [(name, text)], 'packets_skipped': [(name, count)]}.
+  reason)], 'short': [(name, text)], 'packets_skipped': [(name, count)], 'audio_clipped':
+  [(name, samples)]} (`audio_format`: see `clip_records.make_example`).
 
   Everything, shards, `text_files` ({path: lines}) and the report at `report_path` (if given),
-  is staged (`mmv.data.staging`) and moved into place only when all is complete, so a failure
+  is staged (`mmv.ingest.staging`) and moved into place only when all is complete, so a failure
   before leaves the visible directory as it was, and a move cut short is finished by the next
   conversion of `name` into `output_dir`. Existing shards of `name` are an error unless
   `overwrite` (then they are replaced, after the new ones are complete, never beside them);
@@ -176,7 +181,8 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
   try:
     report = _write_staged(clips, [src for src, _ in moves[:num_shards]], shards=shards,
                            labels=labels, fps=fps, sample_rate=sample_rate, total=total,
-                           progress=progress, skipped=skipped, allow_empty=allow_empty)
+                           progress=progress, skipped=skipped, allow_empty=allow_empty,
+                           audio_format=audio_format)
     for (src, _), lines in zip(moves[num_shards:], text_files.values()):
       with open(src, 'w') as f:
         f.write(''.join(f'{line}\n' for line in lines))
@@ -196,12 +202,12 @@ def write_shards(clips, output_dir, *, name, num_shards, labels, fps, sample_rat
 
 
 def _write_staged(clips, paths, *, shards, labels, fps, sample_rate, total, progress,
-                  skipped, allow_empty):
+                  skipped, allow_empty, audio_format):
   """Writes the records of `clips` into the shard files `paths`; the report (see
   `write_shards`), its shards `shards`."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   label_ids = {label: i for i, label in enumerate(labels)}
-  written, skipped, short, packets_skipped = 0, list(skipped), [], []
+  written, skipped, short, packets_skipped, audio_clipped = 0, list(skipped), [], [], []
   writers = [tf.io.TFRecordWriter(path) for path in paths]
   # disable=None: a bar on a terminal only, never in a log file.
   for spec, clip in tqdm.tqdm(clips, total=total, unit='clip',
@@ -209,7 +215,8 @@ def _write_staged(clips, paths, *, shards, labels, fps, sample_rate, total, prog
     if isinstance(clip, str):
       skipped.append((spec.name, clip))
       continue
-    example = clip_records.make_example(spec, clip, label_ids, fps=fps, sample_rate=sample_rate)
+    example = clip_records.make_example(spec, clip, label_ids, fps=fps, sample_rate=sample_rate,
+                                        audio_format=audio_format)
     # Deterministic: map fields in key order, so a conversion reproduces byte for byte.
     writers[clip_records.shard_of(spec, len(paths))].write(
         example.SerializeToString(deterministic=True))
@@ -218,12 +225,14 @@ def _write_staged(clips, paths, *, shards, labels, fps, sample_rate, total, prog
       short.append((spec.name, clip.short))
     if clip.packets_skipped:
       packets_skipped.append((spec.name, clip.packets_skipped))
+    if clipped := clip_records.clipped_samples(clip, audio_format):
+      audio_clipped.append((spec.name, clipped))
   for writer in writers:
     writer.close()
   if not written and not allow_empty:
     raise clip_records.nothing_written(skipped)
   return {'written': written, 'shards': shards, 'skipped': skipped, 'short': short,
-          'packets_skipped': packets_skipped}
+          'packets_skipped': packets_skipped, 'audio_clipped': audio_clipped}
 
 
 def format_report(report, output_dir, name):
@@ -242,6 +251,10 @@ def format_report(report, output_dir, name):
     lines.append(f'skipped undecodable packets in {len(report["packets_skipped"])} clips '
                  '(audio: silence there), packets by clip:')
     lines += [f'  {clip}: {n}' for clip, n in report['packets_skipped']]
+  if report.get('audio_clipped'):
+    lines.append(f'clipped audio samples beyond [-1, 1) to 16 bits in '
+                 f'{len(report["audio_clipped"])} clips (--audio_format int16), samples by clip:')
+    lines += [f'  {clip}: {n}' for clip, n in report['audio_clipped']]
   return '\n'.join(lines)
 
 
@@ -257,6 +270,9 @@ def define_flags():
   flags.DEFINE_float('fps', fmt.DEFAULT_FPS, 'Frames per second stored.')
   flags.DEFINE_integer('short_side', 256, 'Short side of stored frames (0: keep).')
   flags.DEFINE_integer('sample_rate', int(fmt.DEFAULT_SAMPLE_RATE), 'Audio sample rate stored.')
+  flags.DEFINE_enum('audio_format', 'float', fmt.AUDIO_FORMATS, 'How the waveform is stored: '
+                    'float (DMVR\'s float list, as decoded) or int16 (16-bit PCM, half the bytes; '
+                    'samples beyond [-1, 1) clipped and counted in the report).')
   flags.DEFINE_integer('num_workers', os.cpu_count(), 'Decoding processes (without --runner).')
   flags.DEFINE_integer('jpeg_qscale', 3, 'JPEG quantiser scale, 2 (best) to 31.')
   flags.DEFINE_string('label_map', None, 'Label map file; default OUTPUT_DIR/labels.txt (used '
@@ -287,17 +303,17 @@ def _settings(f):
   return dict(name=f.name, num_shards=f.num_shards, fps=f.fps, short_side=f.short_side,
               sample_rate=f.sample_rate, jpeg_qscale=f.jpeg_qscale, label_map_path=f.label_map,
               overwrite=f.overwrite, min_clip_fraction=f.min_clip_fraction,
-              require_audio=f.require_audio)
+              require_audio=f.require_audio, audio_format=f.audio_format)
 
 
 def _beam():
-  """mmv.data.convert_beam, or a one-line exit when Apache Beam is not installed."""
+  """mmv.ingest.convert_beam, or a one-line exit when Apache Beam is not installed."""
   try:
-    from mmv.data import convert_beam  # pylint: disable=g-import-not-at-top
+    from mmv.ingest import convert_beam  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError as e:
     if e.name != 'apache_beam':
       raise
-    sys.exit('mmv.data.convert: --runner needs Apache Beam: pip install -e ".[beam]" '
+    sys.exit('mmv.ingest.convert: --runner needs Apache Beam: pip install -e ".[beam]" '
              '(apache-beam==2.77.0)')
   return convert_beam
 
@@ -327,7 +343,7 @@ def main(argv):
       report = convert(specs, f.output_dir, num_workers=f.num_workers, skipped=rejected,
                        allow_empty=False, write_report=True, **_settings(f))
   except clip_records.ConversionError as e:
-    sys.exit(f'mmv.data.convert: {e}')  # Status 1, the message without a traceback.
+    sys.exit(f'mmv.ingest.convert: {e}')  # Status 1, the message without a traceback.
   print(format_report(report, f.output_dir, f.name), flush=True)
 
 

@@ -21,7 +21,7 @@ import os
 import re
 import uuid
 
-from mmv.data import clip_records
+from mmv.ingest import clip_records
 from mmv.data import shard_names
 
 _MANIFEST = 'move.json'
@@ -108,8 +108,8 @@ def finish_move(staging):
       _gfile().rename(src, dst, overwrite=True)
   _gfile().rmtree(staging)
   report = manifest['report']
-  for key in ('skipped', 'short', 'packets_skipped'):  # JSON made the pairs lists.
-    report[key] = [tuple(item) for item in report[key]]
+  for key in ('skipped', 'short', 'packets_skipped', 'audio_clipped'):  # JSON made lists.
+    report[key] = [tuple(item) for item in report.get(key, [])]
   return manifest
 
 

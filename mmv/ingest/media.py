@@ -24,7 +24,7 @@ from typing import Optional
 import av
 import numpy as np
 
-from mmv.data import timeline
+from mmv.ingest import timeline
 
 
 class MediaError(ValueError):
