@@ -164,16 +164,11 @@ class Checkpoint:
   def restored(self):
     return self._restore()[0]  # (model, variables, mesh)
 
-  @property
-  def refitted(self):
-    """Whether the checkpoint is of a deflated model (BN re-fitted by mmv.tools.deflate)."""
-    return bool(self._config.model.get('deflated', False))
-
   @functools.cached_property
   def image_restored(self):
     """(image model, variables, mesh): the deflated model's own, or the video model's
     variables deflated (`mmv.models.deflate`, no BN re-fit)."""
-    if self.refitted:
+    if inference_images.refitted(self._config):
       return self.restored
     _, variables, mesh = self.restored
     config = model_config(deflate.image_config(self._config))
@@ -249,9 +244,12 @@ class Model:
             'fps', 'num_frames', 'frame_stride', 'crop_size', 'min_resize', 'normalization',
             'audio_format', 'audio_sample_rate', 'stft_window', 'stft_hop', 'num_mel_bins',
             'mel_lower_hz', 'mel_upper_hz', 'log_offset', 'max_words', 'stop_words', 'vocab')},
-        'short_side': self.short_side,
-        'images': ('deflated workdir (BN re-fitted)' if self.checkpoint.refitted else
-                   'video model deflated on loading (no BN re-fit)')}))
+        'short_side': self.short_side}))
+
+  @property
+  def image_tower(self):
+    """What embeds images: a deflated workdir's (BN re-fitted) or the video model's."""
+    return inference_images.image_tower(self.config)
 
   # Embedding.
 

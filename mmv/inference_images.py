@@ -12,10 +12,21 @@ import os
 import numpy as np
 
 from mmv import media_inputs
-from mmv.data import images as image_ops
+from mmv.ingest import images as image_ops
 
 # What a 1-frame image record is read with (the image benchmarks' clip settings).
 IMAGE_CLIP = dict(num_frames=1, frame_stride=1, fps=image_ops.FPS)
+
+
+def refitted(config):
+  """Whether `config` is a deflated model's (a workdir of mmv.tools.deflate: BN re-fitted)."""
+  return bool(config.model.get('deflated', False))
+
+
+def image_tower(config):
+  if refitted(config):
+    return 'deflated workdir (BN re-fitted)'
+  return 'video model deflated on loading (no BN re-fit)'
 
 
 def read(inputs, short_side):

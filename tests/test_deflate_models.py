@@ -254,3 +254,11 @@ def test_embed_image_needs_the_deflated_backbone():
   with pytest.raises(ValueError, match=r'\[B, H, W, 3\]'):
     jax.eval_shape(functools.partial(image_model.apply, method=image_model.embed_image),
                    variables, jnp.zeros((2, 8, 32, 32, 3)))
+
+
+def test_the_image_config_of_a_config_written_before_deflation():
+  """A training run's config.json from before `model.deflated`: locked, without the field."""
+  old = common.paper()
+  del old.model['deflated']
+  old.lock()
+  assert deflate.image_config(old).model.deflated and 'deflated' not in old.model

@@ -80,7 +80,7 @@ def test_the_refit_lowers_the_held_out_l1_and_fits_only_batchnorm(workdir, tmp_p
   assert sorted(os.listdir(tmp_path)) == ['image']  # No .partial left.
 
   refitted, on_the_fly = inference.load(output), inference.load(workdir)
-  assert refitted.config.model.deflated and 're-fitted' in refitted.identity()['images']
+  assert refitted.config.model.deflated and 're-fitted' in refitted.image_tower
   fitted = _flat(refitted.checkpoint.restored[1])
   deflated = _flat(on_the_fly.checkpoint.image_restored[1])
   assert fitted.keys() == deflated.keys()

@@ -22,7 +22,7 @@ from mmv import media_inputs
 from mmv import train_step
 from mmv.data import audio as audio_ops
 from mmv.data import example as example_ops
-from mmv.data import images as image_ops
+from mmv.ingest import images as image_ops
 from mmv.data import pipeline
 from mmv.methods import mmv as mmv_method
 from mmv.tools import export
@@ -207,7 +207,7 @@ def test_image_signature_is_what_inference_embeds_of_the_images(exports, name):
   config, _, _, inputs, outputs, path = exports[name]
   workdir = os.path.join(os.path.dirname(path), 'run')
   model = inference.load(workdir, short_side=config.data.crop_size)
-  assert 'no BN re-fit' in model.identity()['images']
+  assert 'no BN re-fit' in model.image_tower
   unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
   for b in (1, 3):
     arrays, pixels = _images(config, b)

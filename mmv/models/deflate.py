@@ -29,9 +29,11 @@ class DeflationError(ValueError):
 
 
 def image_config(config):
-  """A copy of `config` whose model is the image model (`model.deflated`)."""
+  """A copy of `config` whose model is the image model (`model.deflated`; added to a config
+  written before the field was)."""
   c = copy.deepcopy(config)
-  c.model.deflated = True
+  with c.unlocked():
+    c.model.deflated = True
   return c
 
 

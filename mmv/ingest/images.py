@@ -15,7 +15,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from mmv.data import media
+from mmv.ingest import media
 
 # Every image record holds one frame lasting one second: its "frame rate" is 1.
 FPS = 1.0
