@@ -7,6 +7,7 @@ for one works for all, and a field added here reaches every config.
 
 import ml_collections
 
+from mmv import deflate_fit
 from mmv import methods
 from mmv.benchmarks import protocols
 
@@ -90,6 +91,9 @@ def paper():
   c.model.vat_dim = 256  # S_vat.
   c.model.bn_decay = 0.9
   c.model.bn_eps = 1e-5
+  # The video backbone in its image mode (mmv/models/deflate.py): what `python -m
+  # mmv.tools.deflate` writes in the config.json of the image model it makes.
+  c.model.deflated = False
 
   c.loss = ml_collections.ConfigDict()
   c.loss.temperature = 0.07
@@ -135,6 +139,9 @@ def paper():
   # Each other method's own settings, config.NAME (MMV's are model and loss above).
   for name, block in methods.config_blocks().items():
     c[name] = block
+
+  # The BN re-fit of a deflated model (python -m mmv.tools.deflate).
+  c.deflate = deflate_fit.config_fields()
 
   c.profile_steps = ()  # (first, last): a profiler trace of these steps in workdir/profile.
 

@@ -6,6 +6,7 @@
     sounds = model.embed_audio(['bark.wav'])
     texts = model.embed_text(['a cat jumps on a table'])
     scores = texts.vat @ videos.vat.T                   # cosine similarities in S_vat
+    photos = model.embed_images(['cat.jpg'])            # the deflated video tower
 
 `load` restores only the model's variables (parameters and BatchNorm statistics, no optimiser
 state) of a training run's workdir, or of one written by `python -m mmv.tools.import_deepmind`
@@ -21,6 +22,10 @@ the evaluation pipeline (`mmv.evaluators.features.extract`: clip sampling, centr
 log-mel spectrogram, sharding over the devices). Arrays stand for decoded media: uint8 frames
 [T, H, W, 3] at `data.fps`, or float32 mono waveforms at `data.audio_sample_rate`. Sentences are
 tokenised with the run's vocabulary and stop words.
+
+Images (files, uint8 arrays [H, W, 3]) go through the pipeline as 1-frame records into the
+deflated video tower: a `python -m mmv.tools.deflate` workdir's (BN re-fitted), or the video
+model's deflated on loading (no re-fit); see `mmv.inference_images`.
 
 Each video or sound gives `clips` evenly spaced clips of the model's clip length (as the
 retrieval protocol does); its embedding in a space is the mean of its unit clip embeddings,
@@ -41,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
+from mmv import inference_images
 from mmv import media_inputs
 from mmv import methods
 from mmv import sharding as shard_lib
@@ -53,6 +59,7 @@ from mmv.data import pipeline
 from mmv.data import text as text_ops
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import retrieval
+from mmv.models import deflate
 
 DTYPES = ('float32', 'bfloat16')
 # The record split the inputs of one call are written to, in a temporary directory.
@@ -149,6 +156,7 @@ class Checkpoint:
   functions, compiled once for all the inputs embedded with it."""
 
   def __init__(self, config, workdir, step):
+    self._config = config
     self._restore = functools.partial(restore, config, workdir, step)
     self._embed_fns = {}
 
@@ -156,11 +164,25 @@ class Checkpoint:
   def restored(self):
     return self._restore()[0]  # (model, variables, mesh)
 
+  @functools.cached_property
+  def image_restored(self):
+    """(image model, variables, mesh): the deflated model's own, or the video model's
+    variables deflated (`mmv.models.deflate`, no BN re-fit)."""
+    if inference_images.refitted(self._config):
+      return self.restored
+    _, variables, mesh = self.restored
+    config = model_config(deflate.image_config(self._config))
+    model = step_lib.create_model(config)
+    return model, deflate.placed_variables(
+        variables, abstract_variables(config, model, mesh)), mesh
+
   def embed_fn(self, modality, with_text, spaces=False):
+    """Jitted embedding of a batch; 'image': `image_restored`'s of 1-frame clips (as video)."""
     key = (modality, with_text, spaces)
     if key not in self._embed_fns:
-      self._embed_fns[key] = features_lib.make_embed_fn(self.restored[0], modality, with_text,
-                                                        spaces)
+      model = self.image_restored[0] if modality == 'image' else self.restored[0]
+      self._embed_fns[key] = features_lib.make_embed_fn(
+          model, 'video' if modality == 'image' else modality, with_text, spaces)
     return self._embed_fns[key]
 
   @functools.cached_property
@@ -224,6 +246,11 @@ class Model:
             'mel_lower_hz', 'mel_upper_hz', 'log_offset', 'max_words', 'stop_words', 'vocab')},
         'short_side': self.short_side}))
 
+  @property
+  def image_tower(self):
+    """What embeds images: a deflated workdir's (BN re-fitted) or the video model's."""
+    return inference_images.image_tower(self.config)
+
   # Embedding.
 
   def data_config(self, modality, clips, data_dir):
@@ -237,6 +264,33 @@ class Model:
       c[k] = v
     return c
 
+  def videos_per_batch(self, batch_size, clips, inputs):
+    """As the evaluation counts them: clips per batch (default eval.batch_size), of whole
+    inputs, over all devices."""
+    return features_lib.videos_per_batch(batch_size or self.config.eval.batch_size, clips,
+                                         self.devices, inputs)
+
+  def extract(self, clips, data, embed, restored, batch_size, fps):
+    """Per-clip arrays of `clips` (`media.Clip`s) through the evaluation pipeline, each clip
+    the record the converter writes (at `fps`), the records one temporary split, and the
+    indices of the clips the pipeline cannot read."""
+    _, variables, mesh = restored
+    with tempfile.TemporaryDirectory(prefix='mmv-inputs-') as tmp:
+      path = os.path.join(tmp, fmt.shard_name(_SPLIT, 0, 1))
+      with tf.io.TFRecordWriter(path) as writer:
+        for i, clip in enumerate(clips):
+          spec = media.ClipSpec(name=str(i), path=None, start=clip.start, end=clip.end)
+          example = clip_records.make_example(spec, clip, {}, fps=fps,
+                                              sample_rate=self.data.audio_sample_rate)
+          writer.write(example.SerializeToString(deterministic=True))
+      data.data_dir = tmp
+      arrays, _ = features_lib.extract(data, _SPLIT, embed, variables, mesh,
+                                       batch_size=batch_size)
+    rows = {int(name): i for i, name in enumerate(arrays.get('filename', []))}
+    read = [i for i in range(len(clips)) if i in rows]
+    per_clip = {k: np.asarray(v)[[rows[i] for i in read]] for k, v in arrays.items()}
+    return per_clip, read, [i for i in range(len(clips)) if i not in rows]
+
   def embed_clips(self, clips, modality, *, num_clips=4, batch_size=None):
     """(`Embeddings` of the decoded `clips` (`media.Clip`s) that the pipeline reads, the
     indices of those it cannot), in `modality`, through the evaluation pipeline: each clip
@@ -246,33 +300,27 @@ class Model:
       raise ValueError(f'clips must be at least 1, got {num_clips}')
     if not clips:
       raise ValueError('nothing to embed: no inputs')
-    # As the evaluation counts them: clips per batch, of whole inputs, over all devices.
-    batch_size = features_lib.videos_per_batch(batch_size or self.config.eval.batch_size,
-                                               num_clips, self.devices, len(clips))
-    with tempfile.TemporaryDirectory(prefix='mmv-inputs-') as tmp:
-      path = os.path.join(tmp, fmt.shard_name(_SPLIT, 0, 1))
-      with tf.io.TFRecordWriter(path) as writer:
-        for i, clip in enumerate(clips):
-          spec = media.ClipSpec(name=str(i), path=None, start=clip.start, end=clip.end)
-          example = clip_records.make_example(spec, clip, {}, fps=self.data.fps,
-                                         sample_rate=self.data.audio_sample_rate)
-          writer.write(example.SerializeToString(deterministic=True))
-      data = self.data_config(modality, num_clips, tmp)
-      _, variables, mesh = self.checkpoint.restored
-      embed = self.checkpoint.embed_fn(modality, with_text=False, spaces=True)
-      arrays, _ = features_lib.extract(data, _SPLIT, embed, variables, mesh,
-                                       batch_size=batch_size)
-    rows = {int(name): i for i, name in enumerate(arrays.get('filename', []))}
-    read = [i for i in range(len(clips)) if i in rows]
-    per_clip = {k: np.asarray(v)[[rows[i] for i in read]] for k, v in arrays.items()}
+    batch_size = self.videos_per_batch(batch_size, num_clips, len(clips))
+    data = self.data_config(modality, num_clips, '')
+    embed = self.checkpoint.embed_fn(modality, with_text=False, spaces=True)
+    per_clip, read, failed = self.extract(clips, data, embed, self.checkpoint.restored,
+                                           batch_size, self.data.fps)
     space = lambda k: retrieval.average_clips(per_clip[k]) if k in per_clip else None
-    failed = [i for i in range(len(clips)) if i not in rows]
     if not read:
       return None, failed
     times = np.stack([self.inputs.clip_times(clips[i], modality, num_clips) for i in read])
     if modality == 'video':
       return Embeddings(per_clip['features'], space('video_va'), space('video'), times), failed
     return Embeddings(per_clip['features'], space('audio_va'), space('audio_vat'), times), failed
+
+  def embed_images(self, inputs, *, batch_size=None):
+    """`Embeddings` (features [N, 1, D], unit va and vat, no clip_times) of image files or
+    uint8 arrays [H, W, 3], by the deflated video tower (see the module doc); an unreadable
+    image is an error naming it. `batch_size`: images per batch (default eval.batch_size)."""
+    self._check_tower('video')
+    per_clip = inference_images.embed(self, inputs, batch_size)
+    unit = lambda k: retrieval.average_clips(per_clip[k]) if k in per_clip else None
+    return Embeddings(per_clip['features'], unit('video_va'), unit('video'))
 
   def _embed_all(self, inputs, modality, clips, batch_size):
     embeddings, failed = self.embed_clips(self.inputs.clips(inputs, modality), modality,

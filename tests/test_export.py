@@ -1,7 +1,8 @@
 """The TensorFlow SavedModel export (mmv.tools.export): loaded by TensorFlow alone in a fresh
 process, each signature at two batch sizes gives what the JAX model gives on the same inputs
 (the frames normalised, the waveform turned into the pipeline's log-mel, the captions tokenised
-by the pipeline's tokenizer); and the command's refusals."""
+by the pipeline's tokenizer), the `image` signature what mmv.inference's embed_images gives;
+and the command's refusals."""
 
 import functools
 import json
@@ -16,9 +17,12 @@ import pytest
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
+from mmv import inference
+from mmv import media_inputs
 from mmv import train_step
 from mmv.data import audio as audio_ops
 from mmv.data import example as example_ops
+from mmv.ingest import images as image_ops
 from mmv.data import pipeline
 from mmv.methods import mmv as mmv_method
 from mmv.tools import export
@@ -103,6 +107,20 @@ def _config(vocab_dir, name):
   return c
 
 
+def _images(config, b):
+  """(b uint8 images [S, S, 3] (S the crop size), what the pipeline makes of them: float32
+  [b, S, S, 3] in [0, 1]). An image of the crop's size read at that short side is kept whole:
+  the pipeline's pixels are its JPEG frame's, decoded here by TensorFlow."""
+  s = config.data.crop_size
+  rng = np.random.default_rng(b)
+  smooth = rng.uniform(0, 255, (b, s // 4, s // 4, 3))
+  arrays = np.clip(np.repeat(np.repeat(smooth, 4, 1), 4, 2) + rng.normal(0, 8, (b, s, s, 3)),
+                   0, 255).astype(np.uint8)
+  pixels = [tf.io.decode_jpeg(image_ops.read_image(a, short_side=s).jpegs[0]).numpy()
+            for a in arrays]
+  return list(arrays), (np.stack(pixels) / 255.0).astype(np.float32)
+
+
 def _inputs(config):
   """{'SIGNATURE/BATCH': input}: every signature at two batch sizes."""
   rng = np.random.default_rng(1)
@@ -110,6 +128,7 @@ def _inputs(config):
   frames = lambda b: (b, d.num_frames, d.crop_size, d.crop_size, 3)
   inputs = {}
   for b in (1, 3):
+    inputs[f'image/{b}'] = _images(config, b)[1]
     inputs[f'video/{b}'] = rng.uniform(0, 1, frames(b)).astype(np.float32)
     inputs[f'video_uint8/{b}'] = rng.integers(0, 256, frames(b)).astype(np.uint8)
     inputs[f'audio/{b}'] = rng.uniform(-0.5, 0.5, (b, example_ops.num_audio_samples(d)))
@@ -181,6 +200,28 @@ def test_signatures_give_the_jax_models_embeddings_at_any_batch_size(exports, na
     assert features.shape[0] == int(key.split('/')[1])
     for output, value in (('features', features), ('S_va', va), ('S_vat', vat)):
       _close(outputs[f'{key}/{output}'], value)
+
+
+@pytest.mark.parametrize('name', MODELS)
+def test_image_signature_is_what_inference_embeds_of_the_images(exports, name):
+  """embed_images (the image read as a 1-frame record, through the evaluation pipeline, into
+  the video model deflated on loading) and the SavedModel's `image` (deflated in its graph) on
+  the pipeline's pixels; an unreadable image is an error naming it."""
+  config, _, _, inputs, outputs, path = exports[name]
+  workdir = os.path.join(os.path.dirname(path), 'run')
+  model = inference.load(workdir, short_side=config.data.crop_size)
+  assert 'no BN re-fit' in model.image_tower
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  for b in (1, 3):
+    arrays, pixels = _images(config, b)
+    np.testing.assert_array_equal(inputs[f'image/{b}'], pixels)
+    embedded = model.embed_images(arrays, batch_size=8)
+    assert embedded.features.shape[:2] == (b, 1) and embedded.clip_times is None
+    _close(outputs[f'image/{b}/features'], embedded.features[:, 0])
+    _close(unit(outputs[f'image/{b}/S_va']), embedded.va)
+    _close(unit(outputs[f'image/{b}/S_vat']), embedded.vat)
+  with pytest.raises(media_inputs.UnreadableInput, match='nowhere.jpg'):
+    model.embed_images([arrays[0], os.path.join(workdir, 'nowhere.jpg')])
 
 
 @pytest.mark.parametrize('name', MODELS)

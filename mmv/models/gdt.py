@@ -27,6 +27,8 @@ from typing import Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mmv.models import mmv as mmv_model
+
 VIEWS = ('clip', 'reversed', 'shifted', 'shifted_reversed')
 
 
@@ -81,6 +83,12 @@ class GDT(nn.Module):
     """[B, T, H, W, 3] → (backbone features [B, 512], head output [B, 256], None), float32."""
     features = self.video_backbone(video, train)
     return features.astype(jnp.float32), self.video_head(features, train), None
+
+  def embed_image(self, images, train=False):
+    """[B, H, W, 3] → what `embed_video` gives, by the deflated video backbone
+    (`model.deflated`, `mmv.models.deflate`)."""
+    mmv_model.check_image_input(self.video_backbone, images)
+    return self.embed_video(images, train)
 
   def embed_audio(self, audio, train=False):
     """[B, time, mel, 1] → (backbone features, head output, None), float32."""

@@ -2,7 +2,8 @@
 
 `build_model(config.model, vocab_size)` assembles it from a config; the backbones are chosen by
 name from `VIDEO_BACKBONES` and `AUDIO_BACKBONES` (explicit tables, not import side effects),
-whose entries built without arguments are the paper's networks.
+whose entries built without arguments are the paper's networks. With `model.deflated` the video
+backbone is built in its image mode (`mmv.models.deflate`) and `embed_image` embeds photos.
 """
 
 import functools
@@ -63,6 +64,12 @@ class MMV(nn.Module):
     features = self.video_backbone(video, train)
     return _float32((features,) + tuple(self.heads.video(features, train)))
 
+  def embed_image(self, images, train=False):
+    """[B, H, W, 3] (normalised as video frames are) → (backbone features, image_va, image_vt),
+    float32, through the video heads; the video backbone must be deflated (`model.deflated`)."""
+    check_image_input(self.video_backbone, images)
+    return self.embed_video(images, train)
+
   def embed_audio(self, audio, train=False):
     """[B, time, mel, 1] → (backbone features, audio_va, audio_vat or None for `disjoint`).
 
@@ -78,6 +85,16 @@ class MMV(nn.Module):
     features = self.text_backbone(jnp.reshape(text, (-1, text.shape[-1])), train)
     z = self.heads.text(features, train)
     return jnp.reshape(z, lead + z.shape[-1:]).astype(jnp.float32)
+
+
+def check_image_input(backbone, images):
+  """Clear errors for images that a backbone cannot embed (it is not deflated, or they are not
+  [B, H, W, 3])."""
+  if not getattr(backbone, 'deflated', False):
+    raise ValueError('embed_image needs the deflated video backbone (model.deflated; '
+                     'mmv.models.deflate maps a video model\'s variables onto it)')
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f'images must be [B, H, W, 3], got {list(images.shape)}')
 
 
 def _float32(arrays):
@@ -103,7 +120,10 @@ def build_backbone(c, kind):
                  else (c.audio_backbone, AUDIO_BACKBONES))
   if name not in table:
     raise ValueError(f'unknown {kind} backbone {name!r}; choose from {sorted(table)}')
-  return table[name](**backbone_options(c, name))
+  options = backbone_options(c, name)
+  if kind == 'video' and c.get('deflated', False):  # Configs older than deflation lack it.
+    options['deflated'] = True
+  return table[name](**options)
 
 
 def build_model(c, vocab_size):

@@ -20,6 +20,9 @@ PyTorch's momentum 0.1 (here `bn_decay` 0.9) are torchvision's defaults.
 Module names follow torchvision's state dict (stem, layer{1-4}_{0,1}/conv1/{spatial, mid_bn,
 temporal}, bn1, ..., downsample_conv, downsample_bn) so `mmv.tools.torchvision_checkpoint`
 maps released weights by rule.
+
+`deflated`: the image mode (`mmv.models.image_mode`), [B, H, W, 3] → [B, 512]: every kernel and
+stride loses its time axis (the 3x1x1 temporal convolutions become 1x1, stride 1).
 """
 
 import functools
@@ -27,6 +30,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mmv.models import image_mode
 from mmv.models.channels import scaled
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -49,8 +53,10 @@ class _Layers(nn.Module):
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+  deflated: bool = False
 
   def conv(self, features, kernel, strides, name):
+    kernel, strides = (image_mode.spatial(v, self.deflated) for v in (kernel, strides))
     return nn.Conv(features, kernel, strides, padding=_pad(kernel), use_bias=False,
                    dtype=self.dtype, name=name)
 
@@ -79,7 +85,8 @@ class BasicBlock(_Layers):
   @nn.compact
   def __call__(self, x, train):
     n_in = x.shape[-1]
-    opts = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype)
+    opts = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype,
+                deflated=self.deflated)
     mid = mid_channels(n_in, self.features)
     r = Conv2Plus1D(features=self.features, mid=mid, stride=self.stride, name='conv1',
                     **opts)(x, train)
@@ -101,8 +108,9 @@ class R2Plus1D18(_Layers):
 
   @nn.compact
   def __call__(self, video, train):
-    opts = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype)
-    x = video.astype(self.dtype)
+    opts = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype,
+                deflated=self.deflated)
+    x, frames = image_mode.frames_in(video.astype(self.dtype), self.deflated)
     x = self.conv(scaled(STEM_MID, self.width_multiplier), (1, 7, 7), (1, 2, 2), 'stem_conv_s')(x)
     x = nn.relu(self.bn(x, train, 'stem_bn_s'))
     x = self.conv(scaled(STAGE_WIDTHS[0], self.width_multiplier), (3, 1, 1), (1, 1, 1),
@@ -115,7 +123,7 @@ class R2Plus1D18(_Layers):
       for i in range(BLOCKS_PER_STAGE):
         x = block(features=scaled(width, self.width_multiplier),
                   stride=stride if i == 0 else 1, name=f'layer{stage + 1}_{i}')(x, train)
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2, 3))
+    return image_mode.frames_out(image_mode.pooled(x), frames)
 
   @property
   def output_dim(self):

@@ -3,6 +3,8 @@
 Frames are processed as B·T images by a pre-activation ResNet-50 v2 whose blocks shift part of
 their pre-activation channels along time (after the shortcut is taken), so 2D convolutions mix
 neighbouring frames at no extra cost. Features are averaged over space per frame, then over time.
+`deflated`: the image mode (MMV's deflation of TSM): the shift is off, which leaves the plain
+ResNet-50 v2 (x2) on images [B, H, W, 3] (on a video's frames one by one, features averaged).
 """
 
 import functools
@@ -44,11 +46,15 @@ class TSMResNet(nn.Module):
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+  deflated: bool = False
 
   @nn.compact
   def __call__(self, video, train):
+    if video.ndim == 4:  # Images (image mode only: the ResNet's input is the same).
+      video = video[:, None]
     b, t = video.shape[:2]
-    shift = functools.partial(temporal_shift, num_frames=t, fraction=self.shift_fraction)
+    shift = None if self.deflated else functools.partial(temporal_shift, num_frames=t,
+                                                         fraction=self.shift_fraction)
     trunk = resnet.ResNetV2(50, self.width * self.width_multiplier, shift=shift, remat=self.remat,
                             bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype,
                             name='resnet')

@@ -41,6 +41,12 @@ class XDC(nn.Module):
     """[B, T, H, W, 3] → (features [B, F] float32, None, None): XDC has no embedding space."""
     return self.video_backbone(video, train).astype(jnp.float32), None, None
 
+  def embed_image(self, images, train=False):
+    """[B, H, W, 3] → what `embed_video` gives, by the deflated video backbone
+    (`model.deflated`, `mmv.models.deflate`)."""
+    mmv_model.check_image_input(self.video_backbone, images)
+    return self.embed_video(images, train)
+
   def embed_audio(self, audio, train=False):
     """[B, time, mel, 1] → (features [B, F] float32, None, None)."""
     return self.audio_backbone(audio, train).astype(jnp.float32), None, None

@@ -8,6 +8,7 @@ default), computing in float32. Like DeepMind's TF-Hub release of MMV, the Saved
 signature per modality, each taking a batch of any size B:
   video        float32 frames [B, T, S, S, 3] in [0, 1] → features, S_va, S_vat
   video_uint8  uint8 frames [B, T, S, S, 3] (0..255)    → features, S_va, S_vat
+  image        float32 images [B, S, S, 3] in [0, 1]    → features, S_va, S_vat
   audio        float32 mono waveform [B, N] in [-1, 1]  → features, S_va, S_vat
   text         string captions [B]                      → S_vat, has_words
 `features` are the backbone's pooled features (what the linear probe classifies), S_va and S_vat
@@ -21,6 +22,9 @@ and digits, its stop words dropped, the first `data.max_words` kept) over its vo
 the SavedModel holds as an asset; `has_words` is false for a caption with no word left, which
 embeds as padding alone. DIR/assets.extra/mmv_export.json records the checkpoint and these
 sizes. Graphs with the `disjoint` head have no audio–text space: their `audio` has no S_vat.
+`image` is the video tower deflated into an image tower (`mmv.models.deflate`): a workdir of
+`python -m mmv.tools.deflate` (BN re-fitted), else the video model deflated in the graph (no
+re-fit); images cropped and resized to S as `mmv.inference.Model.embed_images` does.
 
 The JAX functions are serialised as StableHLO for the `--platforms` given (jax2tf native
 serialisation; matrix products at float32 precision), so the SavedModel runs there without JAX;
@@ -48,16 +52,18 @@ import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import inference
+from mmv import train_step as step_lib
 from mmv.data import audio as audio_ops
 from mmv.data import augment
 from mmv.data import example as example_ops
 from mmv.data import pipeline
 from mmv.data import text as text_ops
+from mmv.models import deflate
 
 VOCAB_ASSET = 'vocab.tsv'  # Lines `word<TAB>id`: the training run's ids (from 2).
 INFO_PATH = os.path.join('assets.extra', 'mmv_export.json')
 PLATFORMS = ('cpu', 'cuda', 'tpu')
-SIGNATURES = ('video', 'video_uint8', 'audio', 'text')
+SIGNATURES = ('video', 'video_uint8', 'image', 'audio', 'text')
 TOKEN = '[a-z0-9]+'  # What the tokenizer's words are made of: the complement of fmt.NON_WORD.
 
 
@@ -99,9 +105,11 @@ def checkpoint_step(workdir, step):
   return step
 
 
-def jax_functions(model, config):
+def jax_functions(model, config, image_model=None, image_shapes=None):
   """{name: f(variables, input) → {output: float32 array}}: the model's embeddings of one
-  modality, the input as the signature takes it (frames, the audio backbone's input, tokens)."""
+  modality, the input as the signature takes it (frames, images, the audio backbone's input,
+  tokens). `image_model`: the deflated model (default `model`, which must be deflated then),
+  its variables deflated from `variables` in the function when `image_shapes` are given."""
 
   def video(variables, frames):
     x = frames.astype(jnp.float32)
@@ -109,6 +117,14 @@ def jax_functions(model, config):
       x = x / 255.0
     x = augment.normalize(x, config.data.normalization)
     features, va, vat = model.apply(variables, x, method=model.embed_video)
+    return {'features': features, 'S_va': va, 'S_vat': vat}
+
+  def image(variables, images):
+    if image_shapes is not None:
+      variables = deflate.deflate_variables(variables, image_shapes)
+    x = augment.normalize(images.astype(jnp.float32), config.data.normalization)
+    net = image_model or model
+    features, va, vat = net.apply(variables, x, method=net.embed_image)
     return {'features': features, 'S_va': va, 'S_vat': vat}
 
   def audio(variables, x):
@@ -121,7 +137,7 @@ def jax_functions(model, config):
   def text(variables, tokens):
     return {'S_vat': model.apply(variables, tokens, method=model.embed_text)}
 
-  return {'video': video, 'audio': audio, 'text': text}
+  return {'video': video, 'image': image, 'audio': audio, 'text': text}
 
 
 def audio_input(waveform, c):
@@ -149,7 +165,7 @@ class ExportedModel(tf.Module):
   one tf.function per modality around the JAX function converted by jax2tf (StableHLO for
   `platforms`), whose variables are arguments, not constants in the serialised program."""
 
-  def __init__(self, config, model, variables, words, vocab_file, platforms):
+  def __init__(self, config, model, variables, words, vocab_file, platforms, image=(None, None)):
     super().__init__()
     d = self._data = config.data
     leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
@@ -169,7 +185,8 @@ class ExportedModel(tf.Module):
       return jax2tf.convert(unflattened, polymorphic_shapes=[None, 'b, ...'],
                             with_gradient=False, native_serialization_platforms=tuple(platforms))
 
-    self._fns = {name: converted(fn) for name, fn in jax_functions(model, config).items()}
+    self._fns = {name: converted(fn)
+                 for name, fn in jax_functions(model, config, *image).items()}
     # One tf.function per signature, each with its input signature: traced once (saving
     # traces a function without one again, and each trace lowers the model anew).
     frames = lambda dtype: tf.TensorSpec([None, d.num_frames, d.crop_size, d.crop_size, 3],
@@ -177,6 +194,8 @@ class ExportedModel(tf.Module):
     function = lambda fn, spec: tf.function(fn, input_signature=[spec], autograph=False)
     self.video = function(self._video, frames(tf.float32))
     self.video_uint8 = function(self._video, frames(tf.uint8))
+    self.image = function(self._image, tf.TensorSpec([None, d.crop_size, d.crop_size, 3],
+                                                     tf.float32, name='images'))
     self.audio = function(self._audio,
                           tf.TensorSpec([None, example_ops.num_audio_samples(d)], tf.float32,
                                         name='waveform'))
@@ -195,6 +214,14 @@ class ExportedModel(tf.Module):
           tf.debugging.assert_less_equal(frames, 1.0, message=message)]):
         frames = tf.identity(frames)
     return self._call('video', frames)
+
+  def _image(self, images):
+    images = tf.ensure_shape(images, self.image.input_signature[0].shape)
+    message = 'image: images must lie in [0, 1]'
+    with tf.control_dependencies([
+        tf.debugging.assert_greater_equal(images, 0.0, message=message),
+        tf.debugging.assert_less_equal(images, 1.0, message=message)]):
+      return self._call('image', tf.identity(images))
 
   def _audio(self, waveform):
     waveform = tf.ensure_shape(waveform, self.audio.input_signature[0].shape)
@@ -222,6 +249,9 @@ def description(config, workdir, step, platforms):
                                   'vat_dim')},
       'video': {'frames': d.num_frames, 'height': d.crop_size, 'width': d.crop_size,
                 'frames_per_second': d.fps / d.frame_stride, 'normalization': d.normalization},
+      'image': {'height': d.crop_size, 'width': d.crop_size, 'normalization': d.normalization,
+                'deflation': ('deflated workdir (BN re-fitted)' if m.get('deflated', False)
+                              else 'deflated in the graph (no BN re-fit)')},
       'audio': {'sample_rate': d.audio_sample_rate,
                 'samples': example_ops.num_audio_samples(d), 'format': d.audio_format},
       'text': {'max_words': d.max_words, 'stop_words': list(d.stop_words)},
@@ -279,7 +309,8 @@ def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cu
   try:
     vocab_file = os.path.join(temporary, VOCAB_ASSET)
     write_vocabulary(words, vocab_file)
-    module = ExportedModel(config, model, variables, words, vocab_file, platforms)
+    module = ExportedModel(config, model, variables, words, vocab_file, platforms,
+                           image=image_model(config))
     saved = os.path.join(temporary, 'saved_model')
     tf.saved_model.save(module, saved, signatures=module.signatures())
     os.makedirs(os.path.join(saved, 'assets.extra'))
@@ -289,6 +320,17 @@ def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cu
   finally:
     shutil.rmtree(temporary, ignore_errors=True)
   return step
+
+
+def image_model(config):
+  """(image model, the shapes of its variables) for the `image` signature of a video model,
+  whose variables the signature deflates; (None, None) for a deflated model (its own)."""
+  if config.model.get('deflated', False):
+    return None, None
+  image_config = inference.model_config(deflate.image_config(config))
+  net = step_lib.create_model(image_config)
+  return net, jax.eval_shape(lambda: step_lib.init_variables(jax.random.key(0), net,
+                                                             image_config))
 
 
 def _replace(source, output):
