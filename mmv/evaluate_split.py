@@ -56,16 +56,11 @@ class SplitEvaluation:
     self._linear_test = None
 
   def _embed_fn(self, with_text):
-    if self.bench.modality == 'image' and hasattr(self.checkpoint, 'image_restored'):
+    if self.bench.modality == 'image':
       # The deflated model (a deflated workdir's own, or the video model deflated on loading)
       # on the 1-frame clips of the image records.
       _, variables, mesh = self.checkpoint.image_restored
       return self.checkpoint.embed_fn('image', with_text), variables, mesh
-    if self.bench.modality == 'image':
-      # TEMPORARY STAND-IN (i19-images; remove with the hasattr above once i19-deflate's
-      # Checkpoint.image_restored is on main): the video model, not deflated, on the clips.
-      _, variables, mesh = self.checkpoint.restored
-      return self.checkpoint.embed_fn('video', with_text), variables, mesh
     _, variables, mesh = self.checkpoint.restored
     return self.checkpoint.embed_fn(self.bench.modality, with_text), variables, mesh
 
