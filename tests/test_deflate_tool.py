@@ -7,7 +7,6 @@ it must in one line, and runs on a workdir made by the DeepMind importer."""
 import hashlib
 import json
 import os
-import pickle
 
 import flax
 import jax
@@ -15,12 +14,9 @@ import numpy as np
 import pytest
 
 from configs import brave
-from configs import mmv_s3d
 from mmv import checkpoint as ckpt_lib
 from mmv import inference
 from mmv import preemption
-from mmv.data import synthetic
-from mmv.tools import deepmind_checkpoint as release_lib
 from mmv.tools import deflate as tool
 from tests import conftest
 from tests import test_export
@@ -144,21 +140,7 @@ def test_an_imported_deepmind_s3d_release_deflates(data_dir, tmp_path):
   imported (no config.json: the config is given), deflated and measured on held-out frames
   (no fit step: compiling S3D-G's step takes half a minute on a CPU; the steps are the tiny
   model's above, the same code)."""
-  vocab_rows = len(synthetic.vocabulary()) + 2
-  names = {k: (release_test.narrowed_shape(k, shape, vocab_rows), dtype)
-           for k, (shape, dtype) in release_test.release_names('s3d').items()}
-  release = release_test.release_tree(names, release_test._trained_like(np.random.default_rng(0)))
-  path = str(tmp_path / 'mmv_s3d.pkl')
-  with open(path, 'wb') as f:
-    pickle.dump(release, f)
-  config = mmv_s3d.get_config('runlocal')
-  paper = mmv_s3d.get_config().model
-  config.data.data_dir = data_dir
-  config.model.word_embedding_dim = paper.word_embedding_dim
-  for field in ('text_hidden', 'va_dim', 'vat_dim'):
-    config.model[field] = paper[field] // release_test.NARROWER
-  workdir = str(tmp_path / 'imported')
-  release_lib.import_release(path, config, workdir)
+  workdir, config = release_test.import_narrowed_s3d(tmp_path, data_dir)
   config = tool.settings(config, steps=0, batch_size=8)
   with config.unlocked():
     config.deflate.held_out_batches = 1

@@ -267,6 +267,28 @@ def _trained_like(rng):
   return value
 
 
+def import_narrowed_s3d(tmp_path, data_dir):
+  """A narrowed S3D-G release (configs/mmv_s3d.py:runlocal widths, the paper's text and head
+  sizes scaled alike) pickled and imported into tmp_path/imported, as a user imports one;
+  (workdir, config)."""
+  vocab_rows = len(synthetic.vocabulary()) + 2
+  names = {k: (narrowed_shape(k, shape, vocab_rows), dtype)
+           for k, (shape, dtype) in release_names('s3d').items()}
+  release = release_tree(names, _trained_like(np.random.default_rng(0)))
+  path = str(tmp_path / 'mmv_s3d.pkl')
+  with open(path, 'wb') as f:
+    pickle.dump(release, f)
+  config = mmv_s3d.get_config('runlocal')
+  paper = mmv_s3d.get_config().model
+  config.data.data_dir = data_dir
+  config.model.word_embedding_dim = paper.word_embedding_dim
+  for field in ('text_hidden', 'va_dim', 'vat_dim'):
+    config.model[field] = paper[field] // NARROWER
+  workdir = str(tmp_path / 'imported')
+  release_lib.import_release(path, config, workdir)
+  return workdir, config
+
+
 def test_import_round_trip_then_evaluate(data_dir, tmp_path):
   """The release's S3D-G pickle (its names; its shapes narrowed by `narrowed_shape`), written as
   DeepMind wrote it (dill 0.3.3, Haiku FlatMappings of jax DeviceArrays: see release_pickles),

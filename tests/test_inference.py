@@ -3,13 +3,11 @@ what the evaluation pipeline computes for the converted records; an index built,
 searched; a workdir made by the DeepMind importer loads."""
 
 import os
-import pickle
 import types
 
 import numpy as np
 import pytest
 
-from configs import mmv_s3d
 from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import embed as embed_cli
@@ -20,9 +18,7 @@ from mmv import search as search_cli
 from mmv import sharding
 from mmv import train_step
 from mmv.ingest import convert
-from mmv.data import synthetic
 from mmv.evaluators import features as features_lib
-from mmv.tools import deepmind_checkpoint as release_lib
 from mmv.tools import records_to_videos
 from tests import conftest
 from tests import test_import_deepmind as release_test
@@ -198,21 +194,7 @@ def test_a_workdir_made_by_the_deepmind_importer_loads(data_dir, tmp_path):
   """The release's S3D-G pickle narrowed as tests/test_import_deepmind.py narrows it, imported
   (no config.json: the config is given), then embedding sentences (which needs the whole
   checkpoint restored)."""
-  vocab_rows = len(synthetic.vocabulary()) + 2
-  names = {k: (release_test.narrowed_shape(k, shape, vocab_rows), dtype)
-           for k, (shape, dtype) in release_test.release_names('s3d').items()}
-  release = release_test.release_tree(names, release_test._trained_like(np.random.default_rng(0)))
-  path = str(tmp_path / 'mmv_s3d.pkl')
-  with open(path, 'wb') as f:
-    pickle.dump(release, f)
-  config = mmv_s3d.get_config('runlocal')
-  paper = mmv_s3d.get_config().model
-  config.data.data_dir = data_dir
-  config.model.word_embedding_dim = paper.word_embedding_dim
-  for field in ('text_hidden', 'va_dim', 'vat_dim'):
-    config.model[field] = paper[field] // release_test.NARROWER
-  workdir = str(tmp_path / 'imported')
-  release_lib.import_release(path, config, workdir)
+  workdir, config = release_test.import_narrowed_s3d(tmp_path, data_dir)
   assert not os.path.exists(os.path.join(workdir, 'config.json'))
 
   with pytest.raises(FileNotFoundError, match='config.json'):
