@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from mmv import index_files
+from mmv import index_model
 from mmv import window_embed
 
 AGAINST = ('sound', 'video')
@@ -64,7 +65,7 @@ def open_index(index_dir, *, workdir=None, model=None):
   `inference.Model` already loaded, used as it is)."""
   stored = index_files.read_index(index_dir)
   if model is None:
-    model = index_files.load_model(stored.settings, workdir)
+    model = index_model.load_recorded(stored.settings, workdir)
   return Index(index_dir, model, stored.settings, stored.files, stored.file_vectors,
                stored.window_vectors, stored.window_file, stored.window_times,
                stored.unreadable)
