@@ -185,8 +185,8 @@ def define_flags():
                       'settings windows are read with; default the run\'s benchmark\'s.')
   flags.DEFINE_bool('retry_failed', False, 'Try again the files an earlier run listed '
                     'unreadable.')
-  flags.DEFINE_integer('batch_size', None, 'Windows decoded and embedded at once (split over '
-                       'the devices); default eval.batch_size.')
+  flags.DEFINE_integer('batch_size', None, 'Windows decoded and embedded at once (the model '
+                       'sees eval.batch_size at a time); default 128.')
   flags.DEFINE_integer('part_size', 16, 'Files per part written.')
   flags.DEFINE_enum('dtype', 'float32', inference.DTYPES, 'Compute dtype of the model.')
   flags.DEFINE_bool('progress', True, 'A progress bar on stderr (on a terminal).')

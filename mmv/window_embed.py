@@ -11,6 +11,7 @@ windows can be, or whose length is unknown, is unreadable (`media_inputs.Unreada
 """
 
 import dataclasses
+import gc
 import math
 
 import av
@@ -22,6 +23,9 @@ from mmv.ingest import media
 from mmv.ingest import timeline
 
 SPACES = ('vat', 'va', 'sound')
+# Windows decoded and embedded by one pass of the evaluation pipeline: each pass costs a few
+# seconds of set-up (`python bench/moments_memory.py`), and holds this many windows' JPEGs.
+GROUP = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +81,8 @@ def _read(model, path, start, window, audio):
 
 def embed_windows(model, path, hop, *, batch=None, found=None, span=(0.0, None)):
   """Yields (windows tried, times [b, 2], {space: unit rows [b, D]}) of the windows of file
-  `path` that could be embedded, `batch` windows at a time (default `eval.batch_size`).
+  `path` that could be embedded, `batch` windows decoded at a time (default `GROUP`; the
+  model sees `eval.batch_size` clips at once).
   Spaces: 'vat' and 'va' of the picture (of the sound for a file without frames), 'sound'
   (S_va; zero rows without sound). `found`: the file's `Probe`, if already read; `span`:
   (start, end or None) seconds of the file to cover."""
@@ -88,7 +93,7 @@ def embed_windows(model, path, hop, *, batch=None, found=None, span=(0.0, None))
     raise media_inputs.UnreadableInput(f'[{span[0]}, {span[1]}] s is outside the file '
                                        f'({found.duration:.2f} s long)')
   starts = window_starts(end, window, hop, span[0])
-  batch = batch or int(model.config.eval.batch_size)
+  batch = batch or GROUP
   dims = model.config.model
   for i in range(0, len(starts), batch):
     chunk = starts[i:i + batch]
@@ -99,7 +104,7 @@ def embed_windows(model, path, hop, *, batch=None, found=None, span=(0.0, None))
             (('vat', dims.vat_dim), ('va', dims.va_dim), ('sound', dims.va_dim))}
     ok = np.ones(len(kept), bool)
     if clips and found.has_video:
-      got, failed = model.embed_clips(clips, 'video', num_clips=1, batch_size=len(clips))
+      got, failed = model.embed_clips(clips, 'video', num_clips=1)
       ok[failed] = False
       if got is not None:
         rows['vat'][ok] = _unit(got.vat)
@@ -108,8 +113,7 @@ def embed_windows(model, path, hop, *, batch=None, found=None, span=(0.0, None))
       with_sound = [k for k, c in enumerate(clips) if c.waveform is not None and
                     c.waveform.size and ok[k]]
       if with_sound:
-        got, failed = model.embed_clips([clips[k] for k in with_sound], 'audio', num_clips=1,
-                                        batch_size=len(with_sound))
+        got, failed = model.embed_clips([clips[k] for k in with_sound], 'audio', num_clips=1)
         read = [k for j, k in enumerate(with_sound) if j not in set(failed)]
         if got is not None:
           rows['sound'][read] = _unit(got.va)
@@ -122,6 +126,8 @@ def embed_windows(model, path, hop, *, batch=None, found=None, span=(0.0, None))
           ok[read] = True
     times = np.array([[chunk[k], min(chunk[k] + window, end)] for k in kept],
                      np.float64).reshape(-1, 2)
+    del clips
+    gc.collect()  # The pipeline's graphs of this group: memory stays that of one group.
     yield len(chunk), times[ok], {s: r[ok] for s, r in rows.items()}
 
 
