@@ -99,10 +99,16 @@ def test_a_sentence_finds_its_moment_first(index):
   deduped = moments.search(index, text='red circle moves left', top_k=2, dedupe=0.95)
   assert deduped[0] == {**found[0], 'rank': 1}
   assert not any(_is_at(h, *_where(found[1])) for h in deduped)
-  # Files: the file with both events first for a sentence of one of them.
+  # Files: ranked by their embedding (the mean of their windows'), whole.
   files = moments.search(index, text='blue square moves up', files=True, top_k=5)
-  assert os.path.basename(files[0]['file']) == 'long_a.mp4' and len(files) == 5
-  assert files[0]['start'] == 0 and files[0]['end'] == pytest.approx(30, abs=0.1)
+  text = index.model.embed_text(['blue square moves up']).vat[0]
+  windows = index.window_vectors['vat']
+  means = [windows[index.window_file == i].mean(axis=0) for i in range(len(index.files))]
+  scores = [float(m @ text / np.linalg.norm(m)) for m in means]
+  assert [h['file'] for h in files] == [index.files[i]['file'] for i in np.argsort(scores)[::-1]]
+  np.testing.assert_allclose([h['score'] for h in files], sorted(scores)[::-1], atol=1e-4)
+  long_a = next(h for h in files if h['file'].endswith('long_a.mp4'))
+  assert long_a['start'] == 0 and long_a['end'] == pytest.approx(30, abs=0.1)
 
 
 def test_look_alike_and_sound_alike_find_the_copies(index, collection):
