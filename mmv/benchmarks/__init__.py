@@ -12,6 +12,7 @@ directory the pipeline reads with splits 'train' and 'test' (`benchmark.Prepared
 counts of clips written and skipped.
 """
 
+from mmv.benchmarks import audioset
 from mmv.benchmarks import esc50
 from mmv.benchmarks import hmdb51
 from mmv.benchmarks import imagenet
@@ -31,7 +32,7 @@ from mmv.benchmarks.benchmark import Shards  # pylint: disable=unused-import
 BENCHMARKS = {b.name: b for b in (
     ucf101.BENCHMARK, hmdb51.BENCHMARK, esc50.BENCHMARK, kinetics.BENCHMARK,
     msrvtt.BENCHMARK, youcook2.BENCHMARK, synthetic.BENCHMARK, voc2007.BENCHMARK,
-    imagenet.BENCHMARK, synthetic_images.BENCHMARK)}
+    imagenet.BENCHMARK, synthetic_images.BENCHMARK, audioset.BENCHMARK)}
 
 
 def get(name):
