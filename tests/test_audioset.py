@@ -104,7 +104,8 @@ def test_mlp_learns_a_separable_multi_label_problem_above_chance():
 
 # Rows 0-4 of class_labels_indices.csv as published (display names with commas, quoted).
 CLASSES = [('/m/09x0r', 'Speech'), ('/m/05zppz', 'Male speech, man speaking'),
-           ('/m/02zsn', 'Female speech, woman speaking'), ('/m/0ytgt', 'Child speech, kid speaking'),
+           ('/m/02zsn', 'Female speech, woman speaking'),
+           ('/m/0ytgt', 'Child speech, kid speaking'),
            ('/m/01h8n0', 'Conversation')]
 # (YTID, start, mids): every segment but one has several labels; each class is positive and
 # negative in both lists. The eval list holds one segment with no file (skipped by the recipe).
@@ -253,3 +254,28 @@ def test_the_evaluation_measures_the_mlp_on_every_label(converted, workdir):
   assert protocol['published'] is False and protocol['modality'] == 'audio'
   assert protocol['videos_read']['eval']['linear_test'] == len(EVAL) - 1
   assert json.loads(json.dumps(record)) == record
+
+
+def test_protocol_blocks_of_the_new_benchmarks_check_and_record():
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from mmv import evaluate_protocol  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  for name in ('audioset', 'moments_in_time'):
+    evaluate_protocol.check_eval_config(config, benchmarks.get(name))
+  bench = benchmarks.get('audioset')
+  settings = evaluate_protocol.protocol_settings(config, bench, ['eval'])
+  assert settings['mlp']['classifier'].startswith('standardised features → MLP, hidden [512]')
+  assert settings['clip_seconds'] == pytest.approx(3.2)
+  assert 'differs_from_published' not in settings  # No published protocol to differ from.
+  assert json.loads(json.dumps(settings)) == settings
+  mit = evaluate_protocol.protocol_settings(config, benchmarks.get('moments_in_time'),
+                                            ['validation'])
+  assert mit['linear']['classifier'].endswith('JAX Adam')
+  assert mit['max_seconds'] == 'whole videos'
+  typo = copy.deepcopy(config)
+  typo.eval.audioset.mlp_hiden = (8,)  # (Unlocked here; the binary's --config is locked.)
+  with pytest.raises(ValueError, match='must have the fields'):
+    evaluate_protocol.check_eval_config(typo, bench)
+  config.eval.audioset.mlp_dropout = 1.0
+  with pytest.raises(ValueError, match='mlp_dropout in'):
+    evaluate_protocol.check_eval_config(config, bench)

@@ -18,7 +18,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import layout_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from mmv.benchmarks import moments_in_time  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable-next=g-import-not-at-top,wrong-import-position
+from mmv.benchmarks import moments_in_time
 
 PUBLISHED = layout_check.Published(
     classes=339, splits={'validation': {'train': 802264, 'test': 33900}})
