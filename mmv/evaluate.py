@@ -256,6 +256,9 @@ def _read_config(workdir, bench):
       c = tuple(float(c) for c in _LINEAR_C.value)
     except ValueError:
       raise ValueError(f'--linear_c takes numbers, got {",".join(_LINEAR_C.value)}') from None
+    if 'linear' not in bench.protocols:
+      raise ValueError(f'--linear_c sets the C of a linear probe; {bench.name} measures '
+                       f'{", ".join(bench.protocols)}')
     config = copy.deepcopy(config)
     evaluate_protocol.protocol(config, bench).c = c
   evaluate_protocol.check_eval_config(config, bench)

@@ -22,6 +22,7 @@ from mmv import sharding
 from mmv import train_step
 from mmv.data import format as fmt
 from mmv.evaluators import jax_mlp
+from mmv.evaluators import report
 from mmv.evaluators import tagging
 from mmv.ingest import clip_lists
 from mmv.ingest import convert
@@ -254,6 +255,8 @@ def test_the_evaluation_measures_the_mlp_on_every_label(converted, workdir):
   assert protocol['published'] is False and protocol['modality'] == 'audio'
   assert protocol['videos_read']['eval']['linear_test'] == len(EVAL) - 1
   assert json.loads(json.dumps(record)) == record
+  markdown = report.render_markdown(record)
+  assert f'| mlp_mAP | {record["metrics"]["mlp_mAP"]:.2f} |' in markdown
 
 
 def test_protocol_blocks_of_the_new_benchmarks_check_and_record():
