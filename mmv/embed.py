@@ -92,18 +92,15 @@ def index_settings(model, protocol, hop):
           'config': json.loads(model.config.to_json_best_effort())}
 
 
-def _embed_one(model, spec, hop, batch_size):
-  """(embedded?, entry, file vectors, window times, window vectors) of one input; any error of
-  its own makes it unreadable, with the reason (one file never stops a run)."""
-  try:
-    if spec.path is None:
-      raise media_inputs.UnreadableInput('no such file')
-    found, times, rows, skipped = window_embed.embed_file(
-        model, spec.path, hop, batch=batch_size, span=(spec.start, spec.end))
-  except Exception as e:  # pylint: disable=broad-except
-    reason = str(e) if isinstance(e, media_inputs.UnreadableInput) else (
-        f'{type(e).__name__}: {e}')
+def _outcome(spec, result):
+  """(embedded?, entry, file vectors, window times, window vectors) of one input from
+  `window_embed.embed_files`'s result; any error of its own makes it unreadable, with the
+  reason (one file never stops a run)."""
+  if isinstance(result, Exception):
+    reason = str(result) if isinstance(result, media_inputs.UnreadableInput) else (
+        f'{type(result).__name__}: {result}')
     return False, _entry(spec, reason=reason), None, None, None
+  found, times, rows, skipped = result
   kinds = [k for k, has in (('video', found.has_video), ('audio', found.has_audio)) if has]
   entry = _entry(spec, labels=list(spec.labels), duration=round(found.duration, 3),
                  kinds=kinds, windows=len(times), skipped_windows=skipped)
@@ -151,8 +148,9 @@ def build_index(model, protocol, specs, index_dir, *, hop=1.0, batch_size=None, 
     new = windows = 0
     with tqdm.tqdm(total=len(todo), unit='file', disable=None if progress else True,
                    file=sys.stderr) as bar:
-      for spec in todo:
-        embedded, entry, file_vectors, times, rows = _embed_one(model, spec, hop, batch_size)
+      inputs = [(spec.path, (spec.start, spec.end)) for spec in todo]
+      for i, result in window_embed.embed_files(model, inputs, hop, batch=batch_size):
+        embedded, entry, file_vectors, times, rows = _outcome(todo[i], result)
         if embedded:
           writer.add_embedded(entry, file_vectors, times, rows)
           new += 1

@@ -87,16 +87,22 @@ def test_a_second_run_is_refused_naming_the_holder(model, videos, tmp_path):
 def test_a_dead_runs_finished_files_are_reused_and_its_stale_lock_taken_over(
     model, videos, tmp_path, monkeypatch):
   index = tmp_path / 'index'
-  embed_one = embed_cli._embed_one  # pylint: disable=protected-access
-  calls = []
+  outcome = embed_cli._outcome  # pylint: disable=protected-access
+  embed_files = window_embed.embed_files
+  calls, embedded = [], []
 
   def dies_at_the_third(*args):
-    calls.append(os.path.basename(args[1].path))
+    calls.append(args[0].name)
     if len(calls) == 3:
       raise Killed  # The run stops: its pending files stay.
-    return embed_one(*args)
+    return outcome(*args)
 
-  monkeypatch.setattr(embed_cli, '_embed_one', dies_at_the_third)
+  def spy(model, inputs, *args, **kwargs):
+    embedded.extend(os.path.basename(path) for path, _ in inputs)
+    return embed_files(model, inputs, *args, **kwargs)
+
+  monkeypatch.setattr(embed_cli, '_outcome', dies_at_the_third)
+  monkeypatch.setattr(window_embed, 'embed_files', spy)
   with pytest.raises(Killed):
     _build(model, videos, index)
   assert len([n for n in os.listdir(index / 'pending') if n.endswith('.npz')]) == 2
@@ -112,10 +118,10 @@ def test_a_dead_runs_finished_files_are_reused_and_its_stale_lock_taken_over(
   os.utime(index / 'lock', (time.time() - 100, time.time() - 100))
   _temporary(index / 'pending' / '.old.npz.dead.tmp', 100)
   _temporary(index / 'pending' / '.young.npz.alive.tmp', 0)
-  calls.clear()
+  embedded.clear()
   report = _build(model, videos, index, stale_after=10)
   assert report['reused'] == 2 and report['new'] == 2 and report['indexed'] == 4
-  assert len(calls) == 2  # Only the files the dead run had not finished.
+  assert embedded == ['v2.mp4', 'v3.mp4']  # Only the files the dead run had not finished.
   stored = index_files.read_index(str(index))
   assert sorted(os.path.basename(e['file']) for e in stored.files) == [
       f'v{k}.mp4' for k in range(4)]
@@ -126,16 +132,22 @@ def test_a_dead_runs_finished_files_are_reused_and_its_stale_lock_taken_over(
 def test_one_files_failure_is_its_own_and_is_retried_when_asked(model, videos, tmp_path,
                                                                monkeypatch):
   (videos / 'broken.mp4').write_bytes(b'not a video')
-  embed_file = window_embed.embed_file
+  embed_tasks = window_embed._embed_tasks  # pylint: disable=protected-access
+  embed_files = window_embed.embed_files
   tried = []
 
-  def fails_on_v2(m, path, *args, **kwargs):
-    tried.append(os.path.basename(path))
-    if path.endswith('v2.mp4'):
+  def fails_on_v2(m, tasks, *args):
+    if any(f.path.endswith('v2.mp4') for f, _ in tasks):
       raise RuntimeError('the decoder crashed')
-    return embed_file(m, path, *args, **kwargs)
+    return embed_tasks(m, tasks, *args)
 
-  monkeypatch.setattr(window_embed, 'embed_file', fails_on_v2)
+  def spy(m, inputs, *args, **kwargs):
+    tried.extend(os.path.basename(path) for path, _ in inputs)
+    return embed_files(m, inputs, *args, **kwargs)
+
+  # The four files' windows are one pass: it fails, and is tried again file by file.
+  monkeypatch.setattr(window_embed, '_embed_tasks', fails_on_v2)
+  monkeypatch.setattr(window_embed, 'embed_files', spy)
   index = tmp_path / 'index'
   report = _build(model, videos, index)
   reasons = {u['name']: u['reason'] for u in report['unreadable']}
