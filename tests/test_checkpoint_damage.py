@@ -98,6 +98,7 @@ def test_training_resumes_from_the_newest_intact_checkpoint(series, tmp_path, ca
 
 # A damaged manifest used to leave tensorstore callbacks raising 'Event loop is closed' (each a
 # printed traceback) after the error: they are pytest's unraisable-exception warnings.
+@pytest.mark.slow
 @pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.parametrize('how', DAMAGES)
 def test_evaluation_names_a_damaged_step_and_reads_the_others(series, tmp_path, how):

@@ -21,6 +21,7 @@ def _losses(workdir):
     return {r['step']: r['loss'] for r in map(json.loads, f)}
 
 
+@pytest.mark.slow
 def test_checkpoint_save_restore_is_identical(config, tmp_path):
   mesh = sharding.make_mesh()
   model = train_step.create_model(config)
