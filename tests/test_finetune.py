@@ -17,6 +17,8 @@ import pytest
 import tensorflow as tf
 
 from configs import common
+from configs import finetune_ucf101
+from configs import mmv_s3d
 from configs import tiny
 from mmv import checkpoint as ckpt_lib
 from mmv import finetune_protocol
@@ -63,6 +65,31 @@ def test_epochs_become_steps_and_the_schedule_is_torch_style(data_dir):
     alpha = min(t / 4, 1.0)
     expected = 0.5 * (0.1 * (1 - alpha) + alpha) * 0.05 ** sum(t >= m for m in (8, 16))
     np.testing.assert_allclose(float(schedule(t)), expected, rtol=1e-6, err_msg=str(t))
+
+
+def test_ucf101_config_at_paper_size():
+  """configs/finetune_ucf101.py on UCF101 split 1 (9,537 training videos, 101 classes) from
+  the S3D-G of configs/mmv_s3d.py: GDT's epochs of 10 clips per video in steps of 32, and
+  the model's shapes (eval_shape: nothing computed)."""
+  c = finetune_ucf101.get_config()
+  c.lock()
+  prepared = bm.Prepared(benchmark='ucf101', split='1', data_dir='D',
+                         train=bm.Shards('train', '', (), 9537),
+                         test=bm.Shards('test', '', (), 3783),
+                         class_names=tuple(map(str, range(101))), source='raw', fps=25.0)
+  rc = finetune_protocol.run_config(c, mmv_s3d.get_config(), prepared, pretrained_workdir='W',
+                                    pretrained_step=5)
+  per_epoch = 10 * 9537 / 32
+  settings = finetune_protocol.settings(rc)
+  assert rc.train.steps == round(12 * per_epoch) and rc.train.batch_size == 32
+  assert settings['warmup_steps'] == round(2 * per_epoch)
+  assert settings['decay_steps'] == [round(6 * per_epoch), round(10 * per_epoch)]
+  assert (rc.data.fps, rc.data.num_frames, rc.data.crop_size) == (25.0, 32, 224)
+  assert rc.model.video_backbone == 's3d_g' and rc.model.space_to_depth
+  model = train_step.create_model(rc)
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), ft_method.init_batch(rc, 1), train=False))
+  assert shapes['params']['classifier']['kernel'].shape == (1024, 101)
 
 
 def test_sgd_momentum_and_weight_decay_on_the_classifier_only(data_dir):
@@ -128,6 +155,7 @@ def test_bad_settings_are_refused(data_dir):
     ft_method.check_config(c)  # Not prepared from a benchmark.
 
 
+@pytest.mark.slow  # Its fixture trains a run.
 def test_the_backbone_starts_from_the_pretrained_checkpoint(one_step_run, data_dir):
   pretrained, workdir = one_step_run
   c = _ft_config(data_dir, pretrained, workdir, step=1)
@@ -225,7 +253,7 @@ def test_two_processes_train_like_one(one_step_run, data_dir, tmp_path):
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
   reference = launching.Process(
       ['tests/finetune_two_streams.py', f'--data_dir={data_dir}', f'--workdir={pretrained}',
-       f'--output={single}', *_CLI[:-1]], devices=4)
+       f'--output={single}', *_CLI], devices=4)
   port = launching.free_port()
   processes = [launching.Process(_cli(
       data_dir, pretrained, multi, f'--coordinator_address=127.0.0.1:{port}',
