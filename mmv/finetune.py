@@ -30,7 +30,6 @@ import mmv  # pylint: disable=unused-import  # First: quiets TensorFlow's start-
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 import tensorboardX
@@ -89,18 +88,6 @@ def finetune_config(name, config=None):
   return config
 
 
-def pretrained_step(workdir, step):
-  """`step`, checked, or the latest checkpoint of the pretrained run."""
-  steps = ckpt_lib.existing_steps(os.path.join(workdir, 'checkpoints'))
-  if not steps:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-  if step is None:
-    return steps[-1]
-  if step not in steps:
-    raise FileNotFoundError(f'no checkpoint {step} in {workdir}/checkpoints (it has {steps})')
-  return step
-
-
 def prepare(bench, config, data_dir, split, cache_dir):
   """The prepared split (converted at `finetune.fps`); with several processes, process 0
   converts first and the others then read its cache."""
@@ -142,7 +129,7 @@ def run(ft_config, pretrained, bench, data_dir, workdir, output, *, split=None, 
   """Fine-tunes (or resumes) and tests; returns (record or None, the training summary or None).
   None record: preempted, or several processes (the test is single-process). `input_fn`: as
   `train.train`'s."""
-  step = pretrained_step(workdir, step)
+  step = ckpt_lib.workdir_step(workdir, step)
   prepared = prepare(bench, ft_config, data_dir, split, cache_dir)
   config = finetune_protocol.run_config(ft_config, pretrained, prepared,
                                         pretrained_workdir=os.path.abspath(workdir),
@@ -164,9 +151,7 @@ def _main(argv):
   if len(argv) > 1:
     raise ValueError(f'unexpected arguments: {argv[1:]}')
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   f = flags.FLAGS
   distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
   bench = benchmarks.get(f.benchmark)
