@@ -20,7 +20,9 @@ Sources (`SOURCES`):
 """
 
 import copy
+import os
 
+from mmv.data import pipeline
 from mmv.methods import finetune as ft_method
 
 MMV_APPENDIX = 'MMV paper appendix (quoted by its first author, S3D_HowTo100M issue 7)'
@@ -58,8 +60,12 @@ def run_config(ft_config, pretrained, prepared, *, pretrained_workdir, pretraine
     for key, value in pretrained.model.items():
       if key in c.model:
         c.model[key] = value
-    for key in ('normalization',):
-      c.data[key] = pretrained.data[key]
+    c.data.normalization = pretrained.data.normalization
+    # The pretrained run's vocabulary, where it is at hand: evaluation (`mmv.evaluate` of the
+    # fine-tuned workdir) asks for the run's.
+    vocab = pipeline.vocab_path(pretrained.data)
+    if os.path.exists(vocab):
+      c.data.vocab = os.path.abspath(vocab)
     f.benchmark, f.split = prepared.benchmark, str(prepared.split)
     f.num_classes, f.train_videos = len(prepared.class_names), int(prepared.train.num_clips)
     f.pretrained, f.pretrained_step = pretrained_workdir, int(pretrained_step)

@@ -29,6 +29,7 @@ from mmv.benchmarks import benchmark as bm
 from mmv.data import video as video_ops
 from mmv.methods import finetune as ft_method
 from tests import launching
+from tests import test_import_deepmind
 
 CLASSES = tuple(f'class{i}' for i in range(16))
 
@@ -155,20 +156,29 @@ def test_bad_settings_are_refused(data_dir):
     ft_method.check_config(c)  # Not prepared from a benchmark.
 
 
-@pytest.mark.slow  # Its fixture trains a run.
-def test_the_backbone_starts_from_the_pretrained_checkpoint(one_step_run, data_dir):
-  pretrained, workdir = one_step_run
-  c = _ft_config(data_dir, pretrained, workdir, step=1)
+def _check_backbone_copied(data_dir, pretrained, workdir, step):
+  c = _ft_config(data_dir, pretrained, workdir, step=step)
   model = train_step.create_model(c)
   state = train_step.create_train_state(c, model, ft_method.make_optimizer(c),
                                         sharding.make_mesh(c.mesh))
-  (_, restored, _), _ = inference.restore(pretrained, workdir, 1)
+  (_, restored, _), _ = inference.restore(pretrained, workdir, step)
   for kind in ('params', 'batch_stats'):
     chex.assert_trees_all_equal(jax.device_get(getattr(state, kind)['video_backbone']),
                                 jax.device_get(restored[kind]['video_backbone']))
-  features = restored['params']['video_backbone']
-  kernel = state.params['classifier']['kernel']
-  assert kernel.shape[1] == len(CLASSES) and 'classifier' not in features
+  assert state.params['classifier']['kernel'].shape[1] == len(CLASSES)
+
+
+@pytest.mark.slow  # Its fixture trains a run.
+def test_the_backbone_starts_from_the_pretrained_checkpoint(one_step_run, data_dir):
+  _check_backbone_copied(data_dir, *one_step_run, step=1)
+
+
+@pytest.mark.slow  # Imports a (narrowed) release.
+def test_the_backbone_starts_from_an_imported_release(data_dir, tmp_path):
+  """DeepMind's S3D-G release (narrowed), imported into a workdir without config.json: its
+  config is given (`--pretrained_config` on the command line)."""
+  workdir, config = test_import_deepmind.import_narrowed_s3d(tmp_path, data_dir)
+  _check_backbone_copied(data_dir, config, workdir, ckpt_lib.workdir_step(workdir))
 
 
 @pytest.mark.parametrize('batch_norm,dropout', [('frozen', 0.0), ('train', 0.5)])
