@@ -129,6 +129,10 @@ def run(ft_config, pretrained, bench, data_dir, workdir, output, *, split=None, 
   """Fine-tunes (or resumes) and tests; returns (record or None, the training summary or None).
   None record: preempted, or several processes (the test is single-process). `input_fn`: as
   `train.train`'s."""
+  if step is None and os.path.exists(os.path.join(output, 'config.json')):
+    # Resuming (or testing) a run: the checkpoint it started from, not a newer one since.
+    started = inference.read_run_config(output).finetune.pretrained_step
+    step = started if started >= 0 else None
   step = ckpt_lib.workdir_step(workdir, step)
   prepared = prepare(bench, ft_config, data_dir, split, cache_dir)
   config = finetune_protocol.run_config(ft_config, pretrained, prepared,
