@@ -159,6 +159,10 @@ def _main(argv):
   f = flags.FLAGS
   distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
   bench = benchmarks.get(f.benchmark)
+  if not f.pretrained_config and not os.path.exists(os.path.join(f.workdir, 'config.json')):
+    raise FileNotFoundError(f'no {f.workdir}/config.json: pass the pretrained model\'s config '
+                            'with --pretrained_config (e.g. configs/mmv_s3d.py for an imported '
+                            'release)')
   pretrained = (export.read_config(f.pretrained_config) if f.pretrained_config
                 else inference.read_run_config(f.workdir))
   record, summary = run(finetune_config(bench.name, f.config), pretrained, bench, f.data_dir,
@@ -189,6 +193,23 @@ def main(argv):
     return 1
 
 
+def parse_flags(argv):
+  """absl's parsing, with a bad flag or config override (a typo) in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
+    if '--verbose' in argv:
+      raise
+    message = str(e.args[0] if isinstance(e, (KeyError, AttributeError)) and e.args else e)
+    # ml_collections' unknown field: the repr of a KeyError inside an AttributeError.
+    if 'Did you mean' in message:
+      message = message.replace('\\n', ' ').replace("\\'", '').strip('\'')
+      message = f'no such config field: {message}'
+    print(f'error: {" ".join(message.split())} (--helpshort lists the flags)',
+          file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
