@@ -20,10 +20,10 @@ import mmv  # pylint: disable=unused-import  # First: quiets TensorFlow's start-
 from absl import app
 from absl import flags
 from absl import logging
-import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from mmv import distributed
 from mmv import train
 from mmv import workdir_lock
 
@@ -46,31 +46,11 @@ _USER_ERRORS = (OSError, ValueError, KeyError, TypeError, flags.Error,
                 workdir_lock.WorkdirLockedError, train.NonFiniteLossError)
 
 
-def _auto_detect_cluster():
-  """True on a multi-host TPU slice or a SLURM job with several tasks."""
-  if int(os.environ.get('SLURM_NTASKS', '1')) > 1:
-    return True
-  return bool(os.environ.get('TPU_WORKER_HOSTNAMES', '').count(','))
-
-
-def _use_gloo_on_cpu():
-  """CPU collectives across processes need gloo (it does nothing to GPU or TPU collectives)."""
-  if jax.config.jax_platforms in (None, '', 'cpu'):
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-
-
 def initialize_distributed():
-  explicit = [_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value]
-  if any(v is not None for v in explicit):
-    if any(v is None for v in explicit):
-      raise app.UsageError('--coordinator_address, --num_processes and --process_id go '
-                           'together')
-    if _NUM_PROCESSES.value > 1:
-      _use_gloo_on_cpu()
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  elif _auto_detect_cluster():
-    _use_gloo_on_cpu()
-    jax.distributed.initialize()
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def _fail(message):

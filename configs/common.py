@@ -199,3 +199,34 @@ def paper_backbones(video_backbone, arg):
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; use 'runlocal' or nothing")
   return c
+
+
+def finetune(arg=None):
+  """A fine-tuning config (`python -m mmv.finetune`; mmv/methods/finetune.py): the `finetune`
+  block at its defaults (GDT's released protocol where the MMV paper's values are not at hand),
+  one labelled video clip per record. The model and the data come from the pretrained run and
+  the benchmark (`mmv.finetune_protocol.run_config`). `arg` 'runlocal': the synthetic
+  benchmark's clips and a few short epochs, for a CPU."""
+  c = paper()
+  c.method = 'finetune'
+  c.data.modalities = ('video',)
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1000
+  c.train.max_to_keep = 2
+  if arg == 'runlocal':
+    f = c.finetune
+    f.fps, f.max_seconds, f.clip_offsets = 10.0, 0.0, 'mmv'
+    f.num_frames, f.frame_stride, f.min_resize, f.crop_size = 8, 2, 0, 32
+    # The synthetic classes are shape x direction: a left-right flip turns `left` into
+    # `right`.
+    f.train_flip, f.train_scale_jitter = False, (0.9, 1.1)
+    f.epochs, f.warmup_epochs, f.decay_epochs = 6.0, 1.0, (4.0, 5.5)
+    f.batch_size, f.clips_per_video = 32, 1
+    # A few hundred steps, not GDT's ~36K: rates for that (the tiny backbone of a short
+    # pretraining moves little at 2.5e-4).
+    f.base_learning_rate, f.classifier_learning_rate = 0.01, 0.1
+    c.train.log_every, c.train.checkpoint_every = 20, 100
+    c.eval.batch_size = 64
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; use 'runlocal' or nothing")
+  return c

@@ -237,6 +237,21 @@ class Checkpointer:
 
     return self._read(step, read), meta
 
+  def restore_part(self, abstract_part, *, step=None):
+    """(arrays, meta) of `abstract_part` from checkpoint `step` (default: latest): a subtree of
+    {'params', 'batch_stats'} as ShapeDtypeStructs with shardings (fine-tuning reads a
+    pretrained run's video backbone this way). The saved model must have every variable of the
+    part at its shape (`IncompatibleCheckpointError` naming those it lacks or has otherwise);
+    nothing else is read. Each process reads its own shards, without barriers: all processes
+    call it."""
+    step = self._existing(step)
+    meta = self._read(step, lambda: self._meta_handler.restore(
+        epath.Path(self.step_directory(step), 'meta'), args=ocp.args.JsonRestore()))
+    expected = variable_signature(abstract_part)
+    saved = {k: v for k, v in meta['signature'].items() if k in expected}
+    checkpoint_fit.check_signature(saved, expected, f'{self.directory}/{step}')
+    return self._read_state(step, abstract_part, partial=True), meta
+
   def _restore_to_train(self, step, abstract_state, signature, params_only):
     """(state, meta, note) of checkpoint `step` for training. With `params_only`, a state whose
     optimiser state does not fit comes back with its step, params and batch_stats and

@@ -51,7 +51,7 @@ def compile_train_step(config, model, tx, mesh, abstract, batch):
 
   def jitted(loss_fn, microbatches):
     step = functools.partial(step_lib.train_step, model=model, tx=tx, loss_fn=loss_fn,
-                             microbatches=microbatches)
+                             microbatches=microbatches, seed=config.seed)
     return jax.jit(step, in_shardings=(state_shardings, shard_lib.batch_sharding(mesh)),
                    out_shardings=(state_shardings, shard_lib.replicated(mesh)),
                    donate_argnums=0)

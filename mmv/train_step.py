@@ -67,19 +67,26 @@ def init_state(rng, *, model, tx, config):
                     batch_stats=variables.get('batch_stats', {}), opt_state=tx.init(params))
 
 
-def embed(model, params, batch_stats, batch):
+def step_rngs(seed, step):
+  """The model's random streams at train step `step` ('dropout', for the models that have
+  it): stateless functions of (seed, step), so a resumed run draws what an uninterrupted one
+  does."""
+  return {'dropout': jax.random.fold_in(jax.random.key(seed), step)}
+
+
+def embed(model, params, batch_stats, batch, rngs=None):
   """The model's training-mode outputs on a batch (the loss's inputs) and the updated
-  BatchNorm statistics."""
+  BatchNorm statistics; `rngs` (`step_rngs`) for a model that draws (dropout)."""
   outputs, updates = model.apply({'params': params, 'batch_stats': batch_stats}, batch,
-                                 train=True, mutable=['batch_stats'])
+                                 train=True, mutable=['batch_stats'], rngs=rngs or {})
   return outputs, updates.get('batch_stats', batch_stats)
 
 
-def loss_and_grads(params, batch_stats, batch, *, model, loss_fn):
+def loss_and_grads(params, batch_stats, batch, *, model, loss_fn, rngs=None):
   """(loss, terms, gradients, new BatchNorm statistics) of one pass over the whole batch."""
 
   def objective(params):
-    embeddings, new_stats = embed(model, params, batch_stats, batch)
+    embeddings, new_stats = embed(model, params, batch_stats, batch, rngs)
     loss, terms = loss_fn(embeddings, batch)
     return loss, (terms, new_stats)
 
@@ -137,8 +144,11 @@ def cached_loss_and_grads(params, batch_stats, batch, *, model, loss_fn, microba
   return loss, terms, grads, new_stats
 
 
-def train_step(state, batch, *, model, tx, loss_fn, microbatches=1):
+def train_step(state, batch, *, model, tx, loss_fn, microbatches=1, seed=0):
   """One optimiser step on a global batch; returns the new state and scalar metrics.
+
+  A model that draws (dropout) gets `step_rngs(seed, state.step)`; with `microbatches` > 1 it
+  gets none (a method with dropout rejects micro-batches: `mmv.methods.finetune`).
 
   A step whose loss or gradients are not finite keeps the parameters, BatchNorm statistics and
   Adam's moments as they were and reports `nonfinite` = 1; the step counter still advances,
@@ -147,7 +157,8 @@ def train_step(state, batch, *, model, tx, loss_fn, microbatches=1):
   """
   if microbatches == 1:
     loss, terms, grads, batch_stats = loss_and_grads(
-        state.params, state.batch_stats, batch, model=model, loss_fn=loss_fn)
+        state.params, state.batch_stats, batch, model=model, loss_fn=loss_fn,
+        rngs=step_rngs(seed, state.step))
   else:
     loss, terms, grads, batch_stats = cached_loss_and_grads(
         state.params, state.batch_stats, batch, model=model, loss_fn=loss_fn,
@@ -203,7 +214,9 @@ def create_train_state(config, model, tx, mesh, abstract=None):
     words = text_ops.read_vocabulary(pipeline.vocab_path(config.data))
     matrix = word2vec.load_matrix(config.model, words)
     state = state.replace(params=with_word_embeddings(state.params, matrix))
-  return state
+  # A method that starts from trained weights (fine-tuning: a pretrained backbone).
+  initial_state = getattr(methods.get(config), 'initial_state', None)
+  return initial_state(config, state, mesh) if initial_state else state
 
 
 def with_word_embeddings(params, matrix):

@@ -58,6 +58,9 @@ def check_config(c):
   if clip_offset_rule(c) not in video_ops.OFFSET_RULES:
     raise ValueError(f'data.clip_offsets must be one of {video_ops.OFFSET_RULES}, got '
                      f'{clip_offset_rule(c)!r}')
+  if crop_position(c) not in video_ops.CROP_POSITIONS:
+    raise ValueError(f'data.crop_position must be one of {video_ops.CROP_POSITIONS}, got '
+                     f'{crop_position(c)!r}')
   view_ops.parse(c)
 
 
@@ -65,6 +68,13 @@ def clip_offset_rule(c):
   """How clips start (`video.clip_offsets`): `data.clip_offsets`, which the evaluation of a
   benchmark sets from its protocol; 'mmv' where a config has no such field."""
   return c.get('clip_offsets', 'mmv')
+
+
+def crop_position(c):
+  """Where evaluation crops lie (`video.crop_box`): `data.crop_position`, which the test of a
+  fine-tuned model sets for each of its spatial crops; the centre where a config has no such
+  field."""
+  return c.get('crop_position', 'centre')
 
 
 def first_items(c, available, rate):
@@ -147,7 +157,7 @@ def make_example_fn(c, tokenizer, *, train, seed, views=(), key_table=None):
     shape = tf.io.extract_jpeg_shape(jpegs[0])
     box = video_ops.crop_box(shape[0], shape[1], crop_size=crop_size, train=train,
                              seed=keys[1], scale_jitter=tuple(c.scale_jitter),
-                             min_resize=c.min_resize)
+                             min_resize=c.min_resize, position=crop_position(c))
     window = video_ops.window_shape(crop_size, tuple(c.scale_jitter))
     frames, crop = video_ops.decode_crop(jpegs, box, window)
     out[name] = tf.reshape(frames, tf.concat([[clips, num_frames], tf.shape(frames)[1:]], 0))

@@ -75,13 +75,22 @@ def window_shape(crop_size, scale_jitter):
   return side, side + MCU
 
 
-def crop_box(height, width, *, crop_size, train, seed, scale_jitter, min_resize):
+# Where an evaluation crop lies along the frame's long side (`crop_box`): at its start (left,
+# or top), its centre, or its end (right, or bottom); centred along the short side. The 3
+# spatial crops of a fine-tuned model's test clips are the 3 positions.
+CROP_POSITIONS = ('start', 'centre', 'end')
+
+
+def crop_box(height, width, *, crop_size, train, seed, scale_jitter, min_resize,
+             position='centre'):
   """The crop (y, x, side) in frame pixels.
 
   The crop is square with side `crop_size * scale` in the frame resized so its short side is
   `min_resize` (not resized when 0); the scale is drawn from `scale_jitter` in training and 1
-  in evaluation. Training places it at random, evaluation in the centre.
+  in evaluation. Training places it at random, evaluation at `position` (`CROP_POSITIONS`).
   """
+  if position not in CROP_POSITIONS:
+    raise ValueError(f'crop position must be one of {CROP_POSITIONS}, got {position!r}')
   seeds = tf.random.experimental.stateless_split(seed, 3)
   short = tf.cast(tf.minimum(height, width), tf.float32)
   frame_per_output = short / min_resize if min_resize else 1.0
@@ -93,7 +102,12 @@ def crop_box(height, width, *, crop_size, train, seed, scale_jitter, min_resize)
     y = tf.random.stateless_uniform([], seeds[1], 0, height - side + 1, dtype=tf.int32)
     x = tf.random.stateless_uniform([], seeds[2], 0, width - side + 1, dtype=tf.int32)
   else:
-    y, x = (height - side) // 2, (width - side) // 2
+    # Along the long side (the width of a square frame), 0, 1 or 2 halves of the room left
+    # over; centred along the other.
+    halves = CROP_POSITIONS.index(position)
+    tall = height > width
+    y = tf.where(tall, (height - side) * halves // 2, (height - side) // 2)
+    x = tf.where(tall, (width - side) // 2, (width - side) * halves // 2)
   return y, x, side
 
 

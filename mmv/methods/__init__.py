@@ -18,11 +18,15 @@ and `mmv.inference` — serves every method unchanged. A method module defines:
 and, for a method that trains in rounds (XDC: new pseudo-labels every round), optionally
   rounds(config, workdir, mesh, model, tx, abstract)   the training loop's round hook: see
                                   `mmv.xdc_rounds.Rounds` (segment, config_until, compiled_once)
+and, for a method that starts from trained weights (fine-tuning), optionally
+  initial_state(config, state, mesh)   the initialised train state → the one a new run starts
+                                  from (a resumed run restores its checkpoint instead)
 
 A new method is a module and its entry in `METHODS`, plus a config file.
 """
 
 from mmv.methods import brave
+from mmv.methods import finetune
 from mmv.methods import gdt
 from mmv.methods import mmv
 from mmv.methods import xdc
@@ -32,6 +36,7 @@ METHODS = {
     'mmv': mmv,
     'xdc': xdc,
     'brave': brave,
+    'finetune': finetune,
 }
 
 
