@@ -332,7 +332,7 @@ class Model:
 
   def _check_tower(self, modality):
     method = self.config.get('method', 'mmv')
-    if modality not in methods.get(self.config).TOWERS:
+    if modality not in methods.towers(self.config):
       raise ValueError(f'the model (method {method!r}) has no {modality} tower')
 
   def embed_videos(self, inputs, clips=4, *, batch_size=None):
