@@ -8,6 +8,7 @@ import os
 import ml_collections
 
 from mmv import inference
+from mmv import methods
 from mmv.benchmarks import protocols
 from mmv.data import pipeline
 from mmv.ingest import images
@@ -200,6 +201,19 @@ def protocol_settings(config, bench, splits, departures=()):
     out['zero_shot'] = {'template': block['zero_shot_template'], 'clips': block['test_clips'],
                         'space': 'S_vat'}
   return out
+
+
+def run_identity(config, workdir):
+  """Which training run a record measures, for tables that put runs side by side
+  (`python -m mmv.table` groups records into rows by it): the workdir (absolute when local),
+  the method, its towers, backbones, and the training data."""
+  data = config.data
+  train_data = ([f'{d} ({s}, {w:g})' for d, s, w in data.mixture] if data.mixture
+                else [f'{data.data_dir} ({data.train_split})'])
+  return {'workdir': workdir if '://' in workdir else os.path.abspath(workdir),
+          'method': config.get('method', 'mmv'), 'towers': list(methods.towers(config)),
+          'video_backbone': config.model.video_backbone,
+          'audio_backbone': config.model.audio_backbone, 'train_data': train_data}
 
 
 def _linear_settings(config, block, video):
