@@ -31,12 +31,12 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 import numpy as np
 import tensorflow as tf
 import tqdm
 
+from mmv import checkpoint as ckpt_lib
 from mmv import inference
 from mmv import media_inputs
 from mmv.ingest import clip_lists
@@ -281,9 +281,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   f = flags.FLAGS
   try:
     specs, rejected = list_inputs(f.input)

@@ -55,7 +55,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 import tensorboardX
 import tensorflow as tf
@@ -258,13 +257,7 @@ def _read_config(workdir, bench):
 
 def _single_step(workdir):
   """The checkpoint step evaluated without --watch (checked before any conversion)."""
-  if _STEP.value is None:
-    return inference.latest_step(workdir)
-  steps = checkpoint_steps(workdir)
-  if _STEP.value not in steps:
-    raise FileNotFoundError(f'no checkpoint {_STEP.value} in {workdir}/checkpoints (it has '
-                            f'{steps})')
-  return _STEP.value
+  return ckpt_lib.workdir_step(workdir, _STEP.value)
 
 
 def _evaluate(argv):
@@ -273,11 +266,7 @@ def _evaluate(argv):
   if _WATCH.value and _STEP.value is not None:
     raise ValueError('--step and --watch exclude each other')
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  # Orbax says so each time the binary opens the training run's checkpoints (read-only, as
-  # intended).
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   workdir = _WORKDIR.value
   bench = benchmarks.get(_BENCHMARK.value)
   config = _read_config(workdir, bench)

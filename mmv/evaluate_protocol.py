@@ -3,7 +3,6 @@ prepared videos with, and the settings a record lists (mmv/benchmarks/protocols.
 fields, their defaults and their sources)."""
 
 import copy
-import os
 
 import ml_collections
 
@@ -134,16 +133,12 @@ def benchmark_data_config(config, bench, prepared):
   run's input format (normalisation, audio features) and vocabulary."""
   block = protocol(config, bench)
   clip = clip_settings(bench, block)
-  vocab = pipeline.vocab_path(config.data)
-  if not os.path.exists(vocab):
-    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
-                            'the run) is needed to encode text; run from the directory '
-                            'training ran in, or pass --config with its absolute path')
+  vocab = pipeline.run_vocabulary(config.data, 'to encode text')
   video = bench.modality in ('video', 'image')
   augment = video and 'linear' in bench.protocols and block.get('train_augment', True)
   # Multi-label images (VOC) read every label of a record, multi-hot.
   multi = multi_label(bench, prepared)
-  c = replace(config.data, data_dir=prepared.data_dir, vocab=os.path.abspath(vocab),
+  c = replace(config.data, data_dir=prepared.data_dir, vocab=vocab,
               mixture=(), train_split='train', test_split='test', with_names=False,
               label_format='multi_hot' if multi else 'index',
               num_classes=len(prepared.class_names) if multi else 0,
