@@ -3,6 +3,7 @@ prepared videos with, and the settings a record lists (mmv/benchmarks/protocols.
 fields, their defaults and their sources)."""
 
 import copy
+import os
 
 import ml_collections
 
@@ -133,7 +134,9 @@ def benchmark_data_config(config, bench, prepared):
   run's input format (normalisation, audio features) and vocabulary."""
   block = protocol(config, bench)
   clip = clip_settings(bench, block)
-  vocab = pipeline.run_vocabulary(config.data, 'to encode text')
+  # A model without a text tower (e.g. "VA only" on AudioSet) encodes no text: no vocabulary.
+  vocab = (pipeline.run_vocabulary(config.data, 'to encode text')
+           if 'text' in methods.towers(config) else config.data.vocab)
   video = bench.modality in ('video', 'image')
   augment = video and 'linear' in bench.protocols and block.get('train_augment', True)
   # Multi-label images (VOC) read every label of a record, multi-hot.

@@ -370,7 +370,8 @@ def load(workdir, step=None, config=None, *, dtype='float32', short_side=None):
       config = config_from_dict(json.load(f))
   config = copy.deepcopy(config)
   config.unlock()
-  config.data.vocab = pipeline.run_vocabulary(config.data, 'to encode text')
+  if 'text' in methods.towers(config):  # Models without a text tower need no vocabulary.
+    config.data.vocab = pipeline.run_vocabulary(config.data, 'to encode text')
   config.eval.dtype = dtype
   config.lock()
   step = ckpt_lib.workdir_step(workdir, step)

@@ -182,3 +182,17 @@ def test_the_paper_table_alone(capsys):
   rows = parse_markdown(capsys.readouterr().out)
   assert [r['Method'] for r in rows].count('MMV FAC') == 3
   assert not [r for r in rows if r['Method'].startswith('ours')]
+
+
+def test_an_evaluation_report_shows_mmv_facs_figure_only_beside_mmv_fac(tmp_path):
+  """The per-record report puts the paper's MMV FAC figure (S3D-G UCF101 linear 89.6) beside a
+  three-tower MMV run only, not beside a "VA only" run of the same backbone."""
+  for towers, shown in ((('video', 'audio', 'text'), True), (('video', 'audio'), False)):
+    config = tiny.get_config()
+    config.model.video_backbone = 's3d_g'
+    config.model.towers = towers
+    record = _record('ucf101', {'linear_top1': 61.25}, str(tmp_path), config=config,
+                     num_classes=101)
+    md = report.render_markdown(record)
+    assert ('| linear_top1 | 61.25 | 89.6 |' in md) == shown, towers
+    assert ('none is shown' in md) != shown

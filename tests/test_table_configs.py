@@ -3,6 +3,7 @@ R(2+1)D-18, and MIL-NCE (video and text, S3D-G): their models at the paper's siz
 shapes only), what the evaluation runs on them, and a few training steps of each `:runlocal`."""
 
 import math
+import types
 
 import jax
 import pytest
@@ -12,6 +13,7 @@ from configs import tiny
 from configs import va_r2plus1d18
 from configs import va_s3d
 from mmv import benchmarks
+from mmv import evaluate_protocol
 from mmv import evaluate_split
 from mmv import train
 from mmv.methods import mmv as mmv_method
@@ -141,3 +143,18 @@ def test_runlocal_trains(name, data_dir, tmp_path):
     assert metrics['loss'] == pytest.approx(metrics[TERMS[name]])
   params = result['state'].params
   assert set(params) == {'video_backbone', 'heads', f'{TOWERS[name][1]}_backbone'}
+
+
+def test_evaluating_a_model_without_text_needs_no_vocabulary(tmp_path):
+  """A "VA only" run trained on data without a vocab.txt (AudioSet) is evaluated without one;
+  a model with a text tower still needs it (to encode captions)."""
+  prepared = types.SimpleNamespace(data_dir=str(tmp_path), class_names=['a', 'b'])
+  bench = benchmarks.get('synthetic')
+  va = va_s3d.get_config('runlocal')
+  va.data.data_dir = str(tmp_path)  # No vocab.txt there.
+  data = evaluate_protocol.benchmark_data_config(va, bench, prepared)
+  assert tuple(data.modalities) == ('video',)
+  vt = milnce_s3d.get_config('runlocal')
+  vt.data.data_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match='the training vocabulary'):
+    evaluate_protocol.benchmark_data_config(vt, bench, prepared)

@@ -39,6 +39,13 @@ def paper_number(backbone, benchmark, metric):
   return PAPER_NUMBERS.get((backbone, canonical_benchmark(benchmark), metric))
 
 
+def is_mmv_fac(record):
+  """Whether the record measures a three-tower MMV run, the model of PAPER_NUMBERS (records
+  written before they named their run are taken to)."""
+  run = record.get('run')
+  return run is None or (run.get('method') == 'mmv' and len(run.get('towers', ())) == 3)
+
+
 def _plain(value):
   """`value` with numpy scalars and arrays turned into JSON types."""
   if isinstance(value, dict):
@@ -180,7 +187,8 @@ def render_markdown(record):
   bench, backbone = record['benchmark'], record['backbone']
   protocol = record['protocol']
   published = protocol.get('published', False)
-  paper = lambda metric: paper_number(backbone, bench, metric) if published else None
+  fac = is_mmv_fac(record)
+  paper = lambda metric: paper_number(backbone, bench, metric) if published and fac else None
   warning = skipped_warning(protocol)
   lines = [f'**{warning}**', ''] if warning else []
   lines += [f'# {bench} — {backbone}, checkpoint step {record["step"]}', '',
@@ -203,6 +211,11 @@ def render_markdown(record):
               '(nor its image protocol): none is shown.']
   elif not reported:
     lines += ['', f'The paper reports no number for {backbone} on {bench}.']
+  elif not fac:
+    run = record['run']
+    lines += ['', f'The paper\'s figures beside ours are MMV FAC\'s (video, audio and text); '
+              f'this run is {run.get("method")} with towers {", ".join(run.get("towers", []))}: '
+              'none is shown (`python -m mmv.table` puts it beside the paper\'s other rows).']
   elif not published:
     differs = protocol.get('differs_from_published', [])
     lines += ['', f'Not the published protocol (differs in: {", ".join(differs) or "?"}): '
