@@ -62,6 +62,7 @@ def _tree(directory):
 DAMAGES = ('ocdbt_data', 'manifest', 'meta')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', DAMAGES)
 def test_training_resumes_from_the_newest_intact_checkpoint(series, tmp_path, capsys, how):
   config, source, full_params = series
@@ -97,6 +98,7 @@ def test_training_resumes_from_the_newest_intact_checkpoint(series, tmp_path, ca
 
 # A damaged manifest used to leave tensorstore callbacks raising 'Event loop is closed' (each a
 # printed traceback) after the error: they are pytest's unraisable-exception warnings.
+@pytest.mark.slow
 @pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.parametrize('how', DAMAGES)
 def test_evaluation_names_a_damaged_step_and_reads_the_others(series, tmp_path, how):
@@ -141,6 +143,7 @@ def _state_paths(opt_state):
           for path, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]}
 
 
+@pytest.mark.slow
 def test_another_optimiser_is_refused_in_one_line_not_taken_for_damage(series, tmp_path):
   """Weight decay turns Adam into AdamW, whose state has another tree: resuming names the
   paths that differ, in one line, and moves nothing; `train.restore_params_only` resumes at the

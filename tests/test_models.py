@@ -70,6 +70,7 @@ def test_unknown_names_are_errors(config):
     _model(config, 'facc')
 
 
+@pytest.mark.slow
 def test_batchnorm_uses_batch_statistics_in_training(config):
   model = _model(config, 'fac_relu')
   video, audio, text = _inputs(config, 4)
