@@ -22,12 +22,14 @@ data: $(DATA)/info.json
 
 # Trains configs/tiny.py (resuming if runs/demo has a checkpoint), then evaluates the latest
 # checkpoint on the synthetic benchmark (retrieval, linear probe, zero-shot classification),
-# then says whether the figures are what a working install gets (mmv/tools/demo_check.py).
+# then says whether the figures are what a working install gets (mmv/tools/demo_check.py),
+# then prints the paper's results table with the demo's row beside it (mmv/table.py).
 demo: install data
 	$(PY) launch.py --config configs/tiny.py --workdir runs/demo
 	$(PY) -m mmv.evaluate --benchmark synthetic --data_dir $(DATA) --workdir runs/demo \
 	    --output runs/demo/eval.json
 	$(PY) -m mmv.tools.demo_check runs/demo/eval.json
+	$(PY) -m mmv.table --records runs/demo/eval.json
 
 test: install
 	$(PY) -m pytest -n 2 --durations=10 tests

@@ -87,6 +87,9 @@ def paper():
   c.model.word2vec_max_words = 65536  # Only the N most frequent word2vec words are used.
   c.model.text_hidden = 2048
   c.model.head = 'fac_relu'  # 'shared' | 'disjoint' | 'fac_relu' | 'fac_bnrelu'.
+  # MMV's towers: video and one or both of audio, text (each needs its data.modalities entry).
+  # ('video', 'audio'): the paper's "VA only" models; ('video', 'text'): MIL-NCE's.
+  c.model.towers = ('video', 'audio', 'text')
   c.model.va_dim = 512  # S_va.
   c.model.vat_dim = 256  # S_vat.
   c.model.bn_decay = 0.9

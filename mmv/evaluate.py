@@ -161,7 +161,8 @@ def evaluate_step(config, bench, prepared_splits, workdir, step, *, cache_featur
   if unreadable:
     settings['unreadable_shards'] = unreadable
   settings['prepared'] = {s: p.summary() for s, p in prepared_splits.items()}
-  return report.make_record(bench.name, step, config.model.video_backbone, settings, per_split)
+  return report.make_record(bench.name, step, config.model.video_backbone, settings, per_split,
+                            run=evaluate_protocol.run_identity(config, workdir))
 
 
 def prepare_splits(bench, config, data_dir, *, split=None, cache_dir=None, **options):

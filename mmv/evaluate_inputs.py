@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmv import evaluate_protocol
+from mmv import methods
 from mmv import inference
 from mmv.benchmarks import voc2007
 from mmv.data import format as fmt
@@ -62,7 +63,7 @@ def check_inputs(config, bench, prepared_splits):
   for prepared in prepared_splits.values():
     evaluate_protocol.check_prepared(config, bench, prepared)
     data = evaluate_protocol.benchmark_data_config(config, bench, prepared)
-    if 'zero_shot' in bench.protocols:
+    if 'zero_shot' in bench.protocols and 'text' in methods.towers(config):  # Else not run.
       caption_tokens(data, zero_shot.class_captions(prepared.class_names,
                                                     block.zero_shot_template))
     if 'linear' in bench.protocols and evaluate_protocol.multi_label(bench):

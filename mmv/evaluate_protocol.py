@@ -3,10 +3,12 @@ prepared videos with, and the settings a record lists (mmv/benchmarks/protocols.
 fields, their defaults and their sources)."""
 
 import copy
+import os
 
 import ml_collections
 
 from mmv import inference
+from mmv import methods
 from mmv.benchmarks import protocols
 from mmv.data import pipeline
 from mmv.ingest import images
@@ -146,7 +148,9 @@ def benchmark_data_config(config, bench, prepared):
   run's input format (normalisation, audio features) and vocabulary."""
   block = protocol(config, bench)
   clip = clip_settings(bench, block)
-  vocab = pipeline.run_vocabulary(config.data, 'to encode text')
+  # A model without a text tower (e.g. "VA only" on AudioSet) encodes no text: no vocabulary.
+  vocab = (pipeline.run_vocabulary(config.data, 'to encode text')
+           if 'text' in methods.towers(config) else config.data.vocab)
   video = bench.modality in ('video', 'image')
   augment = video and 'linear' in bench.protocols and block.get('train_augment', True)
   # Multi-label images (VOC) read every label of a record, multi-hot.
@@ -215,6 +219,19 @@ def protocol_settings(config, bench, splits, departures=()):
     out['zero_shot'] = {'template': block['zero_shot_template'], 'clips': block['test_clips'],
                         'space': 'S_vat'}
   return out
+
+
+def run_identity(config, workdir):
+  """Which training run a record measures, for tables that put runs side by side
+  (`python -m mmv.table` groups records into rows by it): the workdir (absolute when local),
+  the method, its towers, backbones, and the training data."""
+  data = config.data
+  train_data = ([f'{d} ({s}, {w:g})' for d, s, w in data.mixture] if data.mixture
+                else [f'{data.data_dir} ({data.train_split})'])
+  return {'workdir': workdir if '://' in workdir else os.path.abspath(workdir),
+          'method': config.get('method', 'mmv'), 'towers': list(methods.towers(config)),
+          'video_backbone': config.model.video_backbone,
+          'audio_backbone': config.model.audio_backbone, 'train_data': train_data}
 
 
 def _linear_settings(config, block, video):

@@ -218,7 +218,7 @@ def served_protocols(config, bench):
   """`bench`'s protocols that the model of `config.method` can run: those that embed text
   (retrieval, zero-shot classification) need a text tower, which only some methods have.
   A benchmark of a modality the model does not embed is an error."""
-  towers = methods.get(config).TOWERS
+  towers = methods.towers(config)
   # Images go through the video tower, deflated.
   tower = 'video' if bench.modality == 'image' else bench.modality
   if tower not in towers:

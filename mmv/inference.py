@@ -321,7 +321,7 @@ class Model:
 
   def _check_tower(self, modality):
     method = self.config.get('method', 'mmv')
-    if modality not in methods.get(self.config).TOWERS:
+    if modality not in methods.towers(self.config):
       raise ValueError(f'the model (method {method!r}) has no {modality} tower')
 
   def embed_videos(self, inputs, clips=4, *, batch_size=None):
@@ -370,7 +370,8 @@ def load(workdir, step=None, config=None, *, dtype='float32', short_side=None):
       config = config_from_dict(json.load(f))
   config = copy.deepcopy(config)
   config.unlock()
-  config.data.vocab = pipeline.run_vocabulary(config.data, 'to encode text')
+  if 'text' in methods.towers(config):  # Models without a text tower need no vocabulary.
+    config.data.vocab = pipeline.run_vocabulary(config.data, 'to encode text')
   config.eval.dtype = dtype
   config.lock()
   step = ckpt_lib.workdir_step(workdir, step)

@@ -69,15 +69,25 @@ def mmv_loss(embeddings, batch, *, temperature, weight_va, weight_vt, nce_fn=nce
              mil_nce_fn=mil_nce):
   """λ_va·NCE(video_va, audio_va) + λ_vt·MIL-NCE(video_vt, text_vt) and its terms.
 
-  `batch['mask']` excludes padding; `audio_mask` and `text_mask` exclude missing modalities.
-  `nce_fn` and `mil_nce_fn` compute the two terms (the dense ones here, or the chunked ones of
-  `mmv.chunked_losses` with the same signature).
+  A model without an audio (text) tower has no audio_va (text_vt) embeddings: its loss is the
+  other term alone (the paper's "VA only" NCE, MIL-NCE's video-text loss), and its terms lack
+  `loss_va` (`loss_vt`). `batch['mask']` excludes padding; `audio_mask` and `text_mask`
+  exclude missing modalities. `nce_fn` and `mil_nce_fn` compute the two terms (the dense ones
+  here, or the chunked ones of `mmv.chunked_losses` with the same signature).
   """
   mask = batch['mask']
-  # A video exists wherever the example does; audio and text only where their masks say so.
-  va = nce_fn(embeddings['video_va'], embeddings['audio_va'], temperature=temperature,
-              mask=mask, y_mask=mask * batch['audio_mask'])
-  vt = mil_nce_fn(embeddings['video_vt'], embeddings['text_vt'], temperature=temperature,
-                  mask=mask, y_mask=batch['text_mask'] * mask[:, None])
-  total = weight_va * va + weight_vt * vt
-  return total, {'loss_va': va, 'loss_vt': vt}
+  terms = {}
+  if 'audio_va' in embeddings:
+    # A video exists wherever the example does; audio and text only where their masks say so.
+    terms['loss_va'] = nce_fn(embeddings['video_va'], embeddings['audio_va'],
+                              temperature=temperature, mask=mask,
+                              y_mask=mask * batch['audio_mask'])
+  if 'text_vt' in embeddings:
+    terms['loss_vt'] = mil_nce_fn(embeddings['video_vt'], embeddings['text_vt'],
+                                  temperature=temperature, mask=mask,
+                                  y_mask=batch['text_mask'] * mask[:, None])
+  if not terms:
+    raise ValueError('no audio_va or text_vt embeddings: nothing to contrast the video with')
+  weights = {'loss_va': weight_va, 'loss_vt': weight_vt}
+  total = sum(weights[name] * value for name, value in terms.items())
+  return total, terms

@@ -12,25 +12,12 @@ import re
 
 import numpy as np
 
-# MMV (Alayrac et al., 2020), FAC heads trained on HowTo100M + AudioSet. Linear: top-1 on frozen
-# features, UCF101/HMDB51 split 1 (DeepMind's released UCF101 script reproduces these UCF101
-# numbers), ESC-50 the mean over its 5 folds. Zero-shot retrieval: text→video on MSRVTT 1k-A
-# test and YouCook2 val. Shown beside ours only for a record of the published protocol.
-PAPER_NUMBERS = {
-    ('s3d_g', 'ucf101', 'linear_top1'): 89.6,
-    ('s3d_g', 'hmdb51', 'linear_top1'): 62.6,
-    ('tsm_resnet50', 'ucf101', 'linear_top1'): 91.5,
-    ('tsm_resnet50', 'hmdb51', 'linear_top1'): 66.7,
-    ('tsm_resnet50x2', 'ucf101', 'linear_top1'): 91.8,
-    ('tsm_resnet50x2', 'hmdb51', 'linear_top1'): 67.1,
-    ('tsm_resnet50x2', 'esc50', 'linear_top1'): 88.9,
-    ('tsm_resnet50x2', 'msrvtt', 't2v_R@1'): 9.3,
-    ('tsm_resnet50x2', 'msrvtt', 't2v_R@5'): 23.0,
-    ('tsm_resnet50x2', 'msrvtt', 't2v_R@10'): 31.1,
-    ('tsm_resnet50x2', 'msrvtt', 't2v_MedR'): 38,
-    ('tsm_resnet50x2', 'youcook2', 't2v_R@10'): 45.4,
-    ('tsm_resnet50x2', 'youcook2', 't2v_MedR'): 13,
-}
+from mmv.evaluators import paper
+
+# MMV (Alayrac et al., 2020), FAC heads trained on HowTo100M + AudioSet, by (backbone,
+# benchmark, metric): the paper's figures are kept in mmv/evaluators/paper.py. Shown beside ours
+# only for a record of the published protocol.
+PAPER_NUMBERS = paper.mmv_fac_numbers()
 NO_NUMBER = '—'
 # The paper reports figures on these (deflated image models), but no source at hand states them
 # (nor its image protocol): none is shown, and the report says why.
@@ -54,6 +41,13 @@ def paper_number(backbone, benchmark, metric):
   return PAPER_NUMBERS.get((backbone, canonical_benchmark(benchmark), metric))
 
 
+def is_mmv_fac(record):
+  """Whether the record measures a three-tower MMV run, the model of PAPER_NUMBERS (records
+  written before they named their run are taken to)."""
+  run = record.get('run')
+  return run is None or (run.get('method') == 'mmv' and len(run.get('towers', ())) == 3)
+
+
 def _plain(value):
   """`value` with numpy scalars and arrays turned into JSON types."""
   if isinstance(value, dict):
@@ -65,7 +59,7 @@ def _plain(value):
   return value
 
 
-def make_record(benchmark, step, backbone, protocol, per_split):
+def make_record(benchmark, step, backbone, protocol, per_split, run=None):
   """The JSON-ready record of one benchmark's evaluation.
 
   Args:
@@ -77,25 +71,30 @@ def make_record(benchmark, step, backbone, protocol, per_split):
       'videos_listed': {split: {role: n}}, 'videos_read': ..., 'videos_skipped': ...};
       'splits' is added when absent.
     per_split: {split name: result dict of a protocol}, in split order.
+    run: which training run was measured (`evaluate_protocol.run_identity`: workdir, method,
+      towers, backbones, training data), or None.
 
   Returns:
     {'benchmark', 'step', 'backbone', 'protocol', 'splits': per_split, 'metrics': the mean
     over splits of each metric key (linear_top*, zero_shot_top*, t2v_*, v2t_*) present in
-    every split}.
+    every split}, and 'run' when given.
   """
   if not per_split:
     raise ValueError('no split results')
   names = [k for k in next(iter(per_split.values())) if _METRIC.match(k)]
   metrics = {k: float(np.mean([r[k] for r in per_split.values()]))
              for k in names if all(k in r for r in per_split.values())}
-  return _plain({
+  record = {
       'benchmark': canonical_benchmark(benchmark),
       'step': int(step),
       'backbone': backbone,
       'protocol': {'splits': list(per_split), **protocol},
       'splits': dict(per_split),
       'metrics': metrics,
-  })
+  }
+  if run is not None:
+    record['run'] = run
+  return _plain(record)
 
 
 def scalars(record):
@@ -190,7 +189,8 @@ def render_markdown(record):
   bench, backbone = record['benchmark'], record['backbone']
   protocol = record['protocol']
   published = protocol.get('published', False)
-  paper = lambda metric: paper_number(backbone, bench, metric) if published else None
+  fac = is_mmv_fac(record)
+  paper = lambda metric: paper_number(backbone, bench, metric) if published and fac else None
   warning = skipped_warning(protocol)
   lines = [f'**{warning}**', ''] if warning else []
   lines += [f'# {bench} — {backbone}, checkpoint step {record["step"]}', '',
@@ -213,6 +213,11 @@ def render_markdown(record):
               '(nor its image protocol): none is shown.']
   elif not reported:
     lines += ['', f'The paper reports no number for {backbone} on {bench}.']
+  elif not fac:
+    run = record['run']
+    lines += ['', f'The paper\'s figures beside ours are MMV FAC\'s (video, audio and text); '
+              f'this run is {run.get("method")} with towers {", ".join(run.get("towers", []))}: '
+              'none is shown (`python -m mmv.table` puts it beside the paper\'s other rows).']
   elif not published:
     differs = protocol.get('differs_from_published', [])
     lines += ['', f'Not the published protocol (differs in: {", ".join(differs) or "?"}): '

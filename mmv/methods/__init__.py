@@ -6,6 +6,7 @@ the mesh, the train step and loop, checkpoints, preemption, exact resume, metric
 and `mmv.inference` — serves every method unchanged. A method module defines:
 
   TOWERS                          the towers its model has, of 'video', 'audio', 'text'
+                                  (optionally `towers(config)`: those a config's model has)
   config_fields()                 its own config block, `config.<name>` (None: it has none);
                                   every config has every method's block (configs/common.py)
   check_config(config)            clear errors for settings it cannot train with
@@ -46,6 +47,12 @@ def get(config):
   if name not in METHODS:
     raise ValueError(f'unknown method {name!r} (config.method); choose from {sorted(METHODS)}')
   return METHODS[name]
+
+
+def towers(config):
+  """The towers of `config`'s model: its method's `towers(config)`, else its TOWERS."""
+  method = get(config)
+  return method.towers(config) if hasattr(method, 'towers') else method.TOWERS
 
 
 def config_blocks():

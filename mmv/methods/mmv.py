@@ -5,6 +5,8 @@ Views: one clip per record with its aligned audio and nearest captions (`config.
 Towers: `mmv.models.mmv` (backbones by name, projection heads). Loss: `mmv.losses` (dense)
 or `mmv.chunked_losses` (a ring over the devices), chosen by `config.loss.implementation`.
 Its settings are `config.model` and `config.loss`: it has no block of its own.
+`config.model.towers` drops the audio or the text tower (and its loss term): the paper's
+"VA only" rows (configs/va_s3d.py, configs/va_r2plus1d18.py) and MIL-NCE (configs/milnce_s3d.py).
 """
 
 import functools
@@ -17,11 +19,12 @@ from mmv import optim
 from mmv import sharding as shard_lib
 from mmv.data import pipeline
 from mmv.data import text as text_ops
+from mmv.models import heads as heads_lib
 from mmv.models import mmv as mmv_model
 from mmv.models import text as text_lib
 
-# The towers its model has (embed_video, embed_audio, embed_text): the evaluation runs the
-# protocols they serve.
+# The towers its model can have (embed_video, embed_audio, embed_text); `towers(config)` says
+# which a config's model has: the evaluation runs the protocols they serve.
 TOWERS = ('video', 'audio', 'text')
 
 
@@ -29,24 +32,38 @@ def config_fields():
   return None
 
 
+def towers(config):
+  """The towers of `config`'s model: those of `config.model.towers` among TOWERS."""
+  chosen = mmv_model.towers(config.model)
+  return tuple(t for t in TOWERS if t in chosen)
+
+
 def check_config(config):
+  heads_lib.check_towers(config.model.head, mmv_model.towers(config.model))
+  missing = [t for t in mmv_model.towers(config.model) if t not in config.data.modalities]
+  if missing:
+    raise ValueError(f'model.towers {tuple(config.model.towers)} needs {missing} among '
+                     f'data.modalities {tuple(config.data.modalities)}')
   if config.loss.implementation not in ('dense', 'chunked'):
     raise ValueError(f'loss.implementation={config.loss.implementation!r}; choose '
                      "'dense' or 'chunked'")
 
 
 def build_model(config):
-  """The MMV module, with the vocabulary size read from the dataset's vocab file."""
-  words = text_ops.read_vocabulary(pipeline.vocab_path(config.data))
-  return mmv_model.build_model(config.model, vocab_size=len(words) + 2)
+  """The MMV module, with the vocabulary size read from the dataset's vocab file (when it has
+  a text tower)."""
+  vocab_size = 0
+  if 'text' in towers(config):
+    vocab_size = len(text_ops.read_vocabulary(pipeline.vocab_path(config.data))) + 2
+  return mmv_model.build_model(config.model, vocab_size=vocab_size)
 
 
 def init_batch(config, batch_size=2):
-  """Zero video, audio and text of the model's batch (the model takes all three)."""
+  """Zero arrays of the model's batch: video, and audio and text for the towers it has."""
   shapes = pipeline.output_shapes(config.data)
-  return {'video': jnp.zeros((batch_size,) + shapes['video'], jnp.float32),
-          'audio': jnp.zeros((batch_size,) + shapes['audio'], jnp.float32),
-          'text': jnp.zeros((batch_size,) + shapes['text'], jnp.int32)}
+  dtypes = {'video': jnp.float32, 'audio': jnp.float32, 'text': jnp.int32}
+  return {name: jnp.zeros((batch_size,) + shapes[name], dtypes[name])
+          for name in towers(config)}
 
 
 def make_loss_fn(config, mesh, implementation=None):

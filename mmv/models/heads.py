@@ -14,12 +14,19 @@ when BN follows it, while a linear head keeps its bias even then.
 
 Every graph returns the same four embeddings, so the losses need not know the graph:
 video_va, audio_va (the NCE pair) and video_vt, text_vt (the MIL-NCE pair).
+
+A model of two towers (`towers`: video and audio, or video and text) has only the heads of its
+pair: `shared` and `disjoint` drop the other modality's (video_vt, or video_va, is then None;
+`shared`'s video embedding serves the one pair it has). FAC needs all three towers. `shared`
+of video and text is MIL-NCE's graph: one linear 512-d head (with bias, no BatchNorm) per
+modality into one space (S3D_HowTo100M's s3dg.py `fc` and text `fc2`).
 """
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 GRAPHS = ('shared', 'disjoint', 'fac_relu', 'fac_bnrelu')
+TOWERS = ('video', 'audio', 'text')
 
 
 class Projection(nn.Module):
@@ -51,20 +58,25 @@ class Heads(nn.Module):
   bn_decay: float = 0.9
   bn_eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+  towers: tuple = TOWERS  # 'video' and one or both of 'audio', 'text'.
 
   def setup(self):
-    if self.graph not in GRAPHS:
-      raise ValueError(f'unknown head graph {self.graph!r}; choose from {GRAPHS}')
+    check_towers(self.graph, self.towers)
     bn = dict(bn_decay=self.bn_decay, bn_eps=self.bn_eps, dtype=self.dtype)
+    audio, text = 'audio' in self.towers, 'text' in self.towers
     if self.graph == 'shared':
       self.video_proj = Projection(self.vat_dim, **bn)
-      self.audio_proj = Projection(self.vat_dim, **bn)
-      self.text_proj = Projection(self.vat_dim, **bn)
+      if audio:
+        self.audio_proj = Projection(self.vat_dim, **bn)
+      if text:
+        self.text_proj = Projection(self.vat_dim, **bn)
     elif self.graph == 'disjoint':
-      self.video_va_proj = Projection(self.va_dim, mlp=True, bn_after=True, **bn)
-      self.video_vt_proj = Projection(self.vat_dim, bn_after=True, **bn)
-      self.audio_proj = Projection(self.va_dim, **bn)
-      self.text_proj = Projection(self.vat_dim, **bn)
+      if audio:
+        self.video_va_proj = Projection(self.va_dim, mlp=True, bn_after=True, **bn)
+        self.audio_proj = Projection(self.va_dim, **bn)
+      if text:
+        self.video_vt_proj = Projection(self.vat_dim, bn_after=True, **bn)
+        self.text_proj = Projection(self.vat_dim, **bn)
     else:
       self.video_va_proj = Projection(self.va_dim, mlp=True, bn_after=True, **bn)
       self.va_to_vat = Projection(self.vat_dim, bn_after=True, **bn)
@@ -84,7 +96,9 @@ class Heads(nn.Module):
       z = self.video_proj(features, train)
       return z, z
     if self.graph == 'disjoint':
-      return self.video_va_proj(features, train), self.video_vt_proj(features, train)
+      va = self.video_va_proj(features, train) if 'audio' in self.towers else None
+      vt = self.video_vt_proj(features, train) if 'text' in self.towers else None
+      return va, vt
     va = self.video_va_proj(features, train)
     return va, self._va_to_vat(va, train)
 
@@ -104,3 +118,15 @@ class Heads(nn.Module):
   def text(self, features, train):
     """→ text_vt."""
     return self.text_proj(features, train)
+
+
+def check_towers(graph, towers):
+  """Clear errors for a graph name or a set of towers the heads cannot be built for."""
+  if graph not in GRAPHS:
+    raise ValueError(f'unknown head graph {graph!r}; choose from {GRAPHS}')
+  towers = tuple(towers)
+  if not set(towers) <= set(TOWERS) or 'video' not in towers or len(set(towers)) < 2:
+    raise ValueError(f'towers {towers}: the video tower and one or both of audio, text')
+  if graph.startswith('fac') and len(set(towers)) < 3:
+    raise ValueError(f'head graph {graph!r} (fine-and-coarse) needs the video, audio and text '
+                     f"towers, got {towers}; two towers use 'shared' or 'disjoint'")

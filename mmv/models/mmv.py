@@ -4,6 +4,9 @@
 name from `VIDEO_BACKBONES` and `AUDIO_BACKBONES` (explicit tables, not import side effects),
 whose entries built without arguments are the paper's networks. With `model.deflated` the video
 backbone is built in its image mode (`mmv.models.deflate`) and `embed_image` embeds photos.
+`model.towers` keeps the video tower and one or both of audio and text: the paper's "VA only"
+models (video and audio, NCE alone) and MIL-NCE's (video and text) have no backbone, head or
+loss term of the third.
 """
 
 import functools
@@ -38,26 +41,27 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 class MMV(nn.Module):
   video_backbone: nn.Module
-  audio_backbone: nn.Module
-  text_backbone: nn.Module
+  audio_backbone: nn.Module | None  # None: no audio tower.
+  text_backbone: nn.Module | None  # None: no text tower.
   heads: heads_lib.Heads
 
   def __call__(self, batch, train):
     """Embeddings of a batch's video, audio and text (captions) for the losses: video_va,
-    audio_va [B, va]; video_vt [B, vt]; text_vt [B, K, vt].
+    audio_va [B, va] (with an audio tower); video_vt [B, vt], text_vt [B, K, vt] (with a text
+    tower).
 
     Always float32, whatever the compute dtype, so the losses are computed in float32.
     """
     video_va, video_vt = self.embed_video(batch['video'], train)[1:]
-    # Audio goes no further than S_va here: its way on into S_vat (embed_audio) is the video's
-    # second head, whose BatchNorm statistics must be the video's alone.
-    audio_va = self.heads.audio(self.audio_backbone(batch['audio'], train), train)
-    return {
-        'video_va': video_va,
-        'video_vt': video_vt,
-        'audio_va': audio_va.astype(jnp.float32),
-        'text_vt': self.embed_text(batch['text'], train),
-    }
+    out = {}
+    if self.audio_backbone is not None:
+      # Audio goes no further than S_va here: its way on into S_vat (embed_audio) is the
+      # video's second head, whose BatchNorm statistics must be the video's alone.
+      audio_va = self.heads.audio(self.audio_backbone(batch['audio'], train), train)
+      out.update(video_va=video_va, audio_va=audio_va.astype(jnp.float32))
+    if self.text_backbone is not None:
+      out.update(video_vt=video_vt, text_vt=self.embed_text(batch['text'], train))
+    return out
 
   def embed_video(self, video, train=False):
     """[B, T, H, W, 3] → (backbone features, video_va, video_vt), float32."""
@@ -75,12 +79,14 @@ class MMV(nn.Module):
 
     audio_vat always uses the S_va → S_vat head in inference mode (see Heads.audio_to_vat).
     """
+    _check_tower(self.audio_backbone, 'audio')
     features = self.audio_backbone(audio, train)
     audio_va = self.heads.audio(features, train)
     return _float32((features, audio_va, self.heads.audio_to_vat(audio_va)))
 
   def embed_text(self, text, train=False):
     """[..., words] → [..., vt]: any leading shape (e.g. [B, K] captions)."""
+    _check_tower(self.text_backbone, 'text')
     lead = text.shape[:-1]
     features = self.text_backbone(jnp.reshape(text, (-1, text.shape[-1])), train)
     z = self.heads.text(features, train)
@@ -95,6 +101,11 @@ def check_image_input(backbone, images):
                      'mmv.models.deflate maps a video model\'s variables onto it)')
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f'images must be [B, H, W, 3], got {list(images.shape)}')
+
+
+def _check_tower(backbone, name):
+  if backbone is None:
+    raise ValueError(f'the model has no {name} tower (model.towers)')
 
 
 def _float32(arrays):
@@ -126,14 +137,23 @@ def build_backbone(c, kind):
   return table[name](**options)
 
 
+def towers(c):
+  """The towers of model config `c` (configs written before `model.towers`: all three)."""
+  return tuple(c.get('towers', heads_lib.TOWERS))
+
+
 def build_model(c, vocab_size):
-  """The MMV module for model config `c`."""
-  video_backbone, audio_backbone = build_backbone(c, 'video'), build_backbone(c, 'audio')
+  """The MMV module for model config `c` (`vocab_size` is unused without a text tower)."""
+  names = towers(c)
+  heads_lib.check_towers(c.head, names)
   dtype = DTYPES[c.dtype]
+  text = None
+  if 'text' in names:
+    text = text_lib.WordConvText(vocab_size, c.word_embedding_dim, c.text_hidden,
+                                 frozen_embeddings=bool(c.word2vec), dtype=dtype)
   return MMV(
-      video_backbone=video_backbone,
-      audio_backbone=audio_backbone,
-      text_backbone=text_lib.WordConvText(vocab_size, c.word_embedding_dim, c.text_hidden,
-                                          frozen_embeddings=bool(c.word2vec), dtype=dtype),
+      video_backbone=build_backbone(c, 'video'),
+      audio_backbone=build_backbone(c, 'audio') if 'audio' in names else None,
+      text_backbone=text,
       heads=heads_lib.Heads(c.head, c.va_dim, c.vat_dim, bn_decay=c.bn_decay, bn_eps=c.bn_eps,
-                            dtype=dtype))
+                            dtype=dtype, towers=names))
