@@ -32,12 +32,12 @@ demo: install data
 	$(PY) -m mmv.table --records runs/demo/eval.json
 
 test: install
-	$(PY) -m pytest -n 2 --durations=10 tests
+	$(PY) -m pytest -n 2 --dist loadfile --durations=10 tests
 
 # The unit tier, to run while working: no process launches, no media conversion, no training
 # runs (tests marked `slow` in tests/, see pytest.ini). CI runs the whole suite (`make test`).
 test-fast: install
-	$(PY) -m pytest -n 2 -m 'not slow' --durations=10 tests
+	$(PY) -m pytest -n 2 --dist loadfile -m 'not slow' --durations=10 tests
 
 clean:
 	rm -rf runs $(DATA)

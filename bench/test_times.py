@@ -2,8 +2,8 @@ r"""Where the test suite's time goes: every test's wall and CPU seconds, summed 
 
     python bench/test_times.py [--fast] [--top 25] [-- PYTEST_ARGS...]
 
-Runs `pytest -n 2 tests` (as `make test`; `--fast` as `make test-fast`: `-m 'not slow'`) with
-MMV_TEST_TIMES set, which makes tests/conftest.py write each test's wall seconds and CPU
+Runs `pytest -n 2 --dist loadfile tests` (as `make test`; `--fast` as `make test-fast`:
+`-m 'not slow'`) with MMV_TEST_TIMES set, which makes tests/conftest.py write each test's wall seconds and CPU
 seconds (its pytest process and the subprocesses it waited for) as it runs. Prints the suite's
 wall time, the CPU seconds of all tests, and the files and tests that cost most, each with
 whether it is marked `slow` (left out of the unit tier). CPU seconds hardly move when other
@@ -23,9 +23,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(fast, pytest_args):
+def run(fast, dist, pytest_args):
   times = tempfile.mkdtemp(prefix='mmv-test-times-')
   args = [sys.executable, '-m', 'pytest', '-q', '-n', '2', '-p', 'no:cacheprovider']
+  args += [f'--dist={dist}']
   args += ['-m', 'not slow'] if fast else []
   start = time.perf_counter()
   status = subprocess.call(args + (pytest_args or ['tests']), cwd=ROOT,
@@ -62,11 +63,13 @@ def report(status, wall, lines, top):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--fast', action='store_true', help="the unit tier: -m 'not slow'")
+  parser.add_argument('--dist', default='loadfile', help='pytest-xdist --dist mode (default '
+                      'loadfile, as make test: a test file\'s module fixtures are made once)')
   parser.add_argument('--top', type=int, default=25, help='files and tests listed')
   parser.add_argument('--json', help='also write every test\'s line to this file')
   parser.add_argument('pytest_args', nargs='*', help='after --: pytest arguments (default tests)')
   args = parser.parse_args()
-  status, wall, lines = run(args.fast, args.pytest_args)
+  status, wall, lines = run(args.fast, args.dist, args.pytest_args)
   if args.json:
     with open(args.json, 'w') as f:
       json.dump({'wall_s': wall, 'status': status, 'tests': lines}, f, indent=1)
