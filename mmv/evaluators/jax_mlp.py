@@ -100,7 +100,7 @@ def fit(features, targets, *, hidden=(512,), epochs=10, batch_videos=256, learni
     return optax.apply_updates(params, updates), opt_state, loss
 
   rng = np.random.default_rng(seed)
-  losses = []
+  losses, in_flight = [], None
   for i in range(total_steps):
     if i % steps_per_epoch == 0:
       order = rng.permutation(num_videos)
@@ -108,8 +108,13 @@ def fit(features, targets, *, hidden=(512,), epochs=10, batch_videos=256, learni
     x, y, w = jax_linear.padded_rows(features, targets, batch, batch_videos)
     params, opt_state, loss = step(params, opt_state, _put(mesh, x), _put(mesh, y),
                                    _put(mesh, w), i)
+    # At most one step in flight, as in training: steps queued without bound on XLA:CPU's
+    # host devices deadlocked in the gradients' all-reduce (some devices' threads never came).
+    if in_flight is not None:
+      jax.block_until_ready(in_flight)
+    in_flight = loss
     if (i + 1) % steps_per_epoch == 0:
-      losses.append(loss)  # Fetched at the end: no device round trip per step.
+      losses.append(loss)  # Fetched at the end.
 
   def score_fn(params, stats, x):
     return model.apply({'params': params}, x, stats)
