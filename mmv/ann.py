@@ -1,0 +1,157 @@
+"""Approximate nearest-neighbour search (faiss) for indexes past exact search's size.
+
+Exact search (`exact_search`: one matrix product over the rows held in memory) answers in
+under ~50 ms per query on 2 CPU cores up to EXACT_LIMIT rows of 512-d float32 (bench/
+ann_scale.py measures it); past that an approximate index answers:
+
+  faiss IVF (an inverted file of `nlist` k-means cells; an HNSW graph finds a vector's cell when
+  nlist is large, so adding millions of vectors stays fast) over 4-bit PQ codes scanned with
+  SIMD ("fast scan", 64 bytes per 512-d vector), probing `nprobe` cells; its `rerank` best
+  candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
+  kept on disk (a memmap: only the candidates' rows are read), so memory holds the codes, not
+  the vectors.
+
+Vectors are unit rows (cosine similarity = inner product); faiss ranks the codes by L2, which
+ranks unit vectors as the inner product does. On disk, an ANN index is a directory:
+  index.faiss     the faiss index (codes, cells)
+  vectors.f16.npy the vectors as float16 [N, D] (np.lib.format, opened as a memmap)
+  ann.json        rows, dim, the factory string, nprobe, rerank
+"""
+
+import json
+import math
+import os
+import time
+
+import faiss
+import numpy as np
+
+# Rows up to which search is exact (numpy): 250k x 512 float32 = 0.5 GB, ~40 ms per query on
+# 2 cores (bench/RESULTS.md); an index above it gets an ANN index from `mmv.embed --ann`.
+EXACT_LIMIT = 250_000
+ANN_FILE = 'index.faiss'
+VECTORS_FILE = 'vectors.f16.npy'
+META_FILE = 'ann.json'
+
+
+def exact_search(gallery, queries, k):
+  """(ids [Q, k], scores [Q, k]) of the k rows of `gallery` [N, D] with the largest inner
+  product with each of `queries` [Q, D]; ties keep row order."""
+  scores = np.asarray(queries, np.float32) @ np.asarray(gallery, np.float32).T
+  k = min(k, scores.shape[1])
+  ids = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+  return ids, np.take_along_axis(scores, ids, axis=1)
+
+
+def default_params(rows, dim):
+  """(faiss factory string, nprobe, rerank) for `rows` vectors of `dim` dimensions: ~sqrt(N)
+  cells (a power of 2; at least 39 vectors a cell to train the k-means), an HNSW quantizer from
+  4096 cells on (adding 10M vectors to flat cells costs 10M x 4096 dot products), dim/4 4-bit
+  sub-quantizers (dim/8 bytes per vector)."""
+  nlist = max(1, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(rows))))))
+  nlist = max(1, min(nlist, rows // 39))
+  quantizer = f'IVF{nlist}_HNSW32' if nlist >= 4096 else f'IVF{nlist}'
+  m = max(1, dim // 4)
+  while dim % m:
+    m -= 1
+  return f'{quantizer},PQ{m}x4fs', min(nlist, max(16, nlist // 32)), 100
+
+
+class AnnIndex:
+  """A faiss index over codes and a float16 memmap of the vectors for exact re-ranking."""
+
+  def __init__(self, index, vectors, nprobe, rerank):
+    self.index, self.vectors = index, vectors
+    self.nprobe, self.rerank = nprobe, rerank
+    faiss.extract_index_ivf(index).nprobe = nprobe
+
+  @property
+  def rows(self):
+    return self.index.ntotal
+
+  def search(self, queries, k):
+    """(ids [Q, k], scores [Q, k]) of the approximate k nearest rows by inner product; ids of
+    -1 (score -inf) where fewer than k were found."""
+    queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+    _, candidates = self.index.search(queries, max(k, self.rerank))
+    ids = np.full([len(queries), k], -1, np.int64)
+    scores = np.full([len(queries), k], -np.inf, np.float32)
+    for q, row in enumerate(candidates):
+      found = np.unique(row[row >= 0])  # Sorted: reads the memmap in file order.
+      if not len(found):
+        continue
+      exact = self.vectors[found].astype(np.float32) @ queries[q]
+      best = np.argsort(-exact, kind='stable')[:k]
+      ids[q, :len(best)], scores[q, :len(best)] = found[best], exact[best]
+    return ids, scores
+
+
+def build(chunks, directory, rows, dim, *, factory=None, nprobe=None, rerank=None,
+          train_size=None, seed=0, log=None):
+  """Builds an ANN index of `rows` vectors in `directory` from `chunks`, a function returning
+  an iterable of float32 [n, dim] unit-row arrays (in row order, summing to `rows`; it is called
+  twice: once for a training sample, once to add), so that memory holds one chunk and the codes.
+  Returns the loaded AnnIndex."""
+  factory_d, nprobe_d, rerank_d = default_params(rows, dim)
+  factory, nprobe, rerank = factory or factory_d, nprobe or nprobe_d, rerank or rerank_d
+  os.makedirs(directory, exist_ok=True)
+  log = log or (lambda message: None)
+  index = faiss.index_factory(dim, factory)
+  ivf = faiss.extract_index_ivf(index)
+  ivf.cp.niter = 10  # faiss's default 25 k-means iterations change the cells little here.
+  # faiss's k-means wants >= 39 vectors a cell.
+  train_size = min(rows, train_size or max(20_000, 40 * ivf.nlist))
+  rng = np.random.default_rng(seed)
+  take = np.sort(rng.choice(rows, size=train_size, replace=False))
+  sample, start = [], 0
+  for chunk in chunks():
+    sample.append(chunk[take[(take >= start) & (take < start + len(chunk))] - start])
+    start += len(chunk)
+  t = time.perf_counter()
+  index.train(np.ascontiguousarray(np.concatenate(sample), np.float32))
+  del sample
+  log(f'trained {factory} on {train_size} vectors in {time.perf_counter() - t:.1f} s')
+  vectors_tmp = os.path.join(directory, VECTORS_FILE + '.tmp')
+  vectors = np.lib.format.open_memmap(vectors_tmp, mode='w+', dtype=np.float16,
+                                      shape=(rows, dim))
+  start = 0
+  for chunk in chunks():
+    chunk = np.ascontiguousarray(chunk, np.float32)
+    if start + len(chunk) > rows:
+      raise ValueError(f'the chunks hold more than the {rows} rows announced')
+    index.add(chunk)
+    vectors[start:start + len(chunk)] = chunk
+    start += len(chunk)
+  if start != rows:
+    raise ValueError(f'the chunks held {start} rows, {rows} announced')
+  vectors.flush()
+  del vectors
+  os.replace(vectors_tmp, os.path.join(directory, VECTORS_FILE))
+  faiss.write_index(index, os.path.join(directory, ANN_FILE + '.tmp'))
+  os.replace(os.path.join(directory, ANN_FILE + '.tmp'), os.path.join(directory, ANN_FILE))
+  meta = {'rows': rows, 'dim': dim, 'factory': factory, 'nprobe': nprobe, 'rerank': rerank}
+  with open(os.path.join(directory, META_FILE + '.tmp'), 'w') as f:
+    json.dump(meta, f, indent=1)
+  os.replace(os.path.join(directory, META_FILE + '.tmp'), os.path.join(directory, META_FILE))
+  log(f'added {rows} vectors in {time.perf_counter() - t:.1f} s since training began')
+  return load(directory)
+
+
+def build_from_array(vectors, directory, **kwargs):
+  """`build` of the rows of one in-memory array [N, D]."""
+  vectors = np.asarray(vectors, np.float32)
+  step = 100_000
+  return build(lambda: (vectors[i:i + step] for i in range(0, len(vectors), step)),
+               directory, len(vectors), vectors.shape[1], **kwargs)
+
+
+def load(directory, *, nprobe=None, rerank=None):
+  """The AnnIndex written by `build` in `directory` (search settings overridable)."""
+  with open(os.path.join(directory, META_FILE)) as f:
+    meta = json.load(f)
+  index = faiss.read_index(os.path.join(directory, ANN_FILE))
+  vectors = np.load(os.path.join(directory, VECTORS_FILE), mmap_mode='r')
+  if index.ntotal != meta['rows'] or vectors.shape != (meta['rows'], meta['dim']):
+    raise ValueError(f'{directory}: the faiss index ({index.ntotal} rows) and vectors '
+                     f'{vectors.shape} do not match {META_FILE}: rebuild it (mmv.embed --ann)')
+  return AnnIndex(index, vectors, nprobe or meta['nprobe'], rerank or meta['rerank'])
