@@ -79,11 +79,14 @@ def _read(path):
 class WorkdirLock:
   """Holds `workdir/lock` while in use as a context manager (process 0 for all processes)."""
 
-  def __init__(self, workdir, stale_after=STALE_AFTER_SECONDS):
+  def __init__(self, workdir, stale_after=STALE_AFTER_SECONDS, option='--workdir'):
+    """`option`: the command-line flag naming the directory, which the errors suggest
+    changing (an index's lock: '--output')."""
     if not stale_after > 0:
       raise ValueError(f'lock_stale_after={stale_after}: give a number of seconds > 0')
     self.path = os.path.join(os.path.abspath(workdir), FILENAME)
     self.stale_after = stale_after
+    self.option = option
     self._fd, self._token, self._beating = None, None, None
     self._stop = threading.Event()
 
@@ -158,7 +161,7 @@ class WorkdirLock:
     since = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(owner['since']))
     raise WorkdirLockedError(
         f'{workdir} is in use by pid {owner["pid"]} on host {owner["host"]} (since {since}, '
-        f'heartbeat {age:.0f} s ago); wait for that run to end or use another --workdir (if '
+        f'heartbeat {age:.0f} s ago); wait for that run to end or use another {self.option} (if '
         f'that run is gone, its lock is taken over once its heartbeat is '
         f'{self.stale_after:.0f} s old)')
 
@@ -177,7 +180,7 @@ class WorkdirLock:
       raise WorkdirLockedError(
           f'{os.path.dirname(self.path)} is in use by pid {owner["pid"]} on host '
           f'{owner["host"]}, alive in another pid namespace (a container sharing this host\'s '
-          'name): its heartbeat goes on; wait for that run to end or use another --workdir')
+          f'name): its heartbeat goes on; wait for that run to end or use another {self.option}')
     return found
 
   def _take_over(self, stale):
