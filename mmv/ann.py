@@ -23,8 +23,12 @@ import math
 import os
 import time
 
-import faiss
-import numpy as np
+# OpenMP threads that spin while waiting (libgomp's default) make faiss 20-40x slower on a
+# machine whose cores are shared with other jobs (measured: training 118 s against 3 s on 2
+# busy cores); faiss's wheel loads its own libgomp, which reads this when faiss is imported.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import faiss  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Rows up to which search is exact (numpy): 250k x 512 float32 = 0.5 GB, ~40 ms per query on
 # 2 cores (bench/RESULTS.md); an index above it gets an ANN index from `mmv.embed --ann`.
@@ -37,9 +41,15 @@ META_FILE = 'ann.json'
 def exact_search(gallery, queries, k):
   """(ids [Q, k], scores [Q, k]) of the k rows of `gallery` [N, D] with the largest inner
   product with each of `queries` [Q, D]; ties keep row order."""
-  scores = np.asarray(queries, np.float32) @ np.asarray(gallery, np.float32).T
+  scores = np.atleast_2d(np.asarray(queries, np.float32)) @ np.asarray(gallery, np.float32).T
   k = min(k, scores.shape[1])
-  ids = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+  ids = np.empty([len(scores), k], np.int64)
+  for q, row in enumerate(scores):
+    # The k-th best score in linear time; ties at it keep the lowest rows (a stable sort's).
+    kth = row[np.argpartition(-row, k - 1)[k - 1]] if k < len(row) else -np.inf
+    chosen = np.flatnonzero(row > kth)
+    chosen = np.concatenate([chosen, np.flatnonzero(row == kth)[:k - len(chosen)]])
+    ids[q] = chosen[np.argsort(-row[chosen], kind='stable')]
   return ids, np.take_along_axis(scores, ids, axis=1)
 
 

@@ -35,6 +35,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 import tqdm
 
+from mmv import index_ann
 from mmv import index_files
 from mmv import index_model
 from mmv import inference
@@ -187,6 +188,8 @@ def define_flags():
   flags.DEFINE_integer('part_size', 16, 'Files per part written.')
   flags.DEFINE_enum('dtype', 'float32', inference.DTYPES, 'Compute dtype of the model.')
   flags.DEFINE_bool('progress', True, 'A progress bar on stderr (on a terminal).')
+  flags.DEFINE_bool('ann', False, 'Then (re)build the approximate (faiss) index of the '
+                    'windows that search uses past exact search\'s size (mmv.index_ann).')
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -215,6 +218,9 @@ def main(argv):
     print(f'skipped {len(report["unreadable"])} unreadable:')
     for u in report['unreadable']:
       print(f'  {u["name"]}: {u["reason"]}')
+  if f.ann:
+    for space, built in index_ann.build(f.output).items():
+      print(f'ANN index {space}: ' + (f'{built} windows' if isinstance(built, int) else built))
 
 
 if __name__ == '__main__':
