@@ -4,9 +4,9 @@ r"""Embeds every video or sound file of a directory or a CSV into a searchable i
     python -m mmv.embed --workdir runs/mmv_s3d_released --config configs/mmv_s3d.py \
         --config.data.data_dir=DATA --input clips.csv --output index --hop 2
 
---input: a directory (every file with a media extension under it, recursively) or a CSV in the
-converter's layout, `video_path,start,end[,label]` (paths relative to the CSV's directory; the
-labels go into the manifest; the windows cover start-end of the file).
+--input: a media file, a directory (every file with a media extension under it, recursively)
+or a CSV in the converter's layout, `video_path,start,end[,label]` (paths relative to the
+CSV's directory; the labels go into the manifest; the windows cover start-end of the file).
 
 Each file is embedded window by window (`mmv.window_embed`): a window of the model's clip
 length every `--hop` seconds over the whole file, each read by seeking to it, so memory holds
@@ -69,7 +69,10 @@ def list_inputs(path):
                         f'{", ".join(sorted(MEDIA_EXTENSIONS))})')
     return specs, []
   if not os.path.isfile(path):
-    raise IndexRefused(f'no directory or CSV {path}')
+    raise IndexRefused(f'no directory, media file or CSV {path}')
+  if os.path.splitext(path)[1].lower() in MEDIA_EXTENSIONS:
+    return [media.ClipSpec(name=os.path.basename(path), path=os.path.abspath(path), start=0.0,
+                           end=None)], []
   specs, rejected = clip_lists.read_csv(path, os.path.dirname(os.path.abspath(path)))
   if not specs and not rejected:
     raise IndexRefused(f'{path} lists no clip (rows: video_path,start,end[,label])')
@@ -175,7 +178,7 @@ def define_flags():
   flags.DEFINE_integer('step', None, 'Checkpoint step; the latest when left out.')
   config_flags.DEFINE_config_file('config', None, 'Config file; default: WORKDIR/config.json.',
                                   lock_config=True)
-  flags.DEFINE_string('input', None, 'A directory of media files, or a CSV '
+  flags.DEFINE_string('input', None, 'A media file, a directory of them, or a CSV '
                       'video_path,start,end[,label].')
   flags.DEFINE_string('output', None, 'The index directory (created, or extended).')
   flags.DEFINE_float('hop', 1.0, 'Seconds from one window to the next.')

@@ -12,8 +12,11 @@ from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import embed as embed_cli
 from mmv import evaluate_protocol
+from mmv import index_files
+from mmv import index_model
 from mmv import inference
 from mmv import media_inputs
+from mmv import moments
 from mmv import search as search_cli
 from mmv import sharding
 from mmv import train_step
@@ -124,14 +127,21 @@ def test_load_names_what_is_missing(workdir, tmp_path):
     inference.load(workdir, dtype='float16')
 
 
+def synthetic_protocol(model):
+  """The tiny run's protocol block, as `index_model.load` gives it."""
+  return {'name': 'synthetic', **index_model.protocol_block(model.config, 'synthetic')}
+
+
 def test_index_resumes_lists_unreadable_files_and_search_finds_a_video_by_itself(
-    workdir, model, videos, tmp_path, monkeypatch):
-  monkeypatch.setattr(embed_cli, 'READ_GROUP', 2)  # Parts of 3 files embedded 2 + 1 at a time.
+    workdir, model, videos, tmp_path):
   specs, rejected = embed_cli.list_inputs(videos)  # The CSV: paths and labels.
   assert len(specs) == NUM_VIDEOS and not rejected and specs[0].labels
   index = str(tmp_path / 'index')
-  first = embed_cli.build_index(model, specs[:4], index, clips=2, part_size=3, progress=False)
-  assert first == {'indexed': 4, 'new': 4, 'already': 0, 'unreadable': []}
+  protocol = synthetic_protocol(model)
+  first = embed_cli.build_index(model, protocol, specs[:4], index, hop=0.5, part_size=3,
+                                progress=False)
+  assert {k: first[k] for k in ('indexed', 'new', 'already', 'unreadable')} == {
+      'indexed': 4, 'new': 4, 'already': 0, 'unreadable': []}
   # A second run over the CSV's directory, with a file that is no video: only the new files
   # are embedded, the bad one listed with its reason; the parts already written stay as they
   # were.
@@ -144,50 +154,70 @@ def test_index_resumes_lists_unreadable_files_and_search_finds_a_video_by_itself
   assert sorted(before) == ['00000', '00001']
   specs, _ = embed_cli.list_inputs(directory)
   assert len(specs) == NUM_VIDEOS + 1
-  second = embed_cli.build_index(model, specs, index, clips=2, part_size=3, progress=False)
+  second = embed_cli.build_index(model, protocol, specs, index, hop=0.5, part_size=3,
+                                 progress=False)
   os.remove(broken)
   assert second['new'] == 2 and second['already'] == 4 and second['indexed'] == 6
   assert [u['name'] for u in second['unreadable']] == ['broken.mkv']
   assert all(os.path.getmtime(os.path.join(index, 'parts', n)) == t for n, t in before.items())
-  settings, va, vat, entries, unreadable = embed_cli.read_index(index)
-  assert [u['file'] for u in unreadable] == [broken]
-  assert sorted(e['file'] for e in entries) == _files(videos)
-  assert va.shape == (6, model.config.model.va_dim) and vat.shape == (6, model.config.model.vat_dim)
-  assert settings['model']['step'] == 3 and settings['clips'] == 2
-  assert entries[0]['labels'] and len(entries[0]['clip_times']) == 2
-  # The rows are the API's embeddings of the files.
-  direct = model.embed_videos([entries[0]['file'], entries[5]['file']], clips=2)
-  np.testing.assert_allclose(vat[[0, 5]], direct.vat, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(va[[0, 5]], direct.va, rtol=1e-5, atol=1e-5)
-  third = embed_cli.build_index(model, specs, index, clips=2, part_size=3, progress=False)
+  stored = index_files.read_index(index)
+  assert [u['file'] for u in stored.unreadable] == [broken]
+  assert sorted(e['file'] for e in stored.files) == _files(videos)
+  # 2 s videos, windows of 8 frames at stride 2 (1.6 s) every 0.5 s: at 0 s, and at 0.4 s
+  # (the last one ends at the file's end).
+  for row, entry in enumerate(stored.files):
+    times = stored.window_times[stored.window_file == row]
+    np.testing.assert_allclose(times, [[0, 1.6], [0.4, 2.0]], atol=1e-6)
+    assert entry['duration'] == pytest.approx(2.0) and entry['windows'] == 2
+  assert stored.settings['model']['step'] == 3 and stored.settings['hop'] == 0.5
+  assert stored.settings['protocol'] == protocol
+  # A window's rows are the API's embeddings of that clip of the file (one clip of 1.6 s).
+  first_file = stored.files[0]['file']
+  clip = model.inputs.read(convert.media.ClipSpec(name='x', path=first_file, start=0.4,
+                                                  end=2.0), 'video')
+  direct, _ = model.embed_clips([clip], 'video', num_clips=1)
+  row = np.flatnonzero(stored.window_file == 0)[1]
+  np.testing.assert_allclose(stored.window_vectors['vat'][row], direct.vat[0], rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(stored.window_vectors['va'][row], direct.va[0], rtol=1e-5,
+                             atol=1e-5)
+  # A file's embedding: its windows' unit embeddings averaged and normalised.
+  mean = stored.window_vectors['vat'][stored.window_file == 0].mean(axis=0)
+  np.testing.assert_allclose(stored.file_vectors['vat'][0], mean / np.linalg.norm(mean),
+                             rtol=1e-5, atol=1e-6)
+  third = embed_cli.build_index(model, protocol, specs, index, hop=0.5, part_size=3,
+                                progress=False)
   assert third['new'] == 0 and third['already'] == NUM_VIDEOS + 1
-  # Another model or step, or other clips, does not extend it.
-  with pytest.raises(embed_cli.IndexRefused, match='clips=2'):
-    embed_cli.build_index(model, specs, index, clips=1, progress=False)
-  other = inference.Model(model.config, workdir, 4)
-  with pytest.raises(embed_cli.IndexRefused, match='another model or checkpoint .step 3'):
-    embed_cli.build_index(other, specs, index, clips=2, progress=False)
+  # Another model or step, or another hop, does not extend it.
+  with pytest.raises(embed_cli.IndexRefused, match='hop=0.5'):
+    embed_cli.build_index(model, protocol, specs, index, hop=1.0, progress=False)
+  other = inference.Model(model.config, workdir, 3)
+  os.utime(os.path.join(workdir, 'checkpoints', '3'), (1e9, 1e9))  # Step 3 trained again.
+  with pytest.raises(embed_cli.IndexRefused, match='another model, checkpoint or protocol '
+                     r'\(step 3 .* checkpoint modified'):
+    embed_cli.build_index(other, protocol, specs, index, hop=0.5, progress=False)
   (tmp_path / 'empty').mkdir()
   with pytest.raises(embed_cli.IndexRefused, match='no media file under'):
     embed_cli.list_inputs(str(tmp_path / 'empty'))
 
   # Search: each file queried by its own video comes first, with score 1.
-  loaded, settings, va, vat, entries = search_cli.load_index(index)
+  index_dir = index
+  index = moments.open_index(index_dir, model=model)
   for i in (0, 3):
-    space, query = search_cli.query_embedding(loaded, settings, video=entries[i]['file'])
-    order, scores = search_cli.rank(query, vat, 3)
-    assert space == 'vat' and order[0] == i and scores[0] == pytest.approx(1, abs=1e-5)
-  space, query = search_cli.query_embedding(loaded, settings, audio=entries[1]['file'])
-  assert space == 'va' and query.shape == (model.config.model.va_dim,)
+    found = moments.search(index, video_file=stored.files[i]['file'], files=True, top_k=3)
+    assert found[0]['file'] == stored.files[i]['file']
+    assert found[0]['score'] == pytest.approx(1, abs=1e-4)
+  space, query = moments.query_vector(index, audio_file=stored.files[1]['file'])
+  assert space == 'sound' and query.shape == (model.config.model.va_dim,)
   with pytest.raises(ValueError, match='has no word'):
-    search_cli.query_embedding(loaded, settings, text='the and a')
-  per_label = search_cli.precision_at(loaded, vat, entries, 5)
-  assert set(per_label) == {l for e in entries for l in e['labels']}
+    moments.search(index, text='the and a')
+  per_label = search_cli.precision_at(index, 5)
+  assert set(per_label) == {l for e in stored.files for l in e['labels']}
   label = sorted(per_label)[0]
-  scores = vat @ loaded.embed_text([label.replace('_', ' ')]).vat[0]
-  best = sorted(range(len(entries)), key=lambda i: -scores[i])[:5]
+  scores = stored.file_vectors['vat'] @ model.embed_text([label.replace('_', ' ')]).vat[0]
+  best = sorted(range(len(stored.files)), key=lambda i: -scores[i])[:5]
   assert per_label[label] == pytest.approx(
-      100 * sum(label in entries[i]['labels'] for i in best) / 5)
+      100 * sum(label in stored.files[i]['labels'] for i in best) / 5)
 
 
 def test_a_workdir_made_by_the_deepmind_importer_loads(data_dir, tmp_path):

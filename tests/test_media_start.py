@@ -13,11 +13,13 @@ import pytest
 import tensorflow as tf
 
 from mmv import embed as embed_cli
+from mmv import index_files
 from mmv.ingest import clip_lists
 from mmv.ingest import convert
 from mmv.data import format as fmt
 from mmv.ingest import media
 from tests import media_files
+from tests import test_inference
 # The inference tests' checkpoint and its `inference.Model`, as fixtures.
 from tests.test_inference import model, workdir  # pylint: disable=unused-import
 
@@ -198,9 +200,16 @@ def test_embed_reports_clip_times_from_the_files_start(model, files, tmp_path):
     np.testing.assert_allclose(got.clip_times[late], got.clip_times[early], atol=1e-6)
     np.testing.assert_allclose(got.vat[late], got.vat[early], atol=1e-4)
   (tmp_path / 'videos').mkdir()
-  os.symlink(files / 'late.ts', tmp_path / 'videos' / 'late.ts')
+  for name in ('early.ts', 'late.ts'):
+    os.symlink(files / name, tmp_path / 'videos' / name)
   specs, _ = embed_cli.list_inputs(str(tmp_path / 'videos'))
-  report = embed_cli.build_index(model, specs, str(tmp_path / 'index'), clips=2, progress=False)
-  assert report['new'] == 1 and not report['unreadable']
-  entries = embed_cli.read_index(str(tmp_path / 'index'))[3]
-  np.testing.assert_allclose(entries[0]['clip_times'], got.clip_times[1], atol=1e-3)
+  report = embed_cli.build_index(model, test_inference.synthetic_protocol(model), specs,
+                                 str(tmp_path / 'index'), hop=0.5, progress=False)
+  assert report['new'] == 2 and not report['unreadable']
+  stored = index_files.read_index(str(tmp_path / 'index'))
+  # Windows of 1.6 s every 0.5 s in a 1.6 s file: one, from its first frame, in both files.
+  for row in range(2):
+    np.testing.assert_allclose(stored.window_times[stored.window_file == row], [[0, 1.6]],
+                               atol=1e-3)
+  np.testing.assert_allclose(stored.window_vectors['vat'][0], stored.window_vectors['vat'][1],
+                             atol=1e-4)
