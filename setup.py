@@ -40,7 +40,7 @@ BEAM_REQUIRES = ['apache-beam==2.77.0']
 TEST_REQUIRES = TFDS_REQUIRES + BEAM_REQUIRES + [
     # tensorflow-datasets imports it (without declaring it on Python >= 3.9) when it builds a
     # dataset, as tests/test_benchmarks.py does to make a tiny TFDS build.
-    'httpx==0.28.1',  # Starlette's TestClient (tests/test_serve.py).
+    'httpx2==2.16.2',  # Starlette's TestClient (tests/test_serve.py), which deprecates httpx.
     'importlib_resources==7.1.0',
     # Drives Debian's `chromium` in tests/test_serve_browser.py (its own browsers are never
     # downloaded: the test points it at the system's executable).

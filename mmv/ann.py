@@ -1,8 +1,9 @@
 """Approximate nearest-neighbour search (faiss) for indexes past exact search's size.
 
-Exact search (`exact_search`: one matrix product over the rows held in memory) answers in
-under ~50 ms per query on 2 CPU cores up to EXACT_LIMIT rows of 512-d float32 (bench/
-ann_scale.py measures it); past that an approximate index answers:
+Exact search (`exact_search`: one matrix product over the rows held in memory) is the default;
+its time grows with the rows (memory-bound: 512-d float32 is 2 KB a row read per query), past
+EXACT_LIMIT rows it is slower than ~50 ms per query on 2 CPU cores (bench/ann_scale.py measures
+it), and an approximate index built by `mmv.embed --ann` answers instead:
 
   faiss IVF (an inverted file of `nlist` k-means cells; an HNSW graph finds a vector's cell when
   nlist is large, so adding millions of vectors stays fast) over 4-bit PQ codes scanned with
@@ -30,9 +31,11 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import faiss  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# Rows up to which search is exact (numpy): 250k x 512 float32 = 0.5 GB, ~40 ms per query on
-# 2 cores (bench/RESULTS.md); an index above it gets an ANN index from `mmv.embed --ann`.
-EXACT_LIMIT = 250_000
+# Rows up to which search is exact (numpy) and answers in about 50 ms or less on 2 busy cores:
+# 100k x 512 float32 = 200 MB read per query (bench/RESULTS.md: 78 ms median at 100k, 160 ms at
+# 250k with the cores' load average at 12); an index above it should get an ANN index from
+# `mmv.embed --ann` (search says so).
+EXACT_LIMIT = 100_000
 ANN_FILE = 'index.faiss'
 VECTORS_FILE = 'vectors.f16.npy'
 META_FILE = 'ann.json'
@@ -96,31 +99,38 @@ class AnnIndex:
     return ids, scores
 
 
+def train_size(rows, dim, factory=None):
+  """How many vectors train the index: 40 a cell (faiss's k-means wants >= 39), >= 20k."""
+  nlist = faiss.extract_index_ivf(faiss.index_factory(
+      dim, factory or default_params(rows, dim)[0])).nlist
+  return min(rows, max(20_000, 40 * nlist))
+
+
 def build(chunks, directory, rows, dim, *, factory=None, nprobe=None, rerank=None,
-          train_size=None, seed=0, log=None):
+          sample=None, seed=0, log=None):
   """Builds an ANN index of `rows` vectors in `directory` from `chunks`, a function returning
-  an iterable of float32 [n, dim] unit-row arrays (in row order, summing to `rows`; it is called
-  twice: once for a training sample, once to add), so that memory holds one chunk and the codes.
-  Returns the loaded AnnIndex."""
+  an iterable of float32 [n, dim] unit-row arrays (in row order, summing to `rows`; called
+  twice, once for a uniform training sample of `train_size` rows, once to add, unless `sample`
+  gives the training vectors), so that memory holds one chunk and the codes. Returns the
+  loaded AnnIndex."""
   factory_d, nprobe_d, rerank_d = default_params(rows, dim)
   factory, nprobe, rerank = factory or factory_d, nprobe or nprobe_d, rerank or rerank_d
   os.makedirs(directory, exist_ok=True)
   log = log or (lambda message: None)
   index = faiss.index_factory(dim, factory)
-  ivf = faiss.extract_index_ivf(index)
-  ivf.cp.niter = 10  # faiss's default 25 k-means iterations change the cells little here.
-  # faiss's k-means wants >= 39 vectors a cell.
-  train_size = min(rows, train_size or max(20_000, 40 * ivf.nlist))
-  rng = np.random.default_rng(seed)
-  take = np.sort(rng.choice(rows, size=train_size, replace=False))
-  sample, start = [], 0
-  for chunk in chunks():
-    sample.append(chunk[take[(take >= start) & (take < start + len(chunk))] - start])
-    start += len(chunk)
+  faiss.extract_index_ivf(index).cp.niter = 10  # Not 25: the cells change little after 10.
+  if sample is None:
+    size = train_size(rows, dim, factory)
+    take = np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+    sample, start = [], 0
+    for chunk in chunks():
+      sample.append(chunk[take[(take >= start) & (take < start + len(chunk))] - start])
+      start += len(chunk)
+    sample = np.concatenate(sample)
   t = time.perf_counter()
-  index.train(np.ascontiguousarray(np.concatenate(sample), np.float32))
+  index.train(np.ascontiguousarray(sample, np.float32))
+  log(f'trained {factory} on {len(sample)} vectors in {time.perf_counter() - t:.1f} s')
   del sample
-  log(f'trained {factory} on {train_size} vectors in {time.perf_counter() - t:.1f} s')
   vectors_tmp = os.path.join(directory, VECTORS_FILE + '.tmp')
   vectors = np.lib.format.open_memmap(vectors_tmp, mode='w+', dtype=np.float16,
                                       shape=(rows, dim))
@@ -153,6 +163,16 @@ def build_from_array(vectors, directory, **kwargs):
   step = 100_000
   return build(lambda: (vectors[i:i + step] for i in range(0, len(vectors), step)),
                directory, len(vectors), vectors.shape[1], **kwargs)
+
+
+def sample_recall(index, vectors, *, queries=50, k=10, seed=0):
+  """recall@k of `index` against exact search over `vectors` (the rows it holds, in memory),
+  with `queries` of its rows drawn at random as the queries: how well it does on this data."""
+  rows = np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)),
+                                            replace=False)
+  exact, _ = exact_search(vectors, vectors[rows], k)
+  found, _ = index.search(vectors[rows], k)
+  return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)]))
 
 
 def load(directory, *, nprobe=None, rerank=None):

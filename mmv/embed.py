@@ -223,7 +223,9 @@ def main(argv):
       print(f'  {u["name"]}: {u["reason"]}')
   if f.ann:
     for space, built in index_ann.build(f.output).items():
-      print(f'ANN index {space}: ' + (f'{built} windows' if isinstance(built, int) else built))
+      print(f'ANN index {space}: ' + (built if isinstance(built, str) else
+                                      f'{built["windows"]} windows, recall@10 '
+                                      f'{built["recall@10"]:.3f} against exact search'))
 
 
 if __name__ == '__main__':

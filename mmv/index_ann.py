@@ -26,7 +26,8 @@ def _space_dir(index_dir, space):
 
 def build(index_dir, *, stored=None, spaces=index_files.SPACES, log=print):
   """Builds the ANN index of each space's window vectors of the index in `index_dir` (read
-  once; `stored` if already read); returns {space: rows indexed, or the reason it was not}."""
+  once; `stored` if already read); returns {space: {'windows', 'recall@10' (against exact
+  search, 50 of its windows as queries)}, or the reason it was not built}."""
   parts = index_files.part_names(index_dir)
   stored = stored or index_files.read_index(index_dir)
   out = {}
@@ -42,12 +43,13 @@ def build(index_dir, *, stored=None, spaces=index_files.SPACES, log=print):
     covers = os.path.join(directory, COVERS)
     if os.path.exists(covers):
       os.remove(covers)  # Not valid until rebuilt.
-    ann.build_from_array(matrix, directory,
-                         log=lambda message, s=space: log(f'ann {s}: {message}'))
+    built = ann.build_from_array(matrix, directory,
+                                 log=lambda message, s=space: log(f'ann {s}: {message}'))
     with open(covers + '.tmp', 'w') as f:
       json.dump({'parts': parts, 'rows': int(len(matrix))}, f)
     os.replace(covers + '.tmp', covers)
-    out[space] = int(len(matrix))
+    out[space] = {'windows': int(len(matrix)),
+                  'recall@10': round(ann.sample_recall(built, matrix), 3)}
   return out
 
 

@@ -12,10 +12,15 @@ from mmv import moments
 
 
 def _clustered(n, dim=64, clusters=50, seed=0):
-  """Unit vectors around random centres (embeddings have clusters; uniform ones would not)."""
-  rng = np.random.default_rng(seed)
-  centres = rng.standard_normal([clusters, dim])
-  x = centres[rng.integers(0, clusters, n)] + 0.4 * rng.standard_normal([n, dim])
+  """Unit vectors around random centres, each cluster spread in a few directions of its own
+  (embeddings have clusters and few dimensions within them; uniform ones have neither), and a
+  little noise in all."""
+  centres = np.random.default_rng(0).standard_normal([clusters, dim]) / np.sqrt(dim)
+  spread = np.random.default_rng(1).standard_normal([clusters, 4, dim]) / np.sqrt(dim)
+  rng = np.random.default_rng(seed + 2)
+  k = rng.integers(0, clusters, n)
+  x = (centres[k] + 0.5 * np.einsum('nd,nde->ne', rng.standard_normal([n, 4]), spread[k]) +
+       0.05 * rng.standard_normal([n, dim]) / np.sqrt(dim))
   return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -42,6 +47,9 @@ def test_ann_recall_at_10_against_exact(tmp_path):
   exact, exact_scores = ann.exact_search(gallery, queries, 10)
   recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
   assert recall >= 0.9, recall
+  assert ann.sample_recall(index, gallery) >= 0.9
+  # One cell probed, no more candidates than results: the approximation shows.
+  assert ann.sample_recall(ann.load(str(tmp_path / 'ann'), nprobe=1, rerank=10), gallery) < 0.9
   # Re-ranked scores are the float16 vectors' inner products: the exact ones to ~1e-3.
   hit = found == exact
   np.testing.assert_allclose(scores[hit], exact_scores[hit], atol=2e-3)
@@ -68,7 +76,8 @@ def _index(tmp_path, files=40, windows=50, dim=64):
 def test_search_uses_the_ann_index_while_it_covers_the_index(tmp_path):
   index = _index(tmp_path)
   built = index_ann.build(str(tmp_path), stored=index, spaces=('vat',), log=lambda m: None)
-  assert built == {'vat': len(index.window_vectors['vat'])}
+  assert built['vat']['windows'] == len(index.window_vectors['vat'])
+  assert built['vat']['recall@10'] >= 0.9
   anns, notes = index_ann.load(index)
   assert set(anns) == {'vat'} and not notes
   query = ('vat', index.window_vectors['vat'][123])
