@@ -20,6 +20,7 @@ import glob
 import os
 import time
 
+from absl import logging
 from etils import epath
 import jax
 from jax.experimental import multihost_utils
@@ -77,6 +78,28 @@ def existing_steps(directory):
   if not os.path.isdir(directory):
     return []
   return sorted(ocp.path.step.checkpoint_steps(directory))
+
+
+def workdir_step(workdir, step=None):
+  """`step`, or the latest, checked to be a complete checkpoint of the run in `workdir`."""
+  directory = os.path.join(workdir, 'checkpoints')
+  steps = existing_steps(directory)
+  if not steps:
+    raise FileNotFoundError(f'no checkpoint in {directory}')
+  if step is None:
+    return steps[-1]
+  if int(step) not in steps:
+    raise FileNotFoundError(f'no checkpoint of step {step} in {directory}; steps there: {steps}')
+  return int(step)
+
+
+def quiet_read_only_opens():
+  """For the commands that read a run's checkpoints (evaluation, embedding, export, ...):
+  absl logs at WARNING, without the line orbax writes each time it opens a checkpoint
+  directory read-only, as they do on purpose."""
+  logging.set_verbosity(logging.WARNING)
+  logging.get_absl_logger().addFilter(
+      lambda record: not record.getMessage().startswith('Given directory is read only'))
 
 
 # The outcome of one process's reading of a checkpoint, which the processes share.

@@ -30,11 +30,11 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 import tqdm
 
+from mmv import checkpoint as ckpt_lib
 from mmv import index_ann
 from mmv import index_files
 from mmv import index_model
@@ -93,18 +93,15 @@ def index_settings(model, protocol, hop):
           'config': json.loads(model.config.to_json_best_effort())}
 
 
-def _embed_one(model, spec, hop, batch_size):
-  """(embedded?, entry, file vectors, window times, window vectors) of one input; any error of
-  its own makes it unreadable, with the reason (one file never stops a run)."""
-  try:
-    if spec.path is None:
-      raise media_inputs.UnreadableInput('no such file')
-    found, times, rows, skipped = window_embed.embed_file(
-        model, spec.path, hop, batch=batch_size, span=(spec.start, spec.end))
-  except Exception as e:  # pylint: disable=broad-except
-    reason = str(e) if isinstance(e, media_inputs.UnreadableInput) else (
-        f'{type(e).__name__}: {e}')
+def _outcome(spec, result):
+  """(embedded?, entry, file vectors, window times, window vectors) of one input from
+  `window_embed.embed_files`'s result; any error of its own makes it unreadable, with the
+  reason (one file never stops a run)."""
+  if isinstance(result, Exception):
+    reason = str(result) if isinstance(result, media_inputs.UnreadableInput) else (
+        f'{type(result).__name__}: {result}')
     return False, _entry(spec, reason=reason), None, None, None
+  found, times, rows, skipped = result
   kinds = [k for k, has in (('video', found.has_video), ('audio', found.has_audio)) if has]
   entry = _entry(spec, labels=list(spec.labels), duration=round(found.duration, 3),
                  kinds=kinds, windows=len(times), skipped_windows=skipped)
@@ -152,8 +149,9 @@ def build_index(model, protocol, specs, index_dir, *, hop=1.0, batch_size=None, 
     new = windows = 0
     with tqdm.tqdm(total=len(todo), unit='file', disable=None if progress else True,
                    file=sys.stderr) as bar:
-      for spec in todo:
-        embedded, entry, file_vectors, times, rows = _embed_one(model, spec, hop, batch_size)
+      inputs = [(spec.path, (spec.start, spec.end)) for spec in todo]
+      for i, result in window_embed.embed_files(model, inputs, hop, batch=batch_size):
+        embedded, entry, file_vectors, times, rows = _outcome(todo[i], result)
         if embedded:
           writer.add_embedded(entry, file_vectors, times, rows)
           new += 1
@@ -186,8 +184,8 @@ def define_flags():
                       'settings windows are read with; default the run\'s benchmark\'s.')
   flags.DEFINE_bool('retry_failed', False, 'Try again the files an earlier run listed '
                     'unreadable.')
-  flags.DEFINE_integer('batch_size', None, 'Windows decoded and embedded at once (split over '
-                       'the devices); default eval.batch_size.')
+  flags.DEFINE_integer('batch_size', None, 'Windows decoded and embedded at once (the model '
+                       'sees eval.batch_size at a time); default 128.')
   flags.DEFINE_integer('part_size', 16, 'Files per part written.')
   flags.DEFINE_enum('dtype', 'float32', inference.DTYPES, 'Compute dtype of the model.')
   flags.DEFINE_bool('progress', True, 'A progress bar on stderr (on a terminal).')
@@ -200,9 +198,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   f = flags.FLAGS
   try:
     specs, rejected = list_inputs(f.input)

@@ -3,7 +3,8 @@
     python -m mmv.evaluate --benchmark NAME --data_dir DIR --workdir WORKDIR \
         [--step N | --watch] [--output FILE] [--split S] [--cache_dir PATH]
 
-NAME: ucf101, hmdb51, esc50, msrvtt, youcook2, kinetics or synthetic, or the image benchmarks
+NAME: ucf101, hmdb51, esc50, audioset, kinetics, moments_in_time, msrvtt, youcook2 or
+synthetic, or the image benchmarks
 voc2007, imagenet and synthetic_images (the README says how to lay out DIR for each). The
 model is the one in WORKDIR/config.json (written by training), or `--config FILE` (with
 `--config.eval.*` overrides). Without --step the latest checkpoint is evaluated; --watch
@@ -30,6 +31,11 @@ devices). What `mmv.benchmarks` says a benchmark measures:
   backbone (`embed_image`); the linear probe as above on one view per image (`train_augment`
   adds random-crop passes). VOC: one binary SVM per class, `linear_mAP` the mean of the
   VOC2007 devkit's 11-point APs in percent (difficult images left out), `linear_AP` per class.
+- mlp (audioset): frozen audio features of `train_passes` random windows per training segment
+  and `test_clips` evenly spaced windows per eval segment, every label of a segment kept
+  (multi-hot); an MLP (`mlp_hidden`) trained with sigmoid cross-entropy on every device, logits
+  averaged over the test windows. `mlp_mAP` and `mlp_AUC` (macro means over classes, percent)
+  and `mlp_d_prime`; `mlp_AP` per class.
 - zero_shot: each class name as a caption (`zero_shot_template`), the nearest per test video.
   `zero_shot_top1` / `zero_shot_top5` in percent.
 Metrics are means over the block's splits (each split's are in the record). The record's
@@ -55,7 +61,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 import tensorboardX
 import tensorflow as tf
@@ -111,7 +116,8 @@ def checkpoint_identity(workdir, step):
 
 # Protocol fields that do not change the features: another C is fitted on cached features.
 _PROBE_FIELDS = ('splits', 'classifier', 'svm_solver', 'svm_max_iter', 'c', 'cv_folds',
-                 'zero_shot_template')
+                 'zero_shot_template', 'mlp_hidden', 'mlp_epochs', 'mlp_batch_videos',
+                 'mlp_learning_rate', 'mlp_weight_decay', 'mlp_dropout')
 
 
 def feature_key(config, bench, workdir, step):
@@ -249,6 +255,9 @@ def _read_config(workdir, bench):
       c = tuple(float(c) for c in _LINEAR_C.value)
     except ValueError:
       raise ValueError(f'--linear_c takes numbers, got {",".join(_LINEAR_C.value)}') from None
+    if 'linear' not in bench.protocols:
+      raise ValueError(f'--linear_c sets the C of a linear probe; {bench.name} measures '
+                       f'{", ".join(bench.protocols)}')
     config = copy.deepcopy(config)
     evaluate_protocol.protocol(config, bench).c = c
   evaluate_protocol.check_eval_config(config, bench)
@@ -257,13 +266,7 @@ def _read_config(workdir, bench):
 
 def _single_step(workdir):
   """The checkpoint step evaluated without --watch (checked before any conversion)."""
-  if _STEP.value is None:
-    return inference.latest_step(workdir)
-  steps = checkpoint_steps(workdir)
-  if _STEP.value not in steps:
-    raise FileNotFoundError(f'no checkpoint {_STEP.value} in {workdir}/checkpoints (it has '
-                            f'{steps})')
-  return _STEP.value
+  return ckpt_lib.workdir_step(workdir, _STEP.value)
 
 
 def _evaluate(argv):
@@ -272,11 +275,7 @@ def _evaluate(argv):
   if _WATCH.value and _STEP.value is not None:
     raise ValueError('--step and --watch exclude each other')
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  # Orbax says so each time the binary opens the training run's checkpoints (read-only, as
-  # intended).
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   workdir = _WORKDIR.value
   bench = benchmarks.get(_BENCHMARK.value)
   config = _read_config(workdir, bench)

@@ -3,7 +3,6 @@ prepared videos with, and the settings a record lists (mmv/benchmarks/protocols.
 fields, their defaults and their sources)."""
 
 import copy
-import os
 
 import ml_collections
 
@@ -78,6 +77,8 @@ def check_eval_config(config, bench):
                      'once, as the test images are), so train_passes must be 1, train_flip '
                      'False and train_scale_jitter (1, 1); set train_augment for augmented '
                      'passes')
+  if 'mlp' in bench.protocols:
+    _check_mlp(bench, block)
   if 'linear' in bench.protocols:
     _check_choice(bench, block, 'classifier', protocols.CLASSIFIERS)
     _check_choice(bench, block, 'svm_solver', protocols.SVM_SOLVERS)
@@ -87,6 +88,18 @@ def check_eval_config(config, bench):
     if len(jitter) != 2 or not 0 < jitter[0] <= jitter[1]:
       raise ValueError(f'eval.{bench.name}.train_scale_jitter must be (min, max) with '
                        f'0 < min <= max, got {jitter}')
+
+
+def _check_mlp(bench, block):
+  for name in ('mlp_epochs', 'mlp_batch_videos'):
+    if block[name] < 1:
+      raise ValueError(f'eval.{bench.name}.{name} must be at least 1, got {block[name]}')
+  if any(w < 1 for w in block.mlp_hidden) or not 0 <= block.mlp_dropout < 1 or (
+      block.mlp_learning_rate <= 0 or block.mlp_weight_decay < 0):
+    raise ValueError(f'eval.{bench.name}: mlp_hidden must be widths of at least 1, mlp_dropout '
+                     'in [0, 1), mlp_learning_rate positive and mlp_weight_decay at least 0; got '
+                     f'{tuple(block.mlp_hidden)}, {block.mlp_dropout}, '
+                     f'{block.mlp_learning_rate}, {block.mlp_weight_decay}')
 
 
 def _check_choice(bench, block, name, choices):
@@ -133,16 +146,12 @@ def benchmark_data_config(config, bench, prepared):
   run's input format (normalisation, audio features) and vocabulary."""
   block = protocol(config, bench)
   clip = clip_settings(bench, block)
-  vocab = pipeline.vocab_path(config.data)
-  if not os.path.exists(vocab):
-    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
-                            'the run) is needed to encode text; run from the directory '
-                            'training ran in, or pass --config with its absolute path')
+  vocab = pipeline.run_vocabulary(config.data, 'to encode text')
   video = bench.modality in ('video', 'image')
   augment = video and 'linear' in bench.protocols and block.get('train_augment', True)
   # Multi-label images (VOC) read every label of a record, multi-hot.
   multi = multi_label(bench, prepared)
-  c = replace(config.data, data_dir=prepared.data_dir, vocab=os.path.abspath(vocab),
+  c = replace(config.data, data_dir=prepared.data_dir, vocab=vocab,
               mixture=(), train_split='train', test_split='test', with_names=False,
               label_format='multi_hot' if multi else 'index',
               num_classes=len(prepared.class_names) if multi else 0,
@@ -158,10 +167,14 @@ def benchmark_data_config(config, bench, prepared):
   return c
 
 
+MULTI_LABEL = ('voc2007', 'audioset')
+
+
 def multi_label(bench, prepared=None):
-  """Whether `bench` labels its images multi-hot (VOC: classes and their difficult twins)."""
+  """Whether `bench` reads its records' labels multi-hot: VOC's images (classes and their
+  difficult twins), AudioSet's segments (every label of a segment)."""
   del prepared
-  return bench.name == 'voc2007'
+  return bench.name in MULTI_LABEL
 
 
 def protocol_settings(config, bench, splits, departures=()):
@@ -191,6 +204,8 @@ def protocol_settings(config, bench, splits, departures=()):
     out.update(resize_short_side=block['min_resize'] or 'kept', crop=block['crop_size'])
   if 'linear' in bench.protocols:
     out['linear'] = _linear_settings(config, block, video)
+  if 'mlp' in bench.protocols:
+    out['mlp'] = mlp_settings(config, block)
   if 'retrieval' in bench.protocols:
     out['retrieval'] = {
         'clips': block['retrieval_clips'], 'crop': f'central {block["crop_size"]}',
@@ -224,6 +239,28 @@ def _linear_settings(config, block, video):
       **({'C': c[0]} if len(c) == 1 else {'c_grid': list(c), 'cv_folds': block['cv_folds']}),
       'scores': 'decision scores averaged over the test clips'}
 
+
+
+def mlp_settings(config, block):
+  """The MLP probe's settings, for the record."""
+  hidden = list(block['mlp_hidden'])
+  return {
+      'features': f'pooled output of {config.model.audio_backbone}',
+      'train_passes': block['train_passes'], 'train_clip': 'random offset',
+      'test_clips': block['test_clips'], 'test_clip': 'evenly spaced',
+      'labels': 'every label of a clip (multi-hot)',
+      'classifier': (f'standardised features → MLP, hidden {hidden} (ReLU'
+                     f'{", dropout " + str(block["mlp_dropout"]) if block["mlp_dropout"] else ""}'
+                     ') → one logit per class' if hidden else
+                     'standardised features → linear, one logit per class'),
+      'loss': 'sigmoid cross-entropy, mean over classes and clips',
+      'optimiser': f'AdamW, learning rate {block["mlp_learning_rate"]} with cosine decay, '
+                   f'weight decay {block["mlp_weight_decay"]}',
+      'epochs': block['mlp_epochs'], 'batch_videos': block['mlp_batch_videos'],
+      'devices': 'data parallel over every device of the mesh',
+      'scores': 'logits averaged over the test clips',
+      'metrics': 'mAP and AUC: macro means over classes with a positive and a negative test '
+                 "clip (percent); d_prime = sqrt(2) * Phi^-1(mean AUC)"}
 
 
 def image_settings(config, bench, block, differs):

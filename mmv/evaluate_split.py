@@ -15,9 +15,11 @@ from mmv.benchmarks import voc2007
 from mmv.data import records
 from mmv.evaluators import features as features_lib
 from mmv.evaluators import jax_linear
+from mmv.evaluators import jax_mlp
 from mmv.evaluators import linear_probe
 from mmv.evaluators import multilabel
 from mmv.evaluators import retrieval
+from mmv.evaluators import tagging
 from mmv.evaluators import zero_shot
 
 
@@ -99,7 +101,8 @@ class SplitEvaluation:
                        f'{data.data_dir}/{split}-* could be read ({skipped} skipped)')
     return arrays
 
-  def linear(self):
+  def train_passes(self):
+    """(features [videos, passes, D] of the augmented training passes, their labels)."""
     augment = self.block.get('train_augment', True)
     passes = [self.features(f'train_pass{p}', self.prepared.train.split,
                             augment_seed=p if augment else None)
@@ -108,7 +111,27 @@ class SplitEvaluation:
     if any(not np.array_equal(p['label'], labels) for p in passes[1:]):
       raise ValueError('the augmented passes over the training videos read different videos '
                        '(a record fails for some clips only); set data.strict to find it')
-    train = np.stack([np.asarray(p['features'])[:, 0] for p in passes], axis=1)
+    return np.stack([np.asarray(p['features'])[:, 0] for p in passes], axis=1), labels
+
+  def mlp(self):
+    """AudioSet: an MLP on every label of the clips (multi-hot), mAP / AUC / d' on the test
+    clips (`jax_mlp`, `tagging`)."""
+    train, labels = self.train_passes()
+    test = self.linear_test()
+    b = self.block
+    scores, info = jax_mlp.mlp_probe(
+        train, labels, test['features'], hidden=tuple(b.mlp_hidden), epochs=b.mlp_epochs,
+        batch_videos=b.mlp_batch_videos, learning_rate=b.mlp_learning_rate,
+        weight_decay=b.mlp_weight_decay, dropout=b.mlp_dropout, seed=self.config.seed)
+    result = tagging.tagging_metrics(scores, test['label'], list(self.prepared.class_names))
+    result.update(info, num_train_videos=int(train.shape[0]),
+                  num_test_videos=int(scores.shape[0]),
+                  num_train_labels=int(np.asarray(labels).sum()),
+                  num_test_labels=int(np.asarray(test['label']).sum()))
+    return _prefixed('mlp_', result)
+
+  def linear(self):
+    train, labels = self.train_passes()
     test = self.linear_test()
     if evaluate_protocol.multi_label(self.bench):
       return self.linear_multilabel(train, labels, test)
@@ -210,9 +233,9 @@ def feature_roles(config, bench, block):
   """The feature sets `SplitEvaluation` extracts for `bench`'s protocols with `block`."""
   served = served_protocols(config, bench)
   roles = []
-  if 'linear' in served:
+  if {'linear', 'mlp'} & set(served):
     roles += [f'train_pass{p}' for p in range(block.train_passes)]
-  if {'linear', 'zero_shot'} & set(served):
+  if {'linear', 'zero_shot', 'mlp'} & set(served):
     roles.append('linear_test')
   if 'retrieval' in served:
     roles.append('retrieval_test')

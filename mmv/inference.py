@@ -140,17 +140,6 @@ def restore(config, workdir, step=None):
   return (model, variables, mesh), int(meta['step'])
 
 
-def latest_step(workdir):
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  try:
-    step = checkpointer.latest_step()
-  finally:
-    checkpointer.close()
-  if step is None:
-    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints')
-  return int(step)
-
-
 class Checkpoint:
   """A checkpoint's model, variables and mesh, restored when first needed, and its jitted
   functions, compiled once for all the inputs embedded with it."""
@@ -381,17 +370,8 @@ def load(workdir, step=None, config=None, *, dtype='float32', short_side=None):
       config = config_from_dict(json.load(f))
   config = copy.deepcopy(config)
   config.unlock()
-  vocab = pipeline.vocab_path(config.data)
-  if not os.path.exists(vocab):
-    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
-                            'the run) is needed to encode text; run from the directory '
-                            'training ran in, or pass a config with its absolute path')
-  config.data.vocab = os.path.abspath(vocab)
+  config.data.vocab = pipeline.run_vocabulary(config.data, 'to encode text')
   config.eval.dtype = dtype
   config.lock()
-  if step is None:
-    step = latest_step(workdir)
-  elif int(step) not in ckpt_lib.existing_steps(os.path.join(workdir, 'checkpoints')):
-    raise FileNotFoundError(f'no checkpoint {step} in {workdir}/checkpoints (it has '
-                            f'{ckpt_lib.existing_steps(os.path.join(workdir, "checkpoints"))})')
-  return Model(config, workdir, int(step), short_side=short_side)
+  step = ckpt_lib.workdir_step(workdir, step)
+  return Model(config, workdir, step, short_side=short_side)

@@ -30,10 +30,10 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from mmv import checkpoint as ckpt_lib
 from mmv import index_ann
 from mmv import moments
 
@@ -88,9 +88,7 @@ def main(argv):
   if len(argv) > 2:
     raise app.UsageError(f'give one sentence (quoted), got {argv[1:]}')
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   text = argv[1] if len(argv) == 2 else None
   try:
     if f.top_k < 1:

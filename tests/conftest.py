@@ -81,3 +81,31 @@ def one_step_run(data_dir, tmp_path_factory):
 def pytest_report_header(config):
   del config
   return f'jax {jax.__version__}, {jax.device_count()} devices ({jax.devices()[0].platform})'
+
+
+# bench/test_times.py sets MMV_TEST_TIMES to a directory: each test's wall and CPU seconds (its
+# process and the subprocesses it waited for) go to one JSON-lines file per pytest process.
+_TIMES = os.environ.get('MMV_TEST_TIMES')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  del nextitem
+  if not _TIMES:
+    yield
+    return
+  import json  # pylint: disable=g-import-not-at-top
+  import resource  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+
+  def cpu():
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                          resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+  wall, used = time.perf_counter(), cpu()
+  yield
+  line = {'test': item.nodeid, 'wall_s': time.perf_counter() - wall, 'cpu_s': cpu() - used,
+          'slow': item.get_closest_marker('slow') is not None}
+  with open(os.path.join(_TIMES, f'{os.getpid()}.jsonl'), 'a') as f:
+    f.write(json.dumps(line) + '\n')

@@ -75,3 +75,28 @@ def write(path, frames, wave, *, codec='mpeg4', bit_rate=400_000, size=None, aud
           container.mux(packet)
       for packet in sound.encode(None):
         container.mux(packet)
+
+
+def reencode(source, path, *, size, bit_rate, codec='mpeg4'):
+  """`source` decoded and encoded again (PyAV): frames resized to `size` px square at
+  `bit_rate`, the sound re-encoded (AAC at RATE)."""
+  frames, chunks = [], []
+  with av.open(source) as container:
+    for frame in container.decode(video=0):
+      frames.append(frame.to_ndarray(format='rgb24'))
+  with av.open(source) as container:
+    resampler = av.AudioResampler(format='flt', layout='mono', rate=RATE)
+    for frame in container.decode(audio=0):
+      chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+  write(path, np.stack(frames), np.concatenate(chunks), codec=codec, bit_rate=bit_rate,
+        size=size)
+
+
+def write_wav(path, wave):
+  with av.open(path, 'w') as container:
+    stream = container.add_stream('pcm_s16le', rate=RATE, layout='mono')
+    frame = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None], format='s16',
+                                       layout='mono')
+    frame.sample_rate, frame.pts = RATE, 0
+    for packet in list(stream.encode(frame)) + list(stream.encode(None)):
+      container.mux(packet)

@@ -408,13 +408,14 @@ def test_synthetic_used_in_place(tmp_path):
 
 def test_registry():
   assert sorted(benchmarks.BENCHMARKS) == [
-      'esc50', 'hmdb51', 'imagenet', 'kinetics', 'msrvtt', 'synthetic', 'synthetic_images',
-      'ucf101', 'voc2007', 'youcook2']
+      'audioset', 'esc50', 'hmdb51', 'imagenet', 'kinetics', 'moments_in_time', 'msrvtt',
+      'synthetic', 'synthetic_images', 'ucf101', 'voc2007', 'youcook2']
   kinds = {name: (b.kind, b.modality) for name, b in benchmarks.BENCHMARKS.items()}
   assert kinds['esc50'] == ('linear', 'audio') and kinds['youcook2'] == ('retrieval', 'video')
   assert kinds['voc2007'] == kinds['imagenet'] == ('linear', 'image')
   protocols = {name: b.protocols for name, b in benchmarks.BENCHMARKS.items()}
   assert protocols['ucf101'] == ('linear', 'zero_shot') and protocols['msrvtt'] == ('retrieval',)
+  assert protocols['audioset'] == ('mlp',) and kinds['audioset'] == ('linear', 'audio')
   assert set(protocols['synthetic']) == {'linear', 'retrieval', 'zero_shot'}
   with pytest.raises(ValueError, match='protocols'):
     benchmarks.Benchmark(name='x', kind='retrieval', modality='video', splits=('1',), fps=25.0,

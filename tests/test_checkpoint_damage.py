@@ -106,7 +106,7 @@ def test_evaluation_names_a_damaged_step_and_reads_the_others(series, tmp_path, 
   _damage(os.path.join(workdir, 'checkpoints', '4'), how)
   before = _tree(workdir)
 
-  assert inference.latest_step(workdir) == 4
+  assert ckpt_lib.workdir_step(workdir) == 4
   with pytest.raises(ckpt_lib.DamagedCheckpointError) as raised:
     inference.restore(config, workdir)
   message = str(raised.value)

@@ -87,8 +87,8 @@ def test_cross_validation_without_2_videos_per_class_fails_in_one_line(one_step_
       tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
       f'--workdir={workdir}', '--step=7')
   assert status == 1 and _error_lines(stderr) == [
-      f'error: no checkpoint 7 in {workdir}/checkpoints (it has [1]) (--verbose shows the '
-      'traceback)']
+      f'error: no checkpoint of step 7 in {workdir}/checkpoints; steps there: [1] (--verbose '
+      'shows the traceback)']
 
 
 def _ucf101_of_8_videos(root):

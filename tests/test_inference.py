@@ -121,7 +121,7 @@ def test_load_names_what_is_missing(workdir, tmp_path):
     inference.load(str(tmp_path / 'nowhere'))
   with pytest.raises(FileNotFoundError, match='config.json'):
     inference.load(str(tmp_path))
-  with pytest.raises(FileNotFoundError, match='no checkpoint 7'):
+  with pytest.raises(FileNotFoundError, match='no checkpoint of step 7'):
     inference.load(workdir, step=7)
   with pytest.raises(ValueError, match='dtype'):
     inference.load(workdir, dtype='float16')

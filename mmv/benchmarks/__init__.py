@@ -12,10 +12,12 @@ directory the pipeline reads with splits 'train' and 'test' (`benchmark.Prepared
 counts of clips written and skipped.
 """
 
+from mmv.benchmarks import audioset
 from mmv.benchmarks import esc50
 from mmv.benchmarks import hmdb51
 from mmv.benchmarks import imagenet
 from mmv.benchmarks import kinetics
+from mmv.benchmarks import moments_in_time
 from mmv.benchmarks import msrvtt
 from mmv.benchmarks import synthetic
 from mmv.benchmarks import synthetic_images
@@ -31,7 +33,8 @@ from mmv.benchmarks.benchmark import Shards  # pylint: disable=unused-import
 BENCHMARKS = {b.name: b for b in (
     ucf101.BENCHMARK, hmdb51.BENCHMARK, esc50.BENCHMARK, kinetics.BENCHMARK,
     msrvtt.BENCHMARK, youcook2.BENCHMARK, synthetic.BENCHMARK, voc2007.BENCHMARK,
-    imagenet.BENCHMARK, synthetic_images.BENCHMARK)}
+    imagenet.BENCHMARK, synthetic_images.BENCHMARK, audioset.BENCHMARK,
+    moments_in_time.BENCHMARK)}
 
 
 def get(name):

@@ -17,8 +17,8 @@ from mmv.ingest import media
 KINDS = ('linear', 'retrieval')  # What is prepared: train and test sides, or test alone.
 # What the evaluation binary measures: a linear probe (train → test), zero-shot retrieval in
 # S_vat (each test clip against its caption) and zero-shot classification (class names as
-# captions, nearest per test clip).
-PROTOCOLS = ('linear', 'retrieval', 'zero_shot')
+# captions, nearest per test clip); an MLP probe of multi-label classes (train → test, AudioSet).
+PROTOCOLS = ('linear', 'retrieval', 'zero_shot', 'mlp')
 MODALITIES = ('video', 'audio', 'image')  # image: 1-frame records (mmv.ingest.images).
 ROLES = ('train', 'test')  # Also the shard names a prepared split has: train-*, test-*.
 

@@ -56,6 +56,18 @@ def vocab_path(c):
   return os.path.join(c.data_dir, c.vocab)
 
 
+def run_vocabulary(c, needed_for):
+  """The absolute path of a training run's vocabulary (`c` its data config), or a
+  FileNotFoundError saying what needs it (`needed_for`, e.g. 'to encode text') and how a command
+  started elsewhere finds it."""
+  vocab = vocab_path(c)
+  if not tf.io.gfile.exists(vocab):
+    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of '
+                            f'the run) is needed {needed_for}; run from the directory training '
+                            'ran in, or pass a config (--config) whose data.data_dir is absolute')
+  return os.path.abspath(vocab)
+
+
 def make_tokenizer(c):
   if 'text' not in c.modalities:
     return None

@@ -117,7 +117,7 @@ def _fit_adam(params, stats, features, columns, videos, c, *, epochs, batch_vide
     if step % steps_per_epoch == 0:
       order = rng.permutation(videos)
     batch = np.sort(order[(step % steps_per_epoch) * batch_videos:][:batch_videos])
-    x, targets, weights = _padded_rows(features, columns, batch, batch_videos)
+    x, targets, weights = padded_rows(features, columns, batch, batch_videos)
     # Cosine decay computed on the host: no device round trip per step.
     lr = np.float32(learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / total_steps)))
     params, opt_state = _adam_step(params, opt_state, stats, x, targets, weights, c,
@@ -125,23 +125,30 @@ def _fit_adam(params, stats, features, columns, videos, c, *, epochs, batch_vide
   return params
 
 
-def _padded_rows(features, columns, videos, size):
-  """Rows of the clips of `videos`, padded to `size` videos (weight 0) so shapes never change."""
+def padded_rows(features, targets, videos, size):
+  """(rows [size · clips, D], their targets, weights) of the clips of `videos`, padded to
+  `size` videos (weight 0) so shapes never change. `targets` [videos, ...]: a class column
+  per video, or any per-video array (multi-hot labels), repeated for each of its clips."""
   num_clips, dim = features.shape[1:]
   x = np.zeros((size, num_clips, dim), np.float32)
   x[:len(videos)] = features[videos]
   weights = np.repeat(np.arange(size) < len(videos), num_clips).astype(np.float32)
-  targets = np.repeat(np.pad(columns[videos], (0, size - len(videos))), num_clips)
-  return x.reshape(size * num_clips, dim), targets, weights
+  chosen = np.asarray(targets)[videos]
+  chosen = np.pad(chosen, [(0, size - len(videos))] + [(0, 0)] * (chosen.ndim - 1))
+  return x.reshape(size * num_clips, dim), np.repeat(chosen, num_clips, axis=0), weights
 
 
-@jax.jit
-def _video_scores(params, stats, x):
-  return _scores(params, stats, x).mean(axis=1)
+@functools.partial(jax.jit, static_argnames='score_fn')
+def _video_scores(params, stats, x, score_fn):
+  return score_fn(params, stats, x).mean(axis=1)
 
 
-def video_scores(params, stats, features, videos=None, chunk_videos=1024):
-  """Clip-averaged scores [len(videos), K] of [videos, clips, D] `features`, in chunks."""
+def video_scores(params, stats, features, videos=None, chunk_videos=1024, score_fn=None):
+  """Clip-averaged scores [len(videos), K] of [videos, clips, D] `features`, in chunks.
+
+  `score_fn(params, stats, x [..., D])` → scores [..., K]: the linear classifier's by default
+  (another classifier, `jax_mlp`, passes its own)."""
+  score_fn = score_fn or _scores
   videos = np.arange(features.shape[0]) if videos is None else np.asarray(videos)
   chunk_videos = min(chunk_videos, max(len(videos), 1))
   out = []
@@ -149,7 +156,7 @@ def video_scores(params, stats, features, videos=None, chunk_videos=1024):
     chunk = videos[start:start + chunk_videos]
     x = np.zeros((chunk_videos,) + features.shape[1:], np.float32)
     x[:len(chunk)] = features[chunk]  # The last chunk is padded: one compiled shape.
-    out.append(np.asarray(_video_scores(params, stats, x))[:len(chunk)])
+    out.append(np.asarray(_video_scores(params, stats, x, score_fn))[:len(chunk)])
   return np.concatenate(out)
 
 

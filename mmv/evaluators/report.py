@@ -37,8 +37,10 @@ NO_NUMBER = '—'
 NO_SOURCE = ('voc2007', 'imagenet')
 # Result keys that are measurements, averaged over splits; the rest (C, counts) are protocol:
 # linear probe `linear_top*` (and `linear_mAP` of multi-label images), zero-shot
-# classification `zero_shot_top*`, retrieval `t2v_*` and `v2t_*`.
-_METRIC = re.compile(r'^((linear|zero_shot)_top\d+|linear_mAP|[tv]2[vt]_.+)$')
+# classification `zero_shot_top*`, retrieval `t2v_*` and `v2t_*`, the MLP probe's (AudioSet)
+# `mlp_mAP`, `mlp_AUC` and `mlp_d_prime`.
+_METRIC = re.compile(r'^((linear|zero_shot)_top\d+|linear_mAP|mlp_(mAP|AUC|d_prime)|'
+                     r'[tv]2[vt]_.+)$')
 
 
 def canonical_benchmark(name):

@@ -30,7 +30,6 @@ import tempfile
 
 import argparse
 
-from absl import logging
 import jax
 import tensorflow as tf
 import tqdm
@@ -115,7 +114,7 @@ def run(config, workdir, output, *, step=None, overwrite=False):
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f'no workdir {workdir}')
   check_output(workdir, output, overwrite)
-  step = inference.latest_step(workdir) if step is None else int(step)
+  step = ckpt_lib.workdir_step(workdir, step)
   (video_model, video_vars, mesh), step = inference.restore(config, workdir, step)
   image_config = deflate.image_config(config)
   image_model = step_lib.create_model(inference.model_config(image_config))
@@ -250,9 +249,7 @@ def parse_args(argv):
 def main(argv=None):
   args = parse_args(argv)
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   try:
     if not os.path.isdir(args.workdir):
       raise FileNotFoundError(f'no workdir {args.workdir}')

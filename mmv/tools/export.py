@@ -43,7 +43,6 @@ import shutil
 import sys
 import tempfile
 
-from absl import logging
 import jax
 from jax.experimental import jax2tf
 import jax.numpy as jnp
@@ -90,19 +89,6 @@ def check_output(output, overwrite):
   if not os.path.exists(os.path.join(output, 'saved_model.pb')):
     raise FileExistsError(f'--output {output} is not empty and holds no saved_model.pb: '
                           '--overwrite replaces an earlier export only')
-
-
-def checkpoint_step(workdir, step):
-  """`step`, or the latest, checked to be a checkpoint of `workdir`."""
-  directory = os.path.join(workdir, 'checkpoints')
-  steps = ckpt_lib.existing_steps(directory)
-  if not steps:
-    raise FileNotFoundError(f'no checkpoint in {directory}')
-  if step is None:
-    return steps[-1]
-  if step not in steps:
-    raise FileNotFoundError(f'no checkpoint of step {step} in {directory}; steps there: {steps}')
-  return step
 
 
 def jax_functions(model, config, image_model=None, image_shapes=None):
@@ -294,12 +280,8 @@ def export(workdir, output, *, step=None, overwrite=False, platforms=('cpu', 'cu
   if config.get('method', 'mmv') != 'mmv':
     raise ValueError(f'the export writes MMV\'s signatures (S_va, S_vat, text); this run trained '
                      f'method {config.method!r}: use mmv.inference to embed with it')
-  vocab = pipeline.vocab_path(config.data)
-  if not os.path.exists(vocab):
-    raise FileNotFoundError(f'the training vocabulary {vocab!r} (data.data_dir/data.vocab of the '
-                            'run) is needed for the text signature; run from the directory '
-                            'training ran in, or pass --config with --data_dir')
-  step = checkpoint_step(workdir, step)
+  vocab = pipeline.run_vocabulary(config.data, 'for the text signature')
+  step = ckpt_lib.workdir_step(workdir, step)
   (model, variables, _), step = inference.restore(config, workdir, step)
   variables = jax.device_get(variables)
   words = text_ops.read_vocabulary(vocab)
@@ -375,10 +357,7 @@ def _platforms(value):
 def main(argv=None):
   args = parse_args(argv)
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
-  # Orbax says so each time it opens the run's checkpoints, read-only as intended.
-  logging.get_absl_logger().addFilter(
-      lambda record: not record.getMessage().startswith('Given directory is read only'))
+  ckpt_lib.quiet_read_only_opens()
   try:
     config = read_config(args.config, args.data_dir) if args.config else None
     step = export(args.workdir, args.output, step=args.step, overwrite=args.overwrite,
