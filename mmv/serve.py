@@ -36,6 +36,7 @@ from starlette import responses
 from starlette import routing
 import uvicorn
 
+from mmv import checkpoint as ckpt_lib
 from mmv import index_ann
 from mmv import media_inputs
 from mmv import moments
@@ -250,7 +251,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
-  logging.set_verbosity(logging.WARNING)
+  ckpt_lib.quiet_read_only_opens()
   f = flags.FLAGS
   try:
     index = moments.open_index(f.index, workdir=f.workdir)
