@@ -98,11 +98,11 @@ def test_the_server_binds_loopback_only(server):
   assert f'00000000:{port:04X}' not in listening  # Not 0.0.0.0.
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason='no `chromium` on PATH (Debian: apt-get install '
+                    'chromium; `make test` installs it when it can): the browser test did not '
+                    'run')
 def test_a_browser_types_a_sentence_and_sees_the_apis_first_moment_first(
     server, index_dir, tmp_path):
-  if CHROMIUM is None:
-    pytest.skip('no `chromium` on PATH (Debian: apt-get install chromium; `make test` '
-                'installs it when it can): the browser test did not run')
   playwright = pytest.importorskip('playwright.sync_api')
   expected = moments.search(index_dir, text=QUERY, top_k=12)[0]
   with playwright.sync_playwright() as p:
