@@ -201,7 +201,7 @@ def create_app(collection, *, max_upload_mb=50.0, top_k=12):
   async def thumb(request):
     file = request.query_params.get('file')
     path = collection.checked_path(file)
-    seconds = _float(request.query_params.get('t', '0'), 't', 0.0, 1e7)
+    seconds = _float(request.query_params.get('t'), 't', 0.0, 1e7) or 0.0
     jpeg = await concurrency.run_in_threadpool(_cached_thumbnail, path, os.path.getmtime(path),
                                                seconds)
     if jpeg is None:

@@ -149,9 +149,11 @@ def test_uploads_too_large_not_media_or_missing_get_a_clear_4xx(client):
   assert page.status_code == 413 and 'class="error"' in page.text  # The page says why.
 
 
-def test_bad_parameters_are_400(client):
+def test_bad_parameters_are_400(client, collection):
   assert client.get('/api/search', params={'q': 'first', 'top_k': 'x'}).status_code == 400
   assert client.get('/api/search', params={'q': 'first', 'top_k': 0}).status_code == 400
   assert client.get('/api/search', params={'q': 'first', 'dedupe': 3}).status_code == 400
   assert client.get('/api/search').status_code == 400
   assert client.get('/thumb', params={'file': '/x', 't': 'soon'}).status_code == 403
+  assert client.get('/thumb', params={'file': collection.files[0], 't': 'soon'}).status_code == 400
+  assert client.get('/thumb', params={'file': collection.files[0]}).status_code == 200  # t=0
