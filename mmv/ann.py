@@ -165,14 +165,51 @@ def build_from_array(vectors, directory, **kwargs):
                directory, len(vectors), vectors.shape[1], **kwargs)
 
 
-def sample_recall(index, vectors, *, queries=50, k=10, seed=0):
+def sample_recall(index, vectors, *, queries=50, k=10, seed=0, tie=1e-3):
   """recall@k of `index` against exact search over `vectors` (the rows it holds, in memory),
-  with `queries` of its rows drawn at random as the queries: how well it does on this data."""
+  with `queries` of its rows drawn at random as the queries: how well it does on this data.
+  A result whose exact score is within `tie` of the k-th exact score counts as found: the
+  float16 copy that re-ranks cannot order closer scores (overlapping windows of one file are
+  that close)."""
   rows = np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)),
                                             replace=False)
-  exact, _ = exact_search(vectors, vectors[rows], k)
-  found, _ = index.search(vectors[rows], k)
-  return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in zip(found, exact)]))
+  q = vectors[rows]
+  exact, exact_scores = exact_search(vectors, q, k)
+  found, _ = index.search(q, k)
+  hits = []
+  for f, e, kth, query in zip(found, exact, exact_scores[:, -1], q):
+    f = f[f >= 0]
+    scores = np.asarray(vectors[f], np.float32) @ query
+    hits.append((len(set(f) & set(e)) + np.sum(~np.isin(f, e) & (scores >= kth - tie))) /
+                len(e))
+  return float(np.mean(hits))
+
+
+def tune(index, vectors, directory=None, *, target=0.95, queries=50, seed=0):
+  """Raises `index`'s nprobe and rerank (cheapest first) until its `sample_recall` on
+  `vectors` reaches `target`, or all cells and 3200 candidates are searched; records the
+  settings in `directory`'s META_FILE if given. Returns the recall reached."""
+  nlist = faiss.extract_index_ivf(index.index).nlist
+  settings = sorted({(min(nlist, index.nprobe * 2 ** i), index.rerank * 2 ** j)
+                     for i in range(8) for j in range(6)}, key=lambda s: s[0] * s[1])
+  recall = sample_recall(index, vectors, queries=queries, seed=seed)
+  for nprobe, rerank in settings:
+    if recall >= target:
+      break
+    if nprobe * rerank <= index.nprobe * index.rerank:
+      continue
+    faiss.extract_index_ivf(index.index).nprobe = nprobe
+    index.nprobe, index.rerank = nprobe, rerank
+    recall = sample_recall(index, vectors, queries=queries, seed=seed)
+  if directory is not None:
+    path = os.path.join(directory, META_FILE)
+    with open(path) as f:
+      meta = json.load(f)
+    meta.update(nprobe=index.nprobe, rerank=index.rerank, sample_recall=round(recall, 4))
+    with open(path + '.tmp', 'w') as f:
+      json.dump(meta, f, indent=1)
+    os.replace(path + '.tmp', path)
+  return recall
 
 
 def load(directory, *, nprobe=None, rerank=None):

@@ -221,7 +221,8 @@ def main(argv):
     for space, built in index_ann.build(f.output).items():
       print(f'ANN index {space}: ' + (built if isinstance(built, str) else
                                       f'{built["windows"]} windows, recall@10 '
-                                      f'{built["recall@10"]:.3f} against exact search'))
+                                      f'{built["recall@10"]:.3f} against exact search '
+                                      f'(nprobe {built["nprobe"]}, rerank {built["rerank"]})'))
 
 
 if __name__ == '__main__':
