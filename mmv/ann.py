@@ -10,7 +10,8 @@ it), and an approximate index built by `mmv.embed --ann` answers instead:
   SIMD ("fast scan", 64 bytes per 512-d vector), probing `nprobe` cells; its `rerank` best
   candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
   kept on disk (a memmap: only the candidates' rows are read), so memory holds the codes, not
-  the vectors.
+  the vectors. `tune` raises nprobe and rerank until the index's own rows find 95% of their
+  exact top-10 (`sample_recall`): recall depends on the data, and this measures it.
 
 Vectors are unit rows (cosine similarity = inner product); faiss ranks the codes by L2, which
 ranks unit vectors as the inner product does. On disk, an ANN index is a directory:
