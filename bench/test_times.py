@@ -41,7 +41,8 @@ def run(fast, pytest_args):
 def report(status, wall, lines, top):
   print(f'\npytest exit {status}: {len(lines)} tests in {wall:.0f} s wall; CPU of the tests '
         f'{sum(t["cpu_s"] for t in lines):.0f} s (slow-marked '
-        f'{sum(t["cpu_s"] for t in lines if t["slow"]):.0f} s)')
+        f'{sum(t["cpu_s"] for t in lines if t["slow"]):.0f} s; in subprocesses '
+        f'{sum(t.get("subprocess_cpu_s", 0) for t in lines):.0f} s)')
   files = collections.defaultdict(lambda: [0, 0.0, 0.0, 0])
   for t in lines:
     f = files[t['test'].split('::')[0]]

@@ -99,13 +99,17 @@ def pytest_runtest_protocol(item, nextitem):
   import time  # pylint: disable=g-import-not-at-top
 
   def cpu():
+    """CPU seconds of this process and of the subprocesses it waited for."""
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                           resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime)
 
-  wall, used = time.perf_counter(), cpu()
+  wall, (own, children) = time.perf_counter(), cpu()
   yield
-  line = {'test': item.nodeid, 'wall_s': time.perf_counter() - wall, 'cpu_s': cpu() - used,
+  own_after, children_after = cpu()
+  line = {'test': item.nodeid, 'wall_s': time.perf_counter() - wall,
+          'cpu_s': own_after - own + children_after - children,
+          'subprocess_cpu_s': children_after - children,
           'slow': item.get_closest_marker('slow') is not None}
   with open(os.path.join(_TIMES, f'{os.getpid()}.jsonl'), 'a') as f:
     f.write(json.dumps(line) + '\n')

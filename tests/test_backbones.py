@@ -47,6 +47,7 @@ REFERENCE_RESNET18 = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(PAPER))
 def test_backbone_sizes_match_the_paper(name):
   params, dim = PAPER[name]
@@ -117,6 +118,7 @@ def test_space_to_depth_layout():
       [v[dt, 2 + dh, dw, :] for dt in (0, 1) for dh in (0, 1) for dw in (0, 1)]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['s3d_g', 'audio_resnet18', 'r2plus1d_18', 'audio_resnet9'])
 def test_remat_keeps_the_variables_and_checkpoints_blocks(name):
   """Same variables (checkpoints and the importer stay valid); blocks run under jax.checkpoint,

@@ -111,6 +111,7 @@ def _brave_config(**kw):
       predictor_lr_scale=10.0, predictor_pattern=r'.*predictor.*'), **kw))
 
 
+@pytest.mark.slow
 def test_weight_decay_and_predictor_scaling():
   batch = {'video_n': jnp.zeros((2, 2, 8, 8, 3)), 'video': jnp.zeros((2, 4, 4, 4, 3)),
            'audio': jnp.zeros((2, 16, 8, 1))}
@@ -144,6 +145,7 @@ def test_weight_decay_and_predictor_scaling():
                             3)
 
 
+@pytest.mark.slow
 def test_model_outputs_and_embeddings():
   rng = np.random.default_rng(3)
   batch = {'video_n': rng.uniform(size=(3, 2, 8, 8, 3)).astype(np.float32),

@@ -80,6 +80,7 @@ def save(tree, tmp_path):
   return path
 
 
+@pytest.mark.slow
 def test_release_round_trips_into_the_model_with_brave_outputs(tmp_path):
   x = reference.inputs()
   path = save(fake_release(BOTH), tmp_path)
@@ -127,6 +128,7 @@ def test_paper_release_names_all_map_and_the_decay_mask_is_brave_s():
     assert decayed == brave_rule, (path, module, name)
 
 
+@pytest.mark.slow
 def test_wrong_missing_and_extra_names_are_told(tmp_path):
   x = reference.inputs()
   abstract = abstract_variables(full_model(broad_video=False), x)
@@ -162,6 +164,7 @@ def test_release_file_is_read_without_running_code(tmp_path):
     brave_checkpoint.load_release(str(tmp_path / 'plain.npy'))
 
 
+@pytest.mark.slow
 def test_import_release_writes_step_0_that_restores(tmp_path):
   """configs/brave.py (the V/A model) from a fake paper release: step 0 of a workdir, whose
   params are the release's; a second import into it, or a config of another model, is refused."""

@@ -62,6 +62,7 @@ def _tree(directory):
 DAMAGES = ('ocdbt_data', 'manifest', 'meta')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', DAMAGES)
 def test_training_resumes_from_the_newest_intact_checkpoint(series, tmp_path, capsys, how):
   config, source, full_params = series
@@ -141,6 +142,7 @@ def _state_paths(opt_state):
           for path, _ in jax.tree_util.tree_flatten_with_path(opt_state)[0]}
 
 
+@pytest.mark.slow
 def test_another_optimiser_is_refused_in_one_line_not_taken_for_damage(series, tmp_path):
   """Weight decay turns Adam into AdamW, whose state has another tree: resuming names the
   paths that differ, in one line, and moves nothing; `train.restore_params_only` resumes at the

@@ -29,6 +29,7 @@ def _mmv_loss(nce_fn, mil_nce_fn, x, y, z, mask, y_mask, z_mask):
     (True, 2, (4, 2)),  # 4 examples per device in pieces of 2; batch over data and fsdp.
     (False, 1024, (8, 1)),  # One piece per device.
 ])
+@pytest.mark.slow
 def test_chunked_equals_dense_in_value_and_gradients(masked, chunk_size, mesh_shape):
   chex.assert_devices_available(8, 'cpu')
   x, y, z, mask, z_mask = _inputs(b=32)
@@ -81,6 +82,7 @@ def _temp_bytes(loss, batch, mesh):
   return compiled.memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_chunked_memory_grows_linearly_and_dense_quadratically():
   """XLA's memory analysis of the compiled programs (nothing runs): ×4 batch → ×4 vs ×16."""
   mesh = _mesh(8, 1)

@@ -104,6 +104,7 @@ def _networks(name):
   return video_net, image_net, variables, deflate.deflate_variables(variables, image_shapes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(NETWORKS))
 def test_the_deflated_network_on_an_image_is_the_edge_padded_video_network_on_a_static_video(
     name):
@@ -174,6 +175,7 @@ def test_the_space_to_depth_stem_sums_its_time_pairs():
                              atol=1e-4)
 
 
+@pytest.mark.slow
 def test_deflated_tsm_is_a_plain_resnet50_frame_by_frame():
   c = _model_config('tsm_resnet50', width_multiplier=0.0625)
   video_net = mmv_model.build_backbone(c, 'video')
@@ -207,6 +209,7 @@ def _count(tree):
 @pytest.mark.parametrize('name,options', [
     ('s3d_g', {}), ('s3d_g', {'space_to_depth': True}), ('tsm_resnet50', {}),
     ('tsm_resnet50x2', {}), ('r2plus1d_18', {})])
+@pytest.mark.slow
 def test_paper_size_deflated_parameter_counts(name, options):
   """The image network has the video one's parameters less the summed temporal dims: each 3D
   kernel [kt, ...] counts 1/kt of its size (the space-to-depth stem 1/(2·kt): its time pairs of

@@ -60,6 +60,7 @@ def _main(*argv):
   tool.main(list(argv))
 
 
+@pytest.mark.slow
 def test_the_refit_lowers_the_held_out_l1_and_fits_only_batchnorm(workdir, tmp_path, capsys):
   before = _digest(workdir)
   output = str(tmp_path / 'image')
@@ -91,6 +92,7 @@ def test_the_refit_lowers_the_held_out_l1_and_fits_only_batchnorm(workdir, tmp_p
   assert a.features.shape == b.features.shape and not np.allclose(a.features, b.features)
 
 
+@pytest.mark.slow
 def test_a_stopped_fit_resumes(workdir, tmp_path, monkeypatch, capsys):
   output = str(tmp_path / 'image')
   config = _small(inference.read_run_config(workdir), steps=8)
@@ -135,6 +137,7 @@ def test_refusals_are_one_line(workdir, data_dir, tmp_path):
   assert not os.path.exists(tmp_path / 'out')
 
 
+@pytest.mark.slow
 def test_an_imported_deepmind_s3d_release_deflates(data_dir, tmp_path):
   """The S3D-G release (space-to-depth stem) narrowed as tests/test_import_deepmind.py does,
   imported (no config.json: the config is given), deflated and measured on held-out frames

@@ -2,6 +2,8 @@
 
 import types
 
+import pytest
+
 from mmv import benchmarks
 from mmv import evaluate
 from mmv import train
@@ -30,6 +32,7 @@ class _Bar:
     pass
 
 
+@pytest.mark.slow
 def test_one_progress_line_per_split_counts_every_feature_set(config, tmp_path, monkeypatch):
   config.train.steps = 1
   config.train.checkpoint_every = 1

@@ -96,6 +96,7 @@ def _embeddings(seed):
   return emb
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('hypothesis', range(1, 10))
 def test_loss_equals_the_references_code(hypothesis):
   emb = _embeddings(hypothesis)
@@ -158,6 +159,7 @@ def test_unknown_hypothesis_is_refused():
     gdt_loss.gdt_loss({}, {'mask': jnp.ones(2)}, hypothesis=10)
 
 
+@pytest.mark.slow
 def test_sharded_loss_equals_single_device():
   """Hypothesis 9 (all views, every kind of pair) on 32 examples split over 8 devices: value and
   gradients equal one device's, and the negatives span the global batch."""

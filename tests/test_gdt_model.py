@@ -6,6 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mmv.models import gdt as gdt_model
 from mmv.models import mmv as mmv_model
@@ -45,6 +46,7 @@ def _model(views):
                        audio_head=head(), views=views, shift_view='shifted')
 
 
+@pytest.mark.slow
 def test_views_and_head():
   views = gdt_model.VIEWS
   model = _model(views)

@@ -38,6 +38,7 @@ def _batch(b=32, k=3):
   }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('microbatches,implementation', [(2, 'dense'), (4, 'chunked')])
 def test_cached_gradients_equal_those_of_the_whole_accumulated_batch(
     config, microbatches, implementation):

@@ -35,6 +35,7 @@ def _train_passes(model, variables, video, audio, text, passes=4):
   return stats
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('graph', heads.GRAPHS)
 def test_audio_never_moves_the_video_heads_statistics(config, graph):
   config.model.head = graph
@@ -77,6 +78,7 @@ def test_audio_never_moves_the_video_heads_statistics(config, graph):
       assert any(jax.tree.leaves(moved))  # The video did train these statistics.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('graph', ['fac_relu', 'fac_bnrelu'])
 def test_audio_reaches_vat_with_the_videos_statistics(config, graph):
   """At evaluation, audio → S_vat is the video's second head, in inference mode, even when

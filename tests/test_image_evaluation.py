@@ -33,6 +33,7 @@ TEST = {'000001': [(c, 0) for c in CLASSES[:15]],
         '000003': [('person', 0)]}
 
 
+@pytest.mark.slow
 def test_voc2007_evaluation_records_the_protocol_and_map(one_step_run, tmp_path):
   _, source = one_step_run
   workdir = str(tmp_path / 'run')
@@ -89,6 +90,7 @@ def test_image_protocol_blocks_are_checked(config):
   assert 'eval.voc2007' in added and old.eval.voc2007.crop_size == 224
 
 
+@pytest.mark.slow
 def test_synthetic_images_with_augmented_passes(one_step_run, tmp_path):
   config, workdir = one_step_run
   config = copy.deepcopy(config)

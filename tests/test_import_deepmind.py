@@ -135,6 +135,7 @@ WHERE_SHARED = {  # The audio and text backbones and the heads: the same in both
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model', ['s3d', 'tsm_resnet50'])
 def test_a_release_pickle_imports_with_every_array_in_its_variable(model, tmp_path):
   """Exactly the release code's keys and shapes (65,536 words): a pickle of zeros but for
@@ -289,6 +290,7 @@ def import_narrowed_s3d(tmp_path, data_dir):
   return workdir, config
 
 
+@pytest.mark.slow
 def test_import_round_trip_then_evaluate(data_dir, tmp_path):
   """The release's S3D-G pickle (its names; its shapes narrowed by `narrowed_shape`), written as
   DeepMind wrote it (dill 0.3.3, Haiku FlatMappings of jax DeviceArrays: see release_pickles),
@@ -439,6 +441,7 @@ def _error_lines(stderr):
                                                                             'W0000'))]
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_file_that_is_not_a_pickle_in_one_line(tmp_path):
   path = _not_pickles(tmp_path)[-1]
   result = _import_cli(path, tmp_path / 'out')
@@ -449,6 +452,7 @@ def test_the_cli_names_a_file_that_is_not_a_pickle_in_one_line(tmp_path):
   assert not (tmp_path / 'out').exists()  # Nothing written.
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(tmp_path):
   out_dir = tmp_path / 'run'
   checkpointer = ckpt_lib.Checkpointer(str(out_dir / 'checkpoints'))
@@ -465,6 +469,7 @@ def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(tmp
   assert sorted(p.relative_to(out_dir) for p in out_dir.rglob('*')) == before
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_release_of_another_layout_in_one_line(tmp_path):
   path = tmp_path / 'other.pkl'  # Another model's names.
   path.write_bytes(pickle.dumps({'params': {'mmv/conv': {'w': np.zeros(3)}}, 'state': {}}))
@@ -477,6 +482,7 @@ def test_the_cli_names_a_release_of_another_layout_in_one_line(tmp_path):
   assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_refused_pickle_and_a_missing_file_in_one_line(tmp_path):
   marker = tmp_path / 'ran'
   path = tmp_path / 'evil.pkl'
@@ -495,6 +501,7 @@ def test_the_cli_names_a_refused_pickle_and_a_missing_file_in_one_line(tmp_path)
   assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.slow
 def test_the_cli_shows_the_traceback_with_verbose(tmp_path):
   result = _import_cli(tmp_path / 'missing.pkl', tmp_path / 'out', '--verbose')
   assert result.returncode == 1
@@ -502,6 +509,7 @@ def test_the_cli_shows_the_traceback_with_verbose(tmp_path):
   assert result.stderr.rstrip().splitlines()[-1].startswith('FileNotFoundError: [Errno 2]')
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_missing_vocabulary_in_one_line(tmp_path):
   path = tmp_path / 'mmv_s3d.pkl'  # Never read: the vocabulary is checked first.
   result = _import_cli(path, tmp_path / 'out', f'--config.data.data_dir={tmp_path / "none"}')

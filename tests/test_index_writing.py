@@ -191,3 +191,21 @@ def test_window_starts_cover_the_file():
     window_embed.window_starts(5.0, 1.6, 0)
   with pytest.raises(media_inputs.UnreadableInput):
     window_embed.probe(os.devnull)
+
+
+def test_embed_cli_lists_an_unreadable_file_and_goes_on(workdir, videos, tmp_path):
+  (videos / 'broken.mp4').write_bytes(b'not a video')
+  index = tmp_path / 'index'
+  out = subprocess.run(
+      [sys.executable, '-m', 'mmv.embed', '--workdir', workdir, '--input', str(videos),
+       '--output', str(index), '--hop', '0.5', '--noprogress'],
+      capture_output=True, text=True, cwd=ROOT, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  # 1.6 s files, windows of 1.6 s: one each.
+  assert '4 files indexed, 4 new (4 windows of 1.6 s every 0.5 s)' in out.stdout
+  assert 'protocol synthetic' in out.stdout
+  assert 'skipped 1 unreadable:\n  broken.mp4: ' in out.stdout
+  settings = index_files.read_settings(str(index))
+  assert settings['protocol']['name'] == 'synthetic' and settings['hop'] == 0.5
+  assert settings['model']['checkpoint_mtime'] == os.stat(
+      os.path.join(workdir, 'checkpoints', '3')).st_mtime

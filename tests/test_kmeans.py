@@ -57,6 +57,7 @@ def test_an_empty_cluster_takes_the_farthest_point_as_sklearn_does():
   assert np.bincount(ours.labels, minlength=4).min() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('init', ['k-means++', 'random'])
 def test_split_over_8_devices_equals_one_device(init):
   x, _ = _blobs(n=301, d=7, centers=9, std=3.0)

@@ -134,6 +134,7 @@ def test_mmv_loss_terms_match_the_formula_with_missing_modalities():
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('masked', [False, True])
 def test_sharded_loss_equals_single_device(masked):
   """Value and gradients on a batch split over 8 devices equal those on one device."""
@@ -166,6 +167,7 @@ def test_sharded_loss_equals_single_device(masked):
   assert abs(float(part) - float(single[0][0])) > 1e-3
 
 
+@pytest.mark.slow
 def test_loss_gradients_are_finite_when_modalities_are_missing():
   x, y, z, _, _ = _inputs()
   mask = np.zeros(16, np.float32)

@@ -71,6 +71,7 @@ def test_unknown_names_are_errors(config):
     model.init(jax.random.key(0), mmv_method.init_batch(config), train=False)
 
 
+@pytest.mark.slow
 def test_batchnorm_uses_batch_statistics_in_training(config):
   model = _model(config, 'fac_relu')
   video, audio, text = _inputs(config, 4)

@@ -64,6 +64,7 @@ def test_spectrogram_of_a_known_tone():
     audio_ops.log_mel_spectrogram(wave, log_offset='nope', **kw)
 
 
+@pytest.mark.slow
 def test_training_stream_is_determined_by_the_seed_and_resumes_exactly(config):
   # 64 clips in 4 shards, batches of 8: 12 batches cross an epoch boundary.
   full, batches = _train(config, 12, seed=3)

@@ -97,6 +97,7 @@ def test_video_folds_keep_the_clips_of_a_video_together():
   assert len(linear_probe.video_folds(np.array([0, 0, 1, 1, 1, 1]), 5)) == 2
 
 
+@pytest.mark.slow
 def test_jax_lbfgs_matches_sklearn_within_one_point():
   data = _clustered(3, classes=20, dim=64, train_videos=30, test_videos=30, train_clips=5,
                     test_clips=4, separation=0.4)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What TensorFlow 2.21 prints when it is imported with its defaults (absl's line comes before
 # the first message logged; oneDNN's is on x86-64 Linux builds; the CPU feature line where the
@@ -28,6 +30,7 @@ def _start_up(stderr):
   return [line for line in stderr.splitlines() if any(s in line for s in START_UP_LINES)]
 
 
+@pytest.mark.slow
 def test_a_cli_starts_quietly_and_mmv_verbose_brings_tensorflow_lines_back():
   stdout, stderr = _stderr(['-m', 'mmv.search', '--help'])
   assert '--index' in stdout  # The command ran (and imported TensorFlow).
@@ -40,6 +43,7 @@ def test_a_cli_starts_quietly_and_mmv_verbose_brings_tensorflow_lines_back():
   assert 'oneDNN custom operations are on' in verbose, verbose
 
 
+@pytest.mark.slow
 def test_launch_starts_quietly():
   stdout, stderr = _stderr(['launch.py', '--help'])
   assert '--workdir' in stdout

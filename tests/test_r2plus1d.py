@@ -55,6 +55,7 @@ def test_parameter_count_is_torchvisions():
   assert out.shape == (1, 512) == (1, net.output_dim)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('train', [False, True])
 def test_features_equal_torchvisions(train):
   f, weights = _fixture()

@@ -51,6 +51,7 @@ def _specs(tree):
           for path, leaf in flat}
 
 
+@pytest.mark.slow
 def test_rules_place_parameters_and_adam_moments_through_training(config, tmp_path):
   """fsdp=2 with rules for the word embeddings and the video kernels, the chunked loss and two
   micro-batches: the state is created, trained, saved and restored on those shardings."""

@@ -44,6 +44,7 @@ def test_batch_shares_follow_the_weights():
     mixture.batch_counts([100, 1], 8)
 
 
+@pytest.mark.slow
 def test_mixture_batches_carry_modality_masks_the_losses_honour(config, tmp_path):
   other = _audioset_like(config.data.data_dir, str(tmp_path / 'audioset'))
   config.data.mixture = ((config.data.data_dir, 'train', 3.0), (other, 'train', 1.0))
@@ -74,6 +75,7 @@ def test_mixture_batches_carry_modality_masks_the_losses_honour(config, tmp_path
   assert abs(float(nce(changed, audio) - nce(video, audio))) > 1e-3
 
 
+@pytest.mark.slow
 def test_mixture_resumes_exactly_across_epochs_and_counts_skips(config, tmp_path):
   other = _audioset_like(config.data.data_dir, str(tmp_path / 'audioset'), garbage_at=5)
   config.data.mixture = ((config.data.data_dir, 'train', 3.0), (other, 'train', 1.0))

@@ -50,6 +50,7 @@ def test_checkpoint_save_restore_is_identical(config, tmp_path):
   ckpt.close()
 
 
+@pytest.mark.slow
 def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
   full = train.train(config, str(tmp_path / 'full'))
   assert full['step'] == 4
@@ -70,6 +71,7 @@ def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
   assert any(f.startswith('events') for f in os.listdir(tmp_path / 'full' / 'tensorboard'))
 
 
+@pytest.mark.slow
 def test_metrics_stay_on_the_devices_between_log_steps(config, tmp_path, monkeypatch):
   """8 steps logged every 4: metrics reach the host twice (at steps 4 and 8, the latter also
   the checkpoint step), not at every step; each record holds its own step's metrics, in
@@ -116,6 +118,7 @@ def test_metrics_stay_on_the_devices_between_log_steps(config, tmp_path, monkeyp
     assert logged[step]['examples_per_sec'] > 0
 
 
+@pytest.mark.slow
 def test_run_resumed_inside_the_profile_window_traces_the_rest(config, tmp_path):
   config.train.steps = 2
   train.train(config, str(tmp_path))

@@ -106,6 +106,7 @@ def _record_ends(path):
   return ends
 
 
+@pytest.mark.slow
 def test_evaluation_record_counts_videos_of_a_truncated_shard_and_warns(config, tmp_path,
                                                                         monkeypatch):
   data_dir = _copy_dataset(config.data.data_dir, tmp_path / 'data')

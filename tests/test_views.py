@@ -89,6 +89,7 @@ def batch(views_dir):
   return {k: np.concatenate([_finish(h, c)[k] for h in hosts]) for k in _finish(hosts[0], c)}
 
 
+@pytest.mark.slow
 def test_views_have_their_shapes_and_lie_where_placed(c, batch):
   shapes = pipeline.output_shapes(c)
   assert set(batch) - {'filename', 'label_name'} == set(shapes)
@@ -142,6 +143,7 @@ def test_views_draw_their_own_crop_flip_and_colour(c):
   np.testing.assert_array_equal(green[:, 0] > green[:, -1], host['frames_twin_flip'] > 0)
 
 
+@pytest.mark.slow
 def test_views_are_determined_by_seed_and_position_and_leave_the_main_clip_alone(c):
   first = _train_batches(c, n=3, seed=5)
   s = stream.train_stream(c, batch_size=8, seed=5)
@@ -242,6 +244,7 @@ def test_int64_keys_round_trip_through_int32_pairs():
     key_ops.to_int64(values)
 
 
+@pytest.mark.slow
 def test_key_labels_label_each_record_of_a_training_stream(c):
   c.with_keys = True
   keys = _keys_by_name(c)

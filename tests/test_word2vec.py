@@ -65,6 +65,7 @@ def test_a_fresh_train_state_holds_the_word2vec_vectors(config, tmp_path):
     word2vec.load_matrix(config.model, vocabulary)
 
 
+@pytest.mark.slow
 def test_vocabulary_cli_writes_the_most_frequent_words(tmp_path):
   path, vocab = str(tmp_path / 'vectors.bin.gz'), str(tmp_path / 'vocab.txt')
   word2vec_files.write_binary(path, ENTRIES, 3)
