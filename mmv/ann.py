@@ -32,10 +32,9 @@ os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 import faiss  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# Rows up to which search is exact (numpy) and answers in about 50 ms or less on 2 busy cores:
-# 100k x 512 float32 = 200 MB read per query (bench/RESULTS.md: 78 ms median at 100k, 160 ms at
-# 250k with the cores' load average at 12); an index above it should get an ANN index from
-# `mmv.embed --ann` (search says so).
+# Rows up to which exact search is the one to use: 100k x 512 float32 = 200 MB read per query,
+# 16 ms on 2 quiet cores, up to ~80 ms when other jobs load them (bench/RESULTS.md); above it
+# search says to build an ANN index (`mmv.embed --ann`).
 EXACT_LIMIT = 100_000
 ANN_FILE = 'index.faiss'
 VECTORS_FILE = 'vectors.f16.npy'
