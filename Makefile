@@ -5,13 +5,23 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DATA := data/synthetic
 
-.PHONY: install data demo test test-fast clean
+.PHONY: install chromium data demo test test-fast clean
 
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# The browser test (tests/test_serve_browser.py) drives Debian's `chromium`: installed here when
+# it is missing and apt-get can (as root); otherwise that test is skipped and says why (-rs).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo 'installing chromium (Debian package) for the browser test'; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    || echo 'could not install chromium: the browser test will be skipped'; \
+	else echo 'no chromium and no apt-get as root: the browser test will be skipped'; fi
 
 install: $(STAMP)
 
@@ -31,13 +41,13 @@ demo: install data
 	$(PY) -m mmv.tools.demo_check runs/demo/eval.json
 	$(PY) -m mmv.table --records runs/demo/eval.json
 
-test: install
-	$(PY) -m pytest -n 2 --dist loadfile --durations=10 tests
+test: install chromium
+	$(PY) -m pytest -n 2 --dist loadfile -rs --durations=10 tests
 
 # The unit tier, to run while working: no process launches, no media conversion, no training
 # runs (tests marked `slow` in tests/, see pytest.ini). CI runs the whole suite (`make test`).
 test-fast: install
-	$(PY) -m pytest -n 2 --dist loadfile -m 'not slow' --durations=10 tests
+	$(PY) -m pytest -n 2 --dist loadfile -rs -m 'not slow' --durations=10 tests
 
 clean:
 	rm -rf runs $(DATA)

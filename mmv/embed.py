@@ -35,6 +35,7 @@ import tensorflow as tf
 import tqdm
 
 from mmv import checkpoint as ckpt_lib
+from mmv import index_ann
 from mmv import index_files
 from mmv import index_model
 from mmv import inference
@@ -188,6 +189,8 @@ def define_flags():
   flags.DEFINE_integer('part_size', 16, 'Files per part written.')
   flags.DEFINE_enum('dtype', 'float32', inference.DTYPES, 'Compute dtype of the model.')
   flags.DEFINE_bool('progress', True, 'A progress bar on stderr (on a terminal).')
+  flags.DEFINE_bool('ann', False, 'Then (re)build the approximate (faiss) index of the '
+                    'windows that search uses past exact search\'s size (mmv.index_ann).')
   flags.mark_flags_as_required(['workdir', 'input', 'output'])
 
 
@@ -214,6 +217,12 @@ def main(argv):
     print(f'skipped {len(report["unreadable"])} unreadable:')
     for u in report['unreadable']:
       print(f'  {u["name"]}: {u["reason"]}')
+  if f.ann:
+    for space, built in index_ann.build(f.output).items():
+      print(f'ANN index {space}: ' + (built if isinstance(built, str) else
+                                      f'{built["windows"]} windows, recall@10 '
+                                      f'{built["recall@10"]:.3f} against exact search '
+                                      f'(nprobe {built["nprobe"]}, rerank {built["rerank"]})'))
 
 
 if __name__ == '__main__':

@@ -14,7 +14,9 @@ sentence is matched against the picture in S_vat (as the retrieval benchmarks), 
 (`--video`) too (look-alikes), a sound (`--audio`) against the indexed sound in S_va
 (sound-alikes; `--audio_against video`: the picture in S_va). `--dedupe T` drops a result whose
 cosine similarity to a better one (or, for a file query, to the query: its own copies) is at
-least T. What is matched how: `mmv.moments`. The query is embedded by the model the index was
+least T. What is matched how: `mmv.moments`. Windows are searched exactly up to a few hundred
+thousand (`mmv.ann.EXACT_LIMIT`); where `mmv.embed --ann` built an approximate index (faiss) it
+is used (`--exact` to search exactly anyway). The query is embedded by the model the index was
 made with, as its windows were (`--workdir` if the run has moved since).
 
 --precision_at K: every label of the indexed files (the labels of the input CSV) is a query,
@@ -24,6 +26,7 @@ labels (and each label's with --json).
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -31,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
+from mmv import index_ann
 from mmv import moments
 
 
@@ -67,6 +71,8 @@ def define_flags():
   flags.DEFINE_float('merge', 0.05, 'A neighbouring window joins a moment when it scores at '
                      'most this below the moment\'s best window.')
   flags.DEFINE_integer('top_k', 10, 'Results shown.')
+  flags.DEFINE_bool('exact', False, 'Exact search even where `mmv.embed --ann` built an '
+                    'approximate index.')
   flags.DEFINE_bool('json', False, 'Print the results as JSON: a list of {file, start, end, '
                     'score, ...}.')
   flags.DEFINE_string('workdir', None, 'The model\'s workdir if it moved since the index was '
@@ -102,9 +108,13 @@ def main(argv):
         print(f'precision@{f.precision_at} of {len(per_label)} label queries over '
               f'{len(index.files)} files: {mean:.1f}%')
       return
+    anns, notes = index_ann.load(index) if not f.exact else ({}, [])
+    for note in notes:
+      print(f'note: {note}', file=sys.stderr)
     found = moments.search(index, text=text, audio_file=f.audio, video_file=f.video,
                            files=f.files, top_k=f.top_k, dedupe=f.dedupe, merge=f.merge,
-                           audio_against=f.audio_against)
+                           audio_against=f.audio_against,
+                           scorer=index_ann.scorer(index, anns))
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f'error: {e}') from None
   print(json.dumps(found, indent=1) if f.json else _format(found))

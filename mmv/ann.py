@@ -1,0 +1,224 @@
+"""Approximate nearest-neighbour search (faiss) for indexes past exact search's size.
+
+Exact search (`exact_search`: one matrix product over the rows held in memory) is the default;
+its time grows with the rows (memory-bound: 512-d float32 is 2 KB a row read per query), past
+EXACT_LIMIT rows it is slower than ~50 ms per query on 2 CPU cores (bench/ann_scale.py measures
+it), and an approximate index built by `mmv.embed --ann` answers instead:
+
+  faiss IVF (an inverted file of `nlist` k-means cells; an HNSW graph finds a vector's cell when
+  nlist is large, so adding millions of vectors stays fast) over 4-bit PQ codes scanned with
+  SIMD ("fast scan", 64 bytes per 512-d vector), probing `nprobe` cells; its `rerank` best
+  candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
+  kept on disk (a memmap: only the candidates' rows are read), so memory holds the codes, not
+  the vectors. `tune` raises nprobe and rerank until the index's own rows find 95% of their
+  exact top-10 (`sample_recall`): recall depends on the data, and this measures it.
+
+Vectors are unit rows (cosine similarity = inner product); faiss ranks the codes by L2, which
+ranks unit vectors as the inner product does. On disk, an ANN index is a directory:
+  index.faiss     the faiss index (codes, cells)
+  vectors.f16.npy the vectors as float16 [N, D] (np.lib.format, opened as a memmap)
+  ann.json        rows, dim, the factory string, nprobe, rerank
+"""
+
+import json
+import math
+import os
+import time
+
+# OpenMP threads that spin while waiting (libgomp's default) make faiss 20-40x slower on a
+# machine whose cores are shared with other jobs (measured: training 118 s against 3 s on 2
+# busy cores); faiss's wheel loads its own libgomp, which reads this when faiss is imported.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+import faiss  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Rows up to which exact search is the one to use: 100k x 512 float32 = 200 MB read per query,
+# 16 ms on 2 quiet cores, up to ~80 ms when other jobs load them (bench/RESULTS.md); above it
+# search says to build an ANN index (`mmv.embed --ann`).
+EXACT_LIMIT = 100_000
+ANN_FILE = 'index.faiss'
+VECTORS_FILE = 'vectors.f16.npy'
+META_FILE = 'ann.json'
+
+
+def exact_search(gallery, queries, k):
+  """(ids [Q, k], scores [Q, k]) of the k rows of `gallery` [N, D] with the largest inner
+  product with each of `queries` [Q, D]; ties keep row order."""
+  scores = np.atleast_2d(np.asarray(queries, np.float32)) @ np.asarray(gallery, np.float32).T
+  k = min(k, scores.shape[1])
+  ids = np.empty([len(scores), k], np.int64)
+  for q, row in enumerate(scores):
+    # The k-th best score in linear time; ties at it keep the lowest rows (a stable sort's).
+    kth = row[np.argpartition(-row, k - 1)[k - 1]] if k < len(row) else -np.inf
+    chosen = np.flatnonzero(row > kth)
+    chosen = np.concatenate([chosen, np.flatnonzero(row == kth)[:k - len(chosen)]])
+    ids[q] = chosen[np.argsort(-row[chosen], kind='stable')]
+  return ids, np.take_along_axis(scores, ids, axis=1)
+
+
+def default_params(rows, dim):
+  """(faiss factory string, nprobe, rerank) for `rows` vectors of `dim` dimensions: ~sqrt(N)
+  cells (a power of 2; at least 39 vectors a cell to train the k-means), an HNSW quantizer from
+  4096 cells on (adding 10M vectors to flat cells costs 10M x 4096 dot products), dim/4 4-bit
+  sub-quantizers (dim/8 bytes per vector)."""
+  nlist = max(1, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(rows))))))
+  nlist = max(1, min(nlist, rows // 39))
+  quantizer = f'IVF{nlist}_HNSW32' if nlist >= 4096 else f'IVF{nlist}'
+  m = max(1, dim // 4)
+  while dim % m:
+    m -= 1
+  return f'{quantizer},PQ{m}x4fs', min(nlist, max(16, nlist // 32)), 100
+
+
+class AnnIndex:
+  """A faiss index over codes and a float16 memmap of the vectors for exact re-ranking."""
+
+  def __init__(self, index, vectors, nprobe, rerank):
+    self.index, self.vectors = index, vectors
+    self.nprobe, self.rerank = nprobe, rerank
+    faiss.extract_index_ivf(index).nprobe = nprobe
+
+  @property
+  def rows(self):
+    return self.index.ntotal
+
+  def search(self, queries, k):
+    """(ids [Q, k], scores [Q, k]) of the approximate k nearest rows by inner product; ids of
+    -1 (score -inf) where fewer than k were found."""
+    queries = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+    _, candidates = self.index.search(queries, max(k, self.rerank))
+    ids = np.full([len(queries), k], -1, np.int64)
+    scores = np.full([len(queries), k], -np.inf, np.float32)
+    for q, row in enumerate(candidates):
+      found = np.unique(row[row >= 0])  # Sorted: reads the memmap in file order.
+      if not len(found):
+        continue
+      exact = self.vectors[found].astype(np.float32) @ queries[q]
+      best = np.argsort(-exact, kind='stable')[:k]
+      ids[q, :len(best)], scores[q, :len(best)] = found[best], exact[best]
+    return ids, scores
+
+
+def train_size(rows, dim, factory=None):
+  """How many vectors train the index: 40 a cell (faiss's k-means wants >= 39), >= 20k."""
+  nlist = faiss.extract_index_ivf(faiss.index_factory(
+      dim, factory or default_params(rows, dim)[0])).nlist
+  return min(rows, max(20_000, 40 * nlist))
+
+
+def build(chunks, directory, rows, dim, *, factory=None, nprobe=None, rerank=None,
+          sample=None, seed=0, log=None):
+  """Builds an ANN index of `rows` vectors in `directory` from `chunks`, a function returning
+  an iterable of float32 [n, dim] unit-row arrays (in row order, summing to `rows`; called
+  twice, once for a uniform training sample of `train_size` rows, once to add, unless `sample`
+  gives the training vectors), so that memory holds one chunk and the codes. Returns the
+  loaded AnnIndex."""
+  factory_d, nprobe_d, rerank_d = default_params(rows, dim)
+  factory, nprobe, rerank = factory or factory_d, nprobe or nprobe_d, rerank or rerank_d
+  os.makedirs(directory, exist_ok=True)
+  log = log or (lambda message: None)
+  index = faiss.index_factory(dim, factory)
+  faiss.extract_index_ivf(index).cp.niter = 10  # Not 25: the cells change little after 10.
+  if sample is None:
+    size = train_size(rows, dim, factory)
+    take = np.sort(np.random.default_rng(seed).choice(rows, size=size, replace=False))
+    sample, start = [], 0
+    for chunk in chunks():
+      sample.append(chunk[take[(take >= start) & (take < start + len(chunk))] - start])
+      start += len(chunk)
+    sample = np.concatenate(sample)
+  t = time.perf_counter()
+  index.train(np.ascontiguousarray(sample, np.float32))
+  log(f'trained {factory} on {len(sample)} vectors in {time.perf_counter() - t:.1f} s')
+  del sample
+  vectors_tmp = os.path.join(directory, VECTORS_FILE + '.tmp')
+  vectors = np.lib.format.open_memmap(vectors_tmp, mode='w+', dtype=np.float16,
+                                      shape=(rows, dim))
+  start = 0
+  for chunk in chunks():
+    chunk = np.ascontiguousarray(chunk, np.float32)
+    if start + len(chunk) > rows:
+      raise ValueError(f'the chunks hold more than the {rows} rows announced')
+    index.add(chunk)
+    vectors[start:start + len(chunk)] = chunk
+    start += len(chunk)
+  if start != rows:
+    raise ValueError(f'the chunks held {start} rows, {rows} announced')
+  vectors.flush()
+  del vectors
+  os.replace(vectors_tmp, os.path.join(directory, VECTORS_FILE))
+  faiss.write_index(index, os.path.join(directory, ANN_FILE + '.tmp'))
+  os.replace(os.path.join(directory, ANN_FILE + '.tmp'), os.path.join(directory, ANN_FILE))
+  meta = {'rows': rows, 'dim': dim, 'factory': factory, 'nprobe': nprobe, 'rerank': rerank}
+  with open(os.path.join(directory, META_FILE + '.tmp'), 'w') as f:
+    json.dump(meta, f, indent=1)
+  os.replace(os.path.join(directory, META_FILE + '.tmp'), os.path.join(directory, META_FILE))
+  log(f'added {rows} vectors in {time.perf_counter() - t:.1f} s since training began')
+  return load(directory)
+
+
+def build_from_array(vectors, directory, **kwargs):
+  """`build` of the rows of one in-memory array [N, D]."""
+  vectors = np.asarray(vectors, np.float32)
+  step = 100_000
+  return build(lambda: (vectors[i:i + step] for i in range(0, len(vectors), step)),
+               directory, len(vectors), vectors.shape[1], **kwargs)
+
+
+def sample_recall(index, vectors, *, queries=50, k=10, seed=0, tie=1e-3):
+  """recall@k of `index` against exact search over `vectors` (the rows it holds, in memory),
+  with `queries` of its rows drawn at random as the queries: how well it does on this data.
+  A result whose exact score is within `tie` of the k-th exact score counts as found: the
+  float16 copy that re-ranks cannot order closer scores (overlapping windows of one file are
+  that close)."""
+  rows = np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)),
+                                            replace=False)
+  q = vectors[rows]
+  exact, exact_scores = exact_search(vectors, q, k)
+  found, _ = index.search(q, k)
+  hits = []
+  for f, e, kth, query in zip(found, exact, exact_scores[:, -1], q):
+    f = f[f >= 0]
+    scores = np.asarray(vectors[f], np.float32) @ query
+    hits.append((len(set(f) & set(e)) + np.sum(~np.isin(f, e) & (scores >= kth - tie))) /
+                len(e))
+  return float(np.mean(hits))
+
+
+def tune(index, vectors, directory=None, *, target=0.95, queries=50, seed=0):
+  """Raises `index`'s nprobe and rerank (cheapest first) until its `sample_recall` on
+  `vectors` reaches `target`, or all cells and 3200 candidates are searched; records the
+  settings in `directory`'s META_FILE if given. Returns the recall reached."""
+  nlist = faiss.extract_index_ivf(index.index).nlist
+  settings = sorted({(min(nlist, index.nprobe * 2 ** i), index.rerank * 2 ** j)
+                     for i in range(8) for j in range(6)}, key=lambda s: s[0] * s[1])
+  recall = sample_recall(index, vectors, queries=queries, seed=seed)
+  for nprobe, rerank in settings:
+    if recall >= target:
+      break
+    if nprobe * rerank <= index.nprobe * index.rerank:
+      continue
+    faiss.extract_index_ivf(index.index).nprobe = nprobe
+    index.nprobe, index.rerank = nprobe, rerank
+    recall = sample_recall(index, vectors, queries=queries, seed=seed)
+  if directory is not None:
+    path = os.path.join(directory, META_FILE)
+    with open(path) as f:
+      meta = json.load(f)
+    meta.update(nprobe=index.nprobe, rerank=index.rerank, sample_recall=round(recall, 4))
+    with open(path + '.tmp', 'w') as f:
+      json.dump(meta, f, indent=1)
+    os.replace(path + '.tmp', path)
+  return recall
+
+
+def load(directory, *, nprobe=None, rerank=None):
+  """The AnnIndex written by `build` in `directory` (search settings overridable)."""
+  with open(os.path.join(directory, META_FILE)) as f:
+    meta = json.load(f)
+  index = faiss.read_index(os.path.join(directory, ANN_FILE))
+  vectors = np.load(os.path.join(directory, VECTORS_FILE), mmap_mode='r')
+  if index.ntotal != meta['rows'] or vectors.shape != (meta['rows'], meta['dim']):
+    raise ValueError(f'{directory}: the faiss index ({index.ntotal} rows) and vectors '
+                     f'{vectors.shape} do not match {META_FILE}: rebuild it (mmv.embed --ann)')
+  return AnnIndex(index, vectors, nprobe or meta['nprobe'], rerank or meta['rerank'])

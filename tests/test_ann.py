@@ -1,0 +1,102 @@
+"""Approximate search (mmv.ann, mmv.index_ann): recall against exact search, and its use by
+moments.search only while it covers the index."""
+
+import os
+
+import numpy as np
+from sklearn import neighbors
+
+from mmv import ann
+from mmv import index_ann
+from mmv import moments
+
+
+def _clustered(n, dim=64, clusters=50, seed=0):
+  """Unit vectors around random centres, each cluster spread in a few directions of its own
+  (embeddings have clusters and few dimensions within them; uniform ones have neither), and a
+  little noise in all."""
+  centres = np.random.default_rng(0).standard_normal([clusters, dim]) / np.sqrt(dim)
+  spread = np.random.default_rng(1).standard_normal([clusters, 4, dim]) / np.sqrt(dim)
+  rng = np.random.default_rng(seed + 2)
+  k = rng.integers(0, clusters, n)
+  x = (centres[k] + 0.5 * np.einsum('nd,nde->ne', rng.standard_normal([n, 4]), spread[k]) +
+       0.05 * rng.standard_normal([n, dim]) / np.sqrt(dim))
+  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_exact_search_is_scikit_learn_nearest_neighbours():
+  gallery, queries = _clustered(3000), _clustered(20, seed=1)
+  ids, scores = ann.exact_search(gallery, queries, 10)
+  nn = neighbors.NearestNeighbors(n_neighbors=10, algorithm='brute', metric='cosine')
+  distances, expected = nn.fit(gallery).kneighbors(queries)
+  np.testing.assert_array_equal(ids, expected)
+  np.testing.assert_allclose(scores, 1 - distances, atol=1e-5)
+
+
+def test_exact_search_ties_keep_row_order():
+  gallery = np.zeros([6, 4], np.float32)
+  gallery[[1, 3, 4], 0] = 1.0
+  ids, _ = ann.exact_search(gallery, np.array([1, 0, 0, 0], np.float32), 2)
+  np.testing.assert_array_equal(ids, [[1, 3]])
+
+
+def test_ann_recall_at_10_against_exact(tmp_path):
+  gallery, queries = _clustered(20_000), _clustered(50, seed=2)
+  index = ann.build_from_array(gallery, str(tmp_path / 'ann'))
+  found, scores = index.search(queries, 10)
+  exact, exact_scores = ann.exact_search(gallery, queries, 10)
+  recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+  assert recall >= 0.9, recall
+  assert ann.sample_recall(index, gallery) >= 0.9
+  # One cell probed, no more candidates than results: the approximation shows.
+  assert ann.sample_recall(ann.load(str(tmp_path / 'ann'), nprobe=1, rerank=10), gallery) < 0.9
+  # Re-ranked scores are the float16 vectors' inner products: the exact ones to ~1e-3.
+  hit = found == exact
+  np.testing.assert_allclose(scores[hit], exact_scores[hit], atol=2e-3)
+  # Probing every cell and re-ranking many finds the exact neighbours.
+  full = ann.load(str(tmp_path / 'ann'), nprobe=index.index.nlist, rerank=2000)
+  found, _ = full.search(queries, 10)
+  assert np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)]) >= 0.99
+
+
+def _index(tmp_path, files=40, windows=50, dim=64):
+  """A moments.Index of clustered window vectors (no model: queries are given as vectors)."""
+  rows = files * windows
+  vectors = {s: _clustered(rows, dim, seed=k) for k, s in enumerate(('vat', 'va', 'sound'))}
+  window_file = np.repeat(np.arange(files), windows)
+  starts = np.tile(np.arange(windows, dtype=np.float64), files)
+  entries = [{'file': f'/videos/{i}.mp4', 'name': f'{i}.mp4', 'duration': float(windows)}
+             for i in range(files)]
+  file_vectors = {s: np.stack([v[window_file == i].mean(0) for i in range(files)])
+                  for s, v in vectors.items()}
+  return moments.Index(str(tmp_path), None, {'hop': 1.0}, entries, file_vectors, vectors,
+                       window_file, np.stack([starts, starts + 3.2], 1), [])
+
+
+def test_search_uses_the_ann_index_while_it_covers_the_index(tmp_path):
+  index = _index(tmp_path)
+  built = index_ann.build(str(tmp_path), stored=index, spaces=('vat',), log=lambda m: None)
+  assert built['vat']['windows'] == len(index.window_vectors['vat'])
+  assert built['vat']['recall@10'] >= 0.9
+  anns, notes = index_ann.load(index)
+  assert set(anns) == {'vat'} and not notes
+  query = ('vat', index.window_vectors['vat'][123])
+  exact = moments.search(index, query=query, top_k=5)
+  approximate = moments.search(index, query=query, top_k=5,
+                               scorer=index_ann.scorer(index, anns))
+  assert approximate[0] == exact[0]
+  assert approximate[0]['file'] == '/videos/2.mp4' and approximate[0]['peak'] == 23.0
+  overlap = {(r['file'], r['peak']) for r in approximate} & {(r['file'], r['peak'])
+                                                            for r in exact}
+  assert len(overlap) >= 4
+  # A part added after the build: the ANN index no longer covers the index, search is exact.
+  os.makedirs(tmp_path / 'parts' / '00000')
+  anns, notes = index_ann.load(index)
+  assert not anns and 'rebuilt' in notes[0]
+
+
+def test_small_indexes_get_no_ann_index(tmp_path):
+  index = _index(tmp_path, files=4, windows=10)
+  built = index_ann.build(str(tmp_path), stored=index, log=lambda m: None)
+  assert all(isinstance(v, str) and 'exact' in v for v in built.values())
+  assert index_ann.load(index) == ({}, [])
