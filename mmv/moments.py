@@ -40,23 +40,17 @@ AGAINST = ('sound', 'video')
 
 
 @dataclasses.dataclass
-class Index:
-  """An opened index. `model`: the `inference.Model` it was made with (queries are embedded by
-  it); `settings`: its index.json; `files`: one entry per file (its manifest entry: 'file',
-  'name', 'duration', ...); `file_vectors[space]` [F, D] and `window_vectors[space]` [W, D] the
-  unit embeddings, space 'vat' (picture, S_vat), 'va' (picture, S_va) or 'sound' (sound, S_va;
-  zero rows where a file has none); `window_file` [W] the file row of each window;
-  `window_times` [W, 2] its (start, end) seconds; `unreadable`: entries of the files that
-  could not be read, with their 'reason'."""
+class Index(index_files.Stored):
+  """An opened index: what `index_files.Stored` reads, its directory, and `model`: the
+  `inference.Model` it was made with (queries are embedded by it). `settings`: its index.json;
+  `files`: one entry per file (its manifest entry: 'file', 'name', 'duration', ...);
+  `file_vectors[space]` [F, D] and `window_vectors[space]` [W, D] the unit embeddings, space
+  'vat' (picture, S_vat), 'va' (picture, S_va) or 'sound' (sound, S_va; zero rows where a file
+  has none); `window_file` [W] the file row of each window; `window_times` [W, 2] its (start,
+  end) seconds; `unreadable`: entries of the files that could not be read, with their
+  'reason'."""
   index_dir: str
   model: object
-  settings: dict
-  files: list
-  file_vectors: dict
-  window_vectors: dict
-  window_file: np.ndarray
-  window_times: np.ndarray
-  unreadable: list
 
 
 def open_index(index_dir, *, workdir=None, model=None):
@@ -66,9 +60,7 @@ def open_index(index_dir, *, workdir=None, model=None):
   stored = index_files.read_index(index_dir)
   if model is None:
     model = index_model.load_recorded(stored.settings, workdir)
-  return Index(index_dir, model, stored.settings, stored.files, stored.file_vectors,
-               stored.window_vectors, stored.window_file, stored.window_times,
-               stored.unreadable)
+  return Index(**vars(stored), index_dir=index_dir, model=model)
 
 
 def query_vector(index, *, text=None, audio_file=None, video_file=None,

@@ -69,8 +69,10 @@ def _index(tmp_path, files=40, windows=50, dim=64):
              for i in range(files)]
   file_vectors = {s: np.stack([v[window_file == i].mean(0) for i in range(files)])
                   for s, v in vectors.items()}
-  return moments.Index(str(tmp_path), None, {'hop': 1.0}, entries, file_vectors, vectors,
-                       window_file, np.stack([starts, starts + 3.2], 1), [])
+  return moments.Index(index_dir=str(tmp_path), model=None, settings={'hop': 1.0},
+                       files=entries, file_vectors=file_vectors, window_vectors=vectors,
+                       window_file=window_file, window_times=np.stack([starts, starts + 3.2], 1),
+                       unreadable=[])
 
 
 def test_search_uses_the_ann_index_while_it_covers_the_index(tmp_path):

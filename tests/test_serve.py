@@ -2,6 +2,7 @@
 video files whose window embeddings are made up (a stand-in model embeds the sentences): the
 results, the media and thumbnails it serves, and the 4xx of what it must refuse."""
 
+import dataclasses
 import io
 import os
 import types
@@ -59,10 +60,12 @@ def collection(tmp_path_factory):
   entries = [{'file': f, 'name': os.path.basename(f), 'duration': float(SECONDS),
               'kinds': ['video']} for f in files]
   model = _Model({'green square': windows[SECONDS + 3], 'first': windows[1]})
-  index = moments.Index(str(root / 'index'), model, {'hop': 1.0}, entries,
-                        {s: np.stack([windows[:SECONDS].mean(0), windows[SECONDS:].mean(0)])
-                         for s in vectors}, vectors, window_file,
-                        np.stack([starts, starts + 1.0], 1), [])
+  index = moments.Index(
+      index_dir=str(root / 'index'), model=model, settings={'hop': 1.0}, files=entries,
+      file_vectors={s: np.stack([windows[:SECONDS].mean(0), windows[SECONDS:].mean(0)])
+                    for s in vectors},
+      window_vectors=vectors, window_file=window_file,
+      window_times=np.stack([starts, starts + 1.0], 1), unreadable=[])
   return types.SimpleNamespace(root=root, files=files, index=index,
                                app=serve.create_app(serve.Collection(index),
                                                     max_upload_mb=0.5))
@@ -126,10 +129,9 @@ def test_only_the_indexed_files_are_served(client, collection, tmp_path):
 def test_an_indexed_file_turned_into_a_symlink_out_is_refused(collection, tmp_path):
   video = tmp_path / 'moved.mp4'
   video.write_bytes(open(collection.files[0], 'rb').read())
-  index = moments.Index(str(tmp_path), None, {'hop': 1.0},
-                        [{'file': str(video), 'name': 'moved.mp4', 'duration': 6.0}],
-                        collection.index.file_vectors, collection.index.window_vectors,
-                        collection.index.window_file, collection.index.window_times, [])
+  index = dataclasses.replace(
+      collection.index, index_dir=str(tmp_path), model=None,
+      files=[{'file': str(video), 'name': 'moved.mp4', 'duration': 6.0}])
   client = testclient.TestClient(serve.create_app(serve.Collection(index)))
   assert client.get('/media', params={'file': str(video)}).status_code == 200
   video.unlink()
