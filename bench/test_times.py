@@ -3,11 +3,11 @@ r"""Where the test suite's time goes: every test's wall and CPU seconds, summed 
     python bench/test_times.py [--fast] [--top 25] [-- PYTEST_ARGS...]
 
 Runs `pytest -n 2 --dist loadfile tests` (as `make test`; `--fast` as `make test-fast`:
-`-m 'not slow'`) with MMV_TEST_TIMES set, which makes tests/conftest.py write each test's wall seconds and CPU
-seconds (its pytest process and the subprocesses it waited for) as it runs. Prints the suite's
-wall time, the CPU seconds of all tests, and the files and tests that cost most, each with
-whether it is marked `slow` (left out of the unit tier). CPU seconds hardly move when other
-jobs share the machine; wall seconds do.
+`-m 'not slow'`) with MMV_TEST_TIMES set, which makes tests/conftest.py write each test's wall
+seconds and CPU seconds (its pytest process, and apart the subprocesses it waited for) as it
+runs. Prints the suite's wall time, the CPU seconds of all tests, and the files and tests that
+cost most, each with whether it is marked `slow` (left out of the unit tier). CPU seconds hardly
+move when other jobs share the machine; wall seconds do.
 """
 
 import argparse
