@@ -21,8 +21,10 @@ def _start(workdir, data_dir, port, process_id, steps):
 
 def test_two_processes_match_one_and_stop_together_on_sigterm(data_dir, tmp_path):
   """Losses equal (to float rounding: the collectives sum in another order) until a SIGTERM to
-  one process stops both at the same step, with a checkpoint both wrote."""
-  steps = 6
+  one process stops both at the same step, with a checkpoint both wrote. The run is long enough
+  (24 steps) that the stop comes before its end: with 6, a quiet machine finished the run while
+  the preemption notice was on its way."""
+  steps = 24
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
   reference = launching.Process(launching.train_args(
       single, data_dir, f'--config.train.steps={steps}', script='tests/two_streams.py'),
