@@ -67,6 +67,25 @@ def small_config(data_dir):
   return c
 
 
+def initialised_run(config, path, step):
+  """`path` made a workdir of `config`: its config.json and a checkpoint of the freshly
+  initialised train state at `step` (no training)."""
+  # pylint: disable=g-import-not-at-top  (jax set up above first)
+  from mmv import checkpoint as ckpt_lib
+  from mmv import sharding
+  from mmv import train_step
+  model = train_step.create_model(config)
+  state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
+                                        sharding.make_mesh())
+  checkpointer = ckpt_lib.Checkpointer(os.path.join(path, 'checkpoints'))
+  checkpointer.save(step, state, signature=ckpt_lib.variable_signature(state.variables()))
+  checkpointer.wait_until_finished()
+  checkpointer.close()
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=1))
+  return path
+
+
 @pytest.fixture(scope='module')
 def one_step_run(data_dir, tmp_path_factory):
   """(config, workdir) of a `small_config` run trained for 1 step (one per test module)."""

@@ -3,7 +3,6 @@ a separable case, and a multi-label AudioSet tree made here through the recipe, 
 and the benchmark (slow)."""
 
 import copy
-import csv
 import json
 import os
 import importlib.util
@@ -15,11 +14,9 @@ from sklearn import metrics as sk_metrics
 import tensorflow as tf
 
 from mmv import benchmarks
-from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
 from mmv import evaluate_inputs
 from mmv import sharding
-from mmv import train_step
 from mmv.data import format as fmt
 from mmv.evaluators import jax_mlp
 from mmv.evaluators import report
@@ -219,15 +216,7 @@ def workdir(data_dir, tmp_path_factory):
   """A workdir with config.json and a freshly initialised checkpoint at step 2 (no training:
   the MLP protocol is what is measured)."""
   config = conftest.small_config(data_dir)
-  path = str(tmp_path_factory.mktemp('run'))
-  model = train_step.create_model(config)
-  state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
-                                        sharding.make_mesh())
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(path, 'checkpoints'))
-  checkpointer.save(2, state, signature=ckpt_lib.variable_signature(state.variables()))
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  return config, path
+  return config, conftest.initialised_run(config, str(tmp_path_factory.mktemp('run')), 2)
 
 
 @pytest.mark.slow

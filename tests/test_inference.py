@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from mmv import benchmarks
-from mmv import checkpoint as ckpt_lib
 from mmv import embed as embed_cli
 from mmv import evaluate_protocol
 from mmv import index_files
@@ -18,8 +17,6 @@ from mmv import inference
 from mmv import media_inputs
 from mmv import moments
 from mmv import search as search_cli
-from mmv import sharding
-from mmv import train_step
 from mmv.ingest import convert
 from mmv.evaluators import features as features_lib
 from mmv.tools import records_to_videos
@@ -35,18 +32,8 @@ NUM_VIDEOS = 6
 @pytest.fixture(scope='module')
 def workdir(data_dir, tmp_path_factory):
   """A workdir with config.json and a freshly initialised checkpoint at step 3."""
-  config = conftest.small_config(data_dir)
-  path = str(tmp_path_factory.mktemp('run'))
-  model = train_step.create_model(config)
-  state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
-                                   sharding.make_mesh())
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(path, 'checkpoints'))
-  checkpointer.save(3, state, signature=ckpt_lib.variable_signature(state.variables()))
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  with open(os.path.join(path, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=1))
-  return path
+  return conftest.initialised_run(conftest.small_config(data_dir),
+                                  str(tmp_path_factory.mktemp('run')), 3)
 
 
 @pytest.fixture(scope='module')

@@ -16,12 +16,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from mmv import checkpoint as ckpt_lib
 from mmv import embed as embed_cli
 from mmv import index_model
 from mmv import moments
-from mmv import sharding
-from mmv import train_step
 from tests import conftest
 from tests import long_videos
 
@@ -34,17 +31,8 @@ CHROMIUM = shutil.which('chromium')
 @pytest.fixture(scope='module')
 def index_dir(data_dir, tmp_path_factory):
   """An index (hop 1 s) of two 12 s videos, each with synthetic-dataset events pasted in."""
-  config = conftest.small_config(data_dir)
-  workdir = str(tmp_path_factory.mktemp('run'))
-  model = train_step.create_model(config)
-  state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
-                                        sharding.make_mesh())
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  checkpointer.save(2, state, signature=ckpt_lib.variable_signature(state.variables()))
-  checkpointer.wait_until_finished()
-  checkpointer.close()
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=1))
+  workdir = conftest.initialised_run(conftest.small_config(data_dir),
+                                     str(tmp_path_factory.mktemp('run')), 2)
   videos = tmp_path_factory.mktemp('videos')
   events = [[(3, long_videos.event(1, 'red', 'circle', 'left'))],
             [(6, long_videos.event(2, 'blue', 'square', 'right'))]]
