@@ -6,7 +6,7 @@ two processes like one."""
 
 import json
 import os
-import signal
+import types
 
 import chex
 import jax
@@ -21,6 +21,7 @@ from configs import finetune_ucf101
 from configs import mmv_s3d
 from configs import tiny
 from mmv import checkpoint as ckpt_lib
+from mmv import finetune
 from mmv import finetune_protocol
 from mmv import inference
 from mmv import sharding
@@ -29,6 +30,7 @@ from mmv.benchmarks import benchmark as bm
 from mmv.data import video as video_ops
 from mmv.methods import finetune as ft_method
 from tests import launching
+from tests import preempt_in_process
 from tests import test_import_deepmind
 
 CLASSES = tuple(f'class{i}' for i in range(16))
@@ -227,26 +229,53 @@ def _record(output):
     return json.load(f)
 
 
+def _finetune_command(monkeypatch, data_dir, pretrained, output):
+  """`python -m mmv.finetune` with `_CLI`'s flags (`_cli`), in this process: mmv.finetune's
+  `_main` on those flag values, as absl would parse them (that parsing, and the module run as a
+  program, are test_two_processes_train_like_one's). Returns the exit status."""
+  config = finetune.finetune_config('synthetic')  # configs/finetune_synthetic.py, locked.
+  f = config.finetune
+  f.batch_size, f.epochs, f.warmup_epochs, f.decay_epochs = 16, 2.0, 0.5, (1.0, 1.5)
+  f.test_clips = 2
+  config.eval.batch_size = 16
+  config.train.log_every, config.train.checkpoint_every = 1, 4
+  config.data.shuffle_buffer = 16
+  values = types.SimpleNamespace(
+      benchmark='synthetic', data_dir=data_dir, workdir=pretrained, output=output, split=None,
+      step=None, config=config, pretrained_config=None, cache_dir=None, record=None,
+      coordinator_address=None, num_processes=None, process_id=None, verbose=False)
+  monkeypatch.setattr(finetune, 'flags', types.SimpleNamespace(FLAGS=values))
+  # The command sets absl's logging to WARNING with a filter: this process's logging stays.
+  monkeypatch.setattr(ckpt_lib, 'quiet_read_only_opens', lambda: None)
+  return finetune._main(['mmv.finetune'])  # pylint: disable=protected-access
+
+
 @pytest.mark.slow
-def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path):
-  """SIGTERM → a checkpoint and a clean exit → the same command resumes: the same loss at
-  every step, bit-identical variables and the same test figures as without the stop."""
+def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path, monkeypatch, capsys):
+  """SIGTERM during step 2 → its checkpoint and exit status 0 → the same command resumes: the
+  same loss at every step, bit-identical variables and the same test figures as without the
+  stop.
+
+  In process: the signal comes from the step itself (tests/preempt_in_process.py); the
+  processes' side (a signal from outside, launch.py resuming) is tests/test_preemption.py's,
+  whatever the method."""
   _, pretrained = one_step_run
   full, stopped = str(tmp_path / 'full'), str(tmp_path / 'stopped')
-  out = launching.run(_cli(data_dir, pretrained, full), devices=2)
+  preempt_in_process.compile_once(monkeypatch)
+  assert _finetune_command(monkeypatch, data_dir, pretrained, full) == 0
+  out = capsys.readouterr().out
   record = _record(full)
   assert record['metrics']['finetune_top1'] >= 0 and record['protocol']['train_steps'] == STEPS
   assert record['protocol']['pretrained']['step'] == 1 and 'finetune_top1' in out
 
-  run = launching.Process(_cli(data_dir, pretrained, stopped), devices=2)
-  run.wait_for(f'step 2/{STEPS}')
-  run.popen.send_signal(signal.SIGTERM)
-  out = run.finish()
+  preempt_in_process.sigterm_during_step(monkeypatch, 2)
+  assert _finetune_command(monkeypatch, data_dir, pretrained, stopped) == 0
+  out = capsys.readouterr().out
   steps = ckpt_lib.existing_steps(os.path.join(stopped, 'checkpoints'))
-  assert len(steps) == 1 and 2 <= steps[0] < STEPS and 'preempted at step' in out, out
+  assert steps == [2] and 'preempted at step 2' in out, out  # Not a checkpoint step.
   assert not os.path.exists(os.path.join(stopped, 'eval'))  # Tested only once finished.
-  out = launching.run(_cli(data_dir, pretrained, stopped), devices=2)
-  assert f'resumed from step {steps[0]}' in out
+  assert _finetune_command(monkeypatch, data_dir, pretrained, stopped) == 0
+  assert 'resumed from step 2' in capsys.readouterr().out
   expected, got = launching.logged_losses(full), launching.logged_losses(stopped)
   assert sorted(got) == list(range(1, STEPS + 1))
   for step in got:

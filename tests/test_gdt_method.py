@@ -1,7 +1,7 @@
-"""GDT as a method: configs/gdt.py, training through launch.py, one device = two, exact resume."""
+"""GDT as a method: configs/gdt.py, training (in process), one device = eight, exact resume."""
 
+import functools
 import os
-import signal
 
 import chex
 import jax
@@ -17,13 +17,10 @@ from mmv import sharding
 from mmv import train
 from mmv import train_step
 from tests import launching
+from tests import preempt_in_process
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
-
-# The conftest's small sizes, for the tiny backbones and GDT's heads.
-SMALL = ['--config.model.width=8', '--config.gdt.head_hidden=16', '--config.gdt.head_dim=8',
-         '--config.train.batch_size=16', '--config.gdt.warmup_steps=2']
 
 
 def _small(data_dir, hypothesis):
@@ -92,21 +89,6 @@ def test_schedule_and_optimizer_are_gdts():
     np.testing.assert_allclose(updates, -schedule(step) * velocity, rtol=1e-5)
 
 
-@pytest.mark.parametrize('hypothesis', [8])
-def test_runlocal_trains(data_dir, tmp_path, hypothesis):
-  c = _small(data_dir, hypothesis)
-  c.train.steps = c.train.checkpoint_every = 2
-  result = train.train(c, str(tmp_path))
-  losses = [float(m['loss']) for _, m in result['history']]
-  assert len(losses) == 2 and np.all(np.isfinite(losses)), losses
-
-
-def _args(workdir, data_dir, *flags):
-  return ['launch.py', '--config', 'configs/gdt.py:runlocal', f'--workdir={workdir}',
-          f'--config.data.data_dir={data_dir}', '--config.data.shuffle_buffer=16',
-          '--config.train.log_every=1', '--config.gdt.hypothesis=2', *SMALL, *flags]
-
-
 def _final_params(config, workdir, step):
   mesh = sharding.make_mesh()
   model = train_step.create_model(config)
@@ -120,33 +102,44 @@ def _final_params(config, workdir, step):
   return jax.device_get(state.params)
 
 
-def test_sigterm_resumes_exactly_and_devices_do_not_change_the_loss(data_dir, tmp_path):
-  """Two devices: SIGTERM → checkpoint → resume gives the uninterrupted run's losses and
-  parameters exactly; one device gives the same losses (global batch: BN and negatives)."""
+def test_runlocal_trains_resumes_exactly_and_devices_do_not_change_the_loss(
+    data_dir, tmp_path, monkeypatch, capsys):
+  """Hypothesis 8 (all four views: clip, reversed, shifted, shifted reversed) trains with finite
+  losses on 8 devices; SIGTERM during step 2 → its checkpoint → resume gives the uninterrupted
+  run's losses and parameters exactly; one device gives the same losses (global batch: BN and
+  negatives).
+
+  In process: the signal comes from the step itself (tests/preempt_in_process.py); the
+  processes' side (a signal from outside, the exit status, launch.py resuming) is
+  tests/test_preemption.py's, whatever the method."""
   steps = 6
-  args = lambda workdir: _args(workdir, data_dir, f'--config.train.steps={steps}',
-                               '--config.train.checkpoint_every=3')
+  config = _small(data_dir, 8)
+  config.train.steps, config.train.checkpoint_every = steps, 3
   full, stopped, one = (str(tmp_path / n) for n in ('full', 'stopped', 'one'))
-  launching.run(args(full), 2)
-  run = launching.Process(args(stopped), 2)
-  run.wait_for(f'step 2/{steps}')
-  run.popen.send_signal(signal.SIGTERM)
-  out = run.finish()
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(stopped, 'checkpoints'), read_only=True)
-  preempted_at = checkpointer.latest_step()
-  checkpointer.close()
-  assert 2 <= preempted_at < steps, out
-  assert f'preempted: saved the checkpoint of step {preempted_at}' in out
-  out = launching.run(args(stopped), 2)
-  assert f'resumed from step {preempted_at}' in out
+  preempt_in_process.compile_once(monkeypatch)
+  summary = train.train(config, full)
+  losses = [float(m['loss']) for _, m in summary['history']]
+  assert len(losses) == steps and np.all(np.isfinite(losses)), losses
+  capsys.readouterr()
+  preempt_in_process.sigterm_during_step(monkeypatch, 2)
+  summary = train.train(config, stopped)
+  assert summary['preempted'] == 'SIGTERM' and summary['step'] == 2  # Not a checkpoint step.
+  assert 'preempted: saved the checkpoint of step 2' in capsys.readouterr().out
+  summary = train.train(config, stopped)
+  assert 'resumed from step 2' in capsys.readouterr().out
+  assert [s for s, _ in summary['history']] == [3, 4, 5, 6] and not summary['preempted']
   expected, got = launching.logged_losses(full), launching.logged_losses(stopped)
   assert sorted(got) == list(range(1, steps + 1))
   for step in range(1, steps + 1):
     assert got[step] == expected[step] * len(got[step]), step
-  config = _small(data_dir, 2)
   chex.assert_trees_all_equal(_final_params(config, stopped, steps),
                               _final_params(config, full, steps))
-  launching.run(_args(one, data_dir, '--config.train.steps=2'), 1)
+  # One device: train.train's mesh over the first device only.
+  monkeypatch.setattr(sharding, 'make_mesh',
+                      functools.partial(sharding.make_mesh, devices=jax.devices()[:1]))
+  config.train.steps = 2
+  train.train(config, one)
   single = launching.logged_losses(one)
+  assert sorted(single) == [1, 2]
   for step in (1, 2):
     np.testing.assert_allclose(single[step], expected[step], rtol=1e-4)

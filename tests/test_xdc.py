@@ -3,7 +3,6 @@ round, two rounds of training (labels = the stored centroids' nearest), exact re
 SIGTERM inside a round."""
 
 import os
-import signal
 
 import chex
 import jax
@@ -21,6 +20,7 @@ from mmv import train_step
 from mmv.methods import xdc
 from mmv.models import xdc as xdc_model
 from tests import launching
+from tests import preempt_in_process
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -127,19 +127,32 @@ def _restore(config, workdir, step):
   return state, (model, tx, abstract, mesh)
 
 
-def test_two_rounds_label_every_record_by_its_nearest_centroid(data_dir, tmp_path):
-  config = small_config(data_dir)
-  workdir = str(tmp_path)
-  summary = train.train(config, workdir)
-  assert summary['step'] == 6 and not summary['preempted']
+ROUNDS = dict(steps=8, round_steps=4)  # 2 rounds of 4 steps.
+
+
+@pytest.fixture(scope='module')
+def two_rounds(data_dir, tmp_path_factory):
+  """(config, workdir, summary) of an uninterrupted run of 2 rounds of 4 steps (one per module:
+  the two tests below read it). The module's runs compile their train step once."""
+  config = small_config(data_dir, **ROUNDS)
+  workdir = str(tmp_path_factory.mktemp('xdc_two_rounds'))
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    preempt_in_process.compile_once(monkeypatch)
+    yield config, workdir, train.train(config, workdir)
+
+
+def test_two_rounds_label_every_record_by_its_nearest_centroid(two_rounds):
+  config, workdir, summary = two_rounds
+  assert summary['step'] == 8 and not summary['preempted']
   assert sorted(os.listdir(os.path.join(workdir, 'xdc'))) == ['round_0000.npz', 'round_0001.npz']
+  assert [s for s, _ in summary['history']] == list(range(1, 9))
   for step, metrics in summary['history']:
     assert np.isfinite(metrics['loss']) and metrics['labelled'] == 1.0, step
-  # Round 1 clustered the encoders of step 3 (a checkpoint at each round's end): recomputing
+  # Round 1 clustered the encoders of step 4 (a checkpoint at each round's end): recomputing
   # their features, each record's label is its nearest stored centroid.
-  state, (model, tx, abstract, mesh) = _restore(config, workdir, 3)
+  state, (model, tx, abstract, mesh) = _restore(config, workdir, 4)
   found = pseudo_labels.load(workdir, 1)
-  assert found.step == 3 and len(found.keys) == 64
+  assert found.step == 4 and len(found.keys) == 64
   keys, features = xdc.rounds(config, workdir, mesh, model, tx, abstract).features(state)
   np.testing.assert_array_equal(keys, found.keys)
   for name in ('video', 'audio'):
@@ -149,42 +162,36 @@ def test_two_rounds_label_every_record_by_its_nearest_centroid(data_dir, tmp_pat
     assert len(np.unique(found.labels[name])) == 4
 
 
-def _args(workdir, data_dir, *flags, script='launch.py'):
-  s = SMALL
-  return [script, '--config', 'configs/xdc.py:runlocal', f'--workdir={workdir}',
-          f'--config.data.data_dir={data_dir}', '--config.data.shuffle_buffer=16',
-          f'--config.model.width={s["width"]}', f'--config.xdc.k={s["k"]}',
-          '--config.xdc.kmeans_iterations=10', '--config.xdc.feature_batch_clips=16',
-          f'--config.train.batch_size={s["batch_size"]}', '--config.train.log_every=1',
-          '--config.optim.warmup_steps=2', *flags]
+def test_sigterm_inside_a_round_resumes_exactly(two_rounds, tmp_path, monkeypatch, capsys):
+  """8 steps in rounds of 4; SIGTERM during step 6 (round 1): the resumed run loads round 1's
+  labels (no clustering) and ends with the same losses and bit-identical parameters as the
+  uninterrupted run.
 
-
-def test_sigterm_inside_a_round_resumes_exactly(data_dir, tmp_path):
-  """8 steps in rounds of 4; SIGTERM during round 1: the resumed run loads round 1's labels
-  (no clustering) and ends with the same losses and bit-identical parameters."""
-  flags = ('--config.train.steps=8', '--config.xdc.round_steps=4',
-           '--config.train.checkpoint_every=100')
-  full, stopped = str(tmp_path / 'full'), str(tmp_path / 'stopped')
-  launching.run(_args(full, data_dir, *flags), 2)
-
-  run = launching.Process(_args(stopped, data_dir, *flags, script='tests/slow_steps.py'), 2)
-  run.wait_for('step 5/8')
-  run.popen.send_signal(signal.SIGTERM)
-  out = run.finish()
+  In process: the signal comes from the step itself (tests/preempt_in_process.py); the
+  processes' side (a signal from outside, the exit status, launch.py resuming) is
+  tests/test_preemption.py's, whatever the method."""
+  config, full, _ = two_rounds
+  stopped = str(tmp_path / 'stopped')
+  capsys.readouterr()
+  preempt_in_process.sigterm_during_step(monkeypatch, 6)
+  summary = train.train(config, stopped)
+  out = capsys.readouterr().out
+  assert summary['preempted'] == 'SIGTERM' and summary['step'] == 6, out  # Inside round 1.
+  assert 'preempted: saved the checkpoint of step 6' in out
   checkpointer = ckpt_lib.Checkpointer(os.path.join(stopped, 'checkpoints'), read_only=True)
-  preempted_at = checkpointer.latest_step()
+  assert checkpointer.all_steps() == [4, 6]  # Round 0's end, and the stop.
   checkpointer.close()
-  assert 4 < preempted_at < 8, out  # Inside round 1 (steps 5–8).
   written = os.path.getmtime(pseudo_labels.round_path(stopped, 1))
 
-  out = launching.run(_args(stopped, data_dir, *flags), 2)
-  assert f'resumed from step {preempted_at}' in out and 'k-means' not in out, out
+  summary = train.train(config, stopped)
+  out = capsys.readouterr().out
+  assert 'resumed from step 6' in out and 'k-means' not in out, out
+  assert [s for s, _ in summary['history']] == [7, 8] and not summary['preempted']
   assert os.path.getmtime(pseudo_labels.round_path(stopped, 1)) == written
   expected, got = launching.logged_losses(full), launching.logged_losses(stopped)
   assert sorted(got) == list(range(1, 9))
   for step in range(1, 9):
     assert got[step] == expected[step] * len(got[step]), step
-  config = small_config(data_dir, steps=8, round_steps=4)
   chex.assert_trees_all_equal(jax.device_get(_restore(config, stopped, 8)[0].params),
                               jax.device_get(_restore(config, full, 8)[0].params))
 
