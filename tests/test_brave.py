@@ -115,7 +115,9 @@ def _brave_config(**kw):
 def test_weight_decay_and_predictor_scaling():
   batch = {'video_n': jnp.zeros((2, 2, 8, 8, 3)), 'video': jnp.zeros((2, 4, 4, 4, 3)),
            'audio': jnp.zeros((2, 16, 8, 1))}
-  params = _tiny_brave().init(jax.random.PRNGKey(0), batch, train=False)['params']
+  # Jitted: op by op, XLA compiles each of the many small operations on its own shapes.
+  params = jax.jit(lambda key: _tiny_brave().init(key, batch, train=False))(
+      jax.random.PRNGKey(0))['params']
   mask = method.weight_decay_mask(params)
   flat = {jax.tree_util.keystr(p, simple=True, separator='/'): v
           for p, v in jax.tree_util.tree_leaves_with_path(mask)}
@@ -124,16 +126,17 @@ def test_weight_decay_and_predictor_scaling():
   assert any(k.startswith('narrow_video/') and v for k, v in flat.items())
   for name in ('lars', 'adamw'):
     tx = method.optimizer(_brave_config(optimizer=name), _brave_config(), total_steps=10)
-    state = tx.init(params)
+    init, update = jax.jit(tx.init), jax.jit(tx.update)
+    state = init(params)
     # Zero gradients: only the decayed leaves (kernels) move.
     zeros = jax.tree.map(jnp.zeros_like, params)
-    updates, _ = tx.update(zeros, state, params)
+    updates, _ = update(zeros, state, params)
     moved = jax.tree.map(lambda u: bool(np.any(u)), updates)
     assert moved == jax.tree.map(bool, mask), name
     # Same gradient on a predictor bias and a projector bias: 10x the update (biases have no
     # trust ratio in LARS; Adam's first step is lr·sign, so only LARS shows the 10).
     ones = jax.tree.map(jnp.ones_like, params)
-    updates, _ = tx.update(ones, tx.init(params), params)
+    updates, _ = update(ones, state, params)
     ratio = (updates['head']['predictor']['dense_0']['bias'][0] /
              updates['head']['projector']['dense_0']['bias'][0])
     np.testing.assert_allclose(ratio, 10.0 if name == 'lars' else 1.0, rtol=1e-5)
@@ -153,8 +156,11 @@ def test_model_outputs_and_embeddings():
            'audio': rng.standard_normal((3, 16, 8, 1)).astype(np.float32)}
   for bv, ba in ((True, True), (False, True), (True, False)):
     model = _tiny_brave(bv, ba)
-    variables = model.init(jax.random.PRNGKey(0), batch, train=False)
-    out, _ = model.apply(variables, batch, train=True, mutable=['batch_stats'])
+    # Jitted: op by op, XLA compiles each of the many small operations on its own shapes.
+    variables = jax.jit(lambda key, m=model: m.init(key, batch, train=False))(
+        jax.random.PRNGKey(0))
+    out, _ = jax.jit(lambda v, m=model: m.apply(v, batch, train=True, mutable=['batch_stats']))(
+        variables)
     want = {f'{k}_{s}_{m}' for m, on in (('video', bv), ('audio', ba)) if on
             for k in 'zh' for s in ('broad', 'narrow')}
     assert set(out) == want and all(v.shape == (3, 8) for v in out.values())

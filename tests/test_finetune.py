@@ -4,6 +4,7 @@ the test crops' positions, the backbone copied from the pretrained checkpoint, B
 frozen or trained, dropout; through the command line (slow): exact resume after SIGTERM and
 two processes like one."""
 
+import functools
 import json
 import os
 import types
@@ -158,8 +159,15 @@ def test_bad_settings_are_refused(data_dir):
     ft_method.check_config(c)  # Not prepared from a benchmark.
 
 
-def _check_backbone_copied(data_dir, pretrained, workdir, step):
+def _check_backbone_copied(data_dir, pretrained, workdir, step, monkeypatch):
   c = _ft_config(data_dir, pretrained, workdir, step=step)
+  # The state initialised to zeros (XLA:CPU takes ~15 CPU-s to compile S3D-G's initialisers):
+  # what is checked is that create_train_state puts the pretrained backbone in place of the
+  # initial one, whatever that is (the release's values are not zeros).
+  init_state = train_step.init_state
+  monkeypatch.setattr(train_step, 'init_state', lambda rng, **kw: jax.tree.map(
+      lambda s: jnp.zeros(s.shape, s.dtype),
+      jax.eval_shape(functools.partial(init_state, **kw), rng)))
   model = train_step.create_model(c)
   state = train_step.create_train_state(c, model, ft_method.make_optimizer(c),
                                         sharding.make_mesh(c.mesh))
@@ -171,16 +179,17 @@ def _check_backbone_copied(data_dir, pretrained, workdir, step):
 
 
 @pytest.mark.slow  # Its fixture trains a run.
-def test_the_backbone_starts_from_the_pretrained_checkpoint(one_step_run, data_dir):
-  _check_backbone_copied(data_dir, *one_step_run, step=1)
+def test_the_backbone_starts_from_the_pretrained_checkpoint(one_step_run, data_dir,
+                                                           monkeypatch):
+  _check_backbone_copied(data_dir, *one_step_run, step=1, monkeypatch=monkeypatch)
 
 
 @pytest.mark.slow  # Imports a (narrowed) release.
-def test_the_backbone_starts_from_an_imported_release(data_dir, tmp_path):
+def test_the_backbone_starts_from_an_imported_release(data_dir, tmp_path, monkeypatch):
   """DeepMind's S3D-G release (narrowed), imported into a workdir without config.json: its
   config is given (`--pretrained_config` on the command line)."""
   workdir, config = test_import_deepmind.import_narrowed_s3d(tmp_path, data_dir)
-  _check_backbone_copied(data_dir, config, workdir, ckpt_lib.workdir_step(workdir))
+  _check_backbone_copied(data_dir, config, workdir, ckpt_lib.workdir_step(workdir), monkeypatch)
 
 
 @pytest.mark.parametrize('batch_norm,dropout', [('frozen', 0.0), ('train', 0.5)])
@@ -290,13 +299,16 @@ def test_two_processes_train_like_one(one_step_run, data_dir, tmp_path):
   two processes' streams side by side): the same losses to float rounding."""
   _, pretrained = one_step_run
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
+  # The losses are compared: the reference's test after training (one process) on 1 clip × 1
+  # crop, the least it can do.
+  test = ['--config.finetune.test_clips=1', '--config.finetune.test_crops=1']
   reference = launching.Process(
       ['tests/finetune_two_streams.py', f'--data_dir={data_dir}', f'--workdir={pretrained}',
-       f'--output={single}', *_CLI], devices=4)
+       f'--output={single}', *_CLI, *test], devices=4)
   port = launching.free_port()
   processes = [launching.Process(_cli(
       data_dir, pretrained, multi, f'--coordinator_address=127.0.0.1:{port}',
-      '--num_processes=2', f'--process_id={i}'), devices=2) for i in (0, 1)]
+      '--num_processes=2', f'--process_id={i}', *test), devices=2) for i in (0, 1)]
   outputs = launching.finish_together(processes, timeout=300)
   assert 'the test runs in one process' in outputs[0]
   reference.finish()

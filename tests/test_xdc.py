@@ -164,13 +164,13 @@ def test_two_rounds_label_every_record_by_its_nearest_centroid(two_rounds):
 
 def test_sigterm_inside_a_round_resumes_exactly(two_rounds, tmp_path, monkeypatch, capsys):
   """8 steps in rounds of 4; SIGTERM during step 6 (round 1): the resumed run loads round 1's
-  labels (no clustering) and ends with the same losses and bit-identical parameters as the
+  labels (no clustering) and ends with the same losses and a bit-identical state as the
   uninterrupted run.
 
   In process: the signal comes from the step itself (tests/preempt_in_process.py); the
   processes' side (a signal from outside, the exit status, launch.py resuming) is
   tests/test_preemption.py's, whatever the method."""
-  config, full, _ = two_rounds
+  config, full, uninterrupted = two_rounds
   stopped = str(tmp_path / 'stopped')
   capsys.readouterr()
   preempt_in_process.sigterm_during_step(monkeypatch, 6)
@@ -192,8 +192,9 @@ def test_sigterm_inside_a_round_resumes_exactly(two_rounds, tmp_path, monkeypatc
   assert sorted(got) == list(range(1, 9))
   for step in range(1, 9):
     assert got[step] == expected[step] * len(got[step]), step
-  chex.assert_trees_all_equal(jax.device_get(_restore(config, stopped, 8)[0].params),
-                              jax.device_get(_restore(config, full, 8)[0].params))
+  # The whole state (parameters, optimiser and BatchNorm state, step), bit for bit.
+  chex.assert_trees_all_equal(jax.device_get(summary['state']),
+                              jax.device_get(uninterrupted['state']))
 
 
 def test_config_has_the_common_fields_and_bad_settings_are_clear_errors(data_dir):
