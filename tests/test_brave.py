@@ -156,11 +156,8 @@ def test_model_outputs_and_embeddings():
            'audio': rng.standard_normal((3, 16, 8, 1)).astype(np.float32)}
   for bv, ba in ((True, True), (False, True), (True, False)):
     model = _tiny_brave(bv, ba)
-    # Jitted: op by op, XLA compiles each of the many small operations on its own shapes.
-    variables = jax.jit(lambda key, m=model: m.init(key, batch, train=False))(
-        jax.random.PRNGKey(0))
-    out, _ = jax.jit(lambda v, m=model: m.apply(v, batch, train=True, mutable=['batch_stats']))(
-        variables)
+    variables = model.init(jax.random.PRNGKey(0), batch, train=False)
+    out, _ = model.apply(variables, batch, train=True, mutable=['batch_stats'])
     want = {f'{k}_{s}_{m}' for m, on in (('video', bv), ('audio', ba)) if on
             for k in 'zh' for s in ('broad', 'narrow')}
     assert set(out) == want and all(v.shape == (3, 8) for v in out.values())

@@ -1,8 +1,8 @@
 """Fine-tuning (mmv/methods/finetune.py, mmv.finetune): its learning-rate schedule, SGD and
 weight decay against torch-style formulas in numpy, its loss against numpy's cross-entropy,
 the test crops' positions, the backbone copied from the pretrained checkpoint, BatchNorm
-frozen or trained, dropout; through the command line (slow): exact resume after SIGTERM and
-two processes like one."""
+frozen or trained, dropout; the command (slow): exact resume after SIGTERM (its `_main` in
+process) and two processes like one (through the command line)."""
 
 import functools
 import json
