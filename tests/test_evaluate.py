@@ -503,14 +503,16 @@ def test_feature_cache_key_holds_model_checkpoint_protocol_and_dtype(run, tmp_pa
 
 @pytest.fixture(scope='module')
 def fsdp_run(data_dir, tmp_path_factory):
-  """(config, workdir) of a run trained 1 step with its kernels split over mesh.fsdp = 2."""
+  """(config, workdir) of a run, initialised (checkpoint 1, Adam's moments too) with its kernels
+  split over mesh.fsdp = 2 as its training would save them (nothing here needs trained
+  weights)."""
   config = conftest.small_config(data_dir)
   config.train.steps = config.train.checkpoint_every = 1
   config.mesh.fsdp = 2
   config.mesh.param_rules = ((r'.*kernel', 'fsdp'), ('.*', 'replicate'))
   workdir = str(tmp_path_factory.mktemp('fsdp_run'))
-  train.train(config, workdir)
-  return config, workdir
+  return config, conftest.initialised_run(config, workdir, 1,
+                                          mesh=sharding.make_mesh(config.mesh))
 
 
 def test_restore_reads_the_model_alone_onto_another_mesh(fsdp_run, monkeypatch):
