@@ -68,17 +68,18 @@ def run(data_dir, tmp_path_factory):
   return config, conftest.initialised_run(config, str(tmp_path_factory.mktemp('run')), 1)
 
 
-def _stand_in(embed, variables, batch, colours, shapes_seen):
+def _stand_in(embed, variables, batch, shapes_seen):
   """What the model would give (`embed`'s output structure, by jax.eval_shape: nothing
-  compiled or run at 224 x 224 x 32), filled with each clip's mean centre colour (`colours`:
-  [clips, frames, 3]): features the classifier can fit. The model on these batches:
-  test_evaluate.py's test_ucf101_is_measured_by_the_released_script_protocol."""
+  compiled or run at 224 x 224 x 32), filled with each clip's mean colour: features the
+  classifier can fit. The model on these batches: test_evaluate.py's
+  test_ucf101_is_measured_by_the_released_script_protocol."""
   key = tuple((k, np.shape(v)) for k, v in sorted(batch.items()))
   if key not in shapes_seen:  # One trace per batch shape.
     shapes_seen[key] = jax.eval_shape(embed, variables, batch)
-  colour = colours.mean(axis=1)  # [clips, 3]
+  shapes = shapes_seen[key]
+  colour = np.asarray(batch['video']).mean(axis=(1, 2, 3))  # [clips, 3]
   return {k: np.tile(colour, (1, -(-s.shape[-1] // 3)))[:, :s.shape[-1]].astype(s.dtype)
-          for k, s in shapes_seen[key].items()}
+          for k, s in shapes.items()}
 
 
 @pytest.fixture(scope='module')
@@ -102,13 +103,12 @@ def measured(run, tmp_path_factory):
     seen = shapes_seen.setdefault((modality, with_text, spaces), {})
 
     def spy(variables, batch):
-      # [clips, frames, 3]: the centre pixels alone come back from the devices.
-      colours = np.asarray(batch['video'][:, :, 112, 112]) * 255.0
+      colours = np.asarray(batch['video'])[:, :, 112, 112] * 255.0  # [clips, frames, 3]
       for row in np.flatnonzero(np.asarray(batch['mask']) > 0):
         videos, frames = media_files.frame_numbers(colours[row])
         assert len(set(videos)) == 1
         clips.append((int(videos[0]), frames))
-      return _stand_in(embed, variables, batch, colours, seen)
+      return _stand_in(embed, variables, batch, seen)
 
     return spy
 
