@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from mmv import benchmarks
+from mmv import evaluate
 from mmv.benchmarks import protocols
 from mmv.evaluators import features as features_lib
 from tests import conftest
@@ -136,6 +138,11 @@ def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(run,
       f'  c.eval.batch_size = {protocols.eval_config().batch_size}\n'
       '  c.eval.ucf101.train_passes = 1\n'
       '  return c\n')
+  # The videos converted here first, as the binary converts them (default options), in this
+  # process: the binary finds them in DATA_DIR/.mmv_cache and measures the evaluation alone
+  # (converting, it starts a pool of decoding processes, each importing TensorFlow and JAX).
+  small = conftest.small_config(config.data.data_dir)
+  evaluate.prepare_splits(benchmarks.get('ucf101'), small, root, num_workers=1, progress=False)
   status, stdout, stderr, peak = evaluate_binary(
       tmp_path, '--benchmark=ucf101', f'--data_dir={root}', f'--workdir={workdir}',
       f'--config={config_file}', '--nocache_features', kill_above=KILL_ABOVE)
