@@ -85,9 +85,9 @@ def test_a_second_ctrl_c_aborts_without_a_checkpoint(data_dir, tmp_path):
   Both come inside one step, which waits for them (tests/ctrl_c_steps.py): on a loaded machine,
   a second Ctrl-C sent after the first one's notice could otherwise find the run stopped at the
   step boundary already (saved, exit status 130 too)."""
-  steps = 50
+  # The config of test_preemption's run: its compiled program, once per test session.
   run = launching.Process(
-      launching.train_args(str(tmp_path), data_dir, f'--config.train.steps={steps}',
+      launching.train_args(str(tmp_path), data_dir, '--config.train.steps=12',
                            '--config.train.checkpoint_every=100', script='tests/ctrl_c_steps.py'),
       DEVICES)
   run.wait_for(ctrl_c_steps.WAITING)

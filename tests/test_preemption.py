@@ -4,6 +4,7 @@ a busy workdir; NaN losses stop the run or are skipped."""
 import os
 import signal
 import threading
+import time
 
 import chex
 import jax
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import optim
+from mmv import preemption
 from mmv import sharding
 from mmv import train
 from mmv import train_step
@@ -128,6 +130,25 @@ def test_ctrl_c_sigterm_and_sigkill_resume_exactly(config, data_dir, tmp_path):
   assert all(len(values) == 1 for values in scalars.values())
   chex.assert_trees_all_equal(_final_params(config, stopped, steps),
                               _final_params(config, full, steps))
+
+
+def test_a_second_ctrl_c_raises_keyboard_interrupt_also_where_sigint_was_ignored():
+  """A job started in the background inherits SIGINT ignored, and Python then sets no handler
+  of its own. The watcher catches the first Ctrl-C anyway; the second must abort too
+  (KeyboardInterrupt, which launch.py reports), not be ignored as the handler restored was.
+  (Through launch.py, a second Ctrl-C: test_launch.py and test_workdir_lock.py.)"""
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    with preemption.PreemptionWatcher() as watcher:
+      os.kill(os.getpid(), signal.SIGINT)
+      assert watcher.signal_name == 'SIGINT'
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # The handler runs in this thread, between bytecodes.
+          time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # Restored at the end.
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def _poisoned(step_to_poison):
