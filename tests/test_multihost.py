@@ -1,7 +1,8 @@
 """Two processes × 2 CPU devices (gloo collectives): they train like one process with 4 devices,
-stop together at a SIGTERM or a Ctrl-C to one of them, and agree on checkpoint damage that one
-of them alone sees. One run, stopped twice, serves the checks of three former tests (here, in
-test_workdir_lock.py and in test_checkpoint_multihost.py)."""
+stop together at a SIGTERM or a Ctrl-C to one of them, agree on checkpoint damage that one of
+them alone sees, and a second Ctrl-C aborts the process it goes to at once. One run, stopped
+three times, serves the checks of four former tests (here, two in test_workdir_lock.py and one
+in test_checkpoint_multihost.py)."""
 
 import glob
 import os
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from mmv import checkpoint as ckpt_lib
+from tests import ctrl_c_steps
 from tests import launching
 
 # Launches processes, converts media or trains: not in `make test-fast`.
@@ -22,13 +24,10 @@ SPLIT = ['--config.mesh.fsdp=4', "--config.mesh.param_rules=(('.*', 'fsdp'),)"]
 TIMEOUT = 300  # Seconds per run of both processes; a hang (the processes disagree) fails.
 
 
-def _start(workdir, data_dir, steps):
+def _start(workdir, data_dir, steps, script='launch.py'):
   """Both processes of a run, with a checkpoint at every step."""
-  port = launching.free_port()
-  return [launching.Process(launching.train_args(
-      workdir, data_dir, f'--config.train.steps={steps}', '--config.train.checkpoint_every=1',
-      *SPLIT, f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-      f'--process_id={process_id}'), devices=2) for process_id in (0, 1)]
+  return launching.start_processes(workdir, data_dir, f'--config.train.steps={steps}',
+                                   '--config.train.checkpoint_every=1', *SPLIT, script=script)
 
 
 def _tree(directory):
@@ -44,7 +43,8 @@ def test_two_processes_match_one_stop_together_and_agree_on_damage(data_dir, tmp
   to process 1 stops both (exit status 130) with a checkpoint. Losses equal those of one
   process with 4 devices reading the same global batches (to float rounding: the collectives
   sum in another order). The run is long enough (24 steps) that each stop comes before its
-  end: with 6, a quiet machine finished the run while the preemption notice was on its way."""
+  end: with 6, a quiet machine finished the run while the preemption notice was on its way.
+  Resumed once more, two Ctrl-Cs to process 1 abort it at once, saving nothing."""
   steps = 24
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
   checkpoints = os.path.join(multi, 'checkpoints')
@@ -102,3 +102,22 @@ def test_two_processes_match_one_stop_together_and_agree_on_damage(data_dir, tmp
   expected = launching.logged_losses(single)
   np.testing.assert_allclose([got[s][0] for s in sorted(got)],
                              [expected[s][0] for s in sorted(got)], rtol=1e-5)
+
+  # Again, and two Ctrl-Cs to process 1 inside a step, which waits for them
+  # (tests/ctrl_c_steps.py), so before the step the processes would stop at: that process
+  # exits at once (`preemption._exit_now`), saving nothing; the other one would go on until
+  # jax.distributed finds it gone (100 s).
+  processes = _start(multi, data_dir, steps, script='tests/ctrl_c_steps.py')
+  try:
+    processes[1].wait_for(ctrl_c_steps.WAITING)
+    processes[1].popen.send_signal(signal.SIGINT)
+    processes[1].wait_for('press Ctrl-C again to abort')
+    processes[1].popen.send_signal(signal.SIGINT)
+    status, out, stderr = launching.ended(processes[1], timeout=10)
+    assert status == 130 and stderr[-1:] == [
+        'aborted by Ctrl-C: nothing saved since the last checkpoint'], stderr
+    assert f'resumed from step {interrupted_at} in' in out, out
+  finally:
+    processes[0].popen.kill()
+    processes[0].popen.wait()
+  assert ckpt_lib.existing_steps(checkpoints)[-1] == interrupted_at

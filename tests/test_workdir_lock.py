@@ -1,13 +1,13 @@
 """The workdir lock: without hard links (gcsfuse), its owner's previous life, a heartbeat that a
 run on another host takes over from once stale, two runs taking over at once; with two
-processes, a refusal both report at once (launch.py's one-line error for a busy workdir) and a
-second Ctrl-C that aborts at once. (A Ctrl-C both stop at with a checkpoint: test_multihost.py;
-a second launch refused while a live run holds the lock: test_preemption.py.)"""
+processes, a refusal both report at once (launch.py's one-line error for a busy workdir). (A
+Ctrl-C to one of two processes, stopping both with a checkpoint, and a second one, aborting that
+process at once: test_multihost.py; a second launch refused while a live run holds the lock:
+test_preemption.py.)"""
 
 import errno
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -15,9 +15,7 @@ import time
 
 import pytest
 
-from mmv import checkpoint as ckpt_lib
 from mmv import workdir_lock
-from tests import ctrl_c_steps
 from tests import launching
 
 # Launches processes, converts media or trains: not in `make test-fast`.
@@ -205,30 +203,3 @@ def test_two_processes_report_a_busy_workdir_at_once(data_dir, tmp_path):
     assert stderr[0].startswith(f'error: {workdir} is in use by pid 4321 on host another-host '),\
         stderr
   assert _owner(workdir)['pid'] == 4321
-
-
-def test_a_second_ctrl_c_aborts_that_process_at_once(data_dir, tmp_path):
-  """Two processes; both Ctrl-Cs to process 1 come inside a step, which waits for them
-  (tests/ctrl_c_steps.py), so before the step the processes would stop at. That process exits
-  at once (`preemption._exit_now`); the other one would go on until jax.distributed finds it
-  gone (100 s). (One Ctrl-C to one of two processes, stopping both with a checkpoint:
-  test_multihost.py.)"""
-  steps = 30
-  processes = launching.start_processes(str(tmp_path), data_dir, f'--config.train.steps={steps}',
-                                        '--config.train.checkpoint_every=100',
-                                        script='tests/ctrl_c_steps.py')
-  try:
-    processes[1].wait_for(ctrl_c_steps.WAITING)
-    processes[1].popen.send_signal(signal.SIGINT)
-    processes[1].wait_for('press Ctrl-C again to abort')
-    processes[1].popen.send_signal(signal.SIGINT)
-    status, _, stderr = launching.ended(processes[1], timeout=10)
-    assert status == 130 and stderr[-1:] == [
-        'aborted by Ctrl-C: nothing saved since the last checkpoint'], stderr
-  finally:
-    processes[0].popen.kill()
-    processes[0].popen.wait()
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(str(tmp_path), 'checkpoints'),
-                                       read_only=True)
-  assert checkpointer.all_steps() == []
-  checkpointer.close()
