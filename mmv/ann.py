@@ -5,10 +5,9 @@ its time grows with the rows (memory-bound: 512-d float32 is 2 KB a row read per
 EXACT_LIMIT rows it is slower than ~50 ms per query on 2 CPU cores (bench/ann_scale.py measures
 it), and an approximate index built by `mmv.embed --ann` answers instead:
 
-  faiss IVF (an inverted file of `nlist` k-means cells; an HNSW graph finds a vector's cell when
-  nlist is large, so adding millions of vectors stays fast) over 4-bit PQ codes scanned with
-  SIMD ("fast scan", 64 bytes per 512-d vector), probing `nprobe` cells; its `rerank` best
-  candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
+  faiss IVF (an inverted file of `nlist` k-means cells, a vector's cell found exactly among the
+  centroids) over 4-bit PQ codes scanned with SIMD ("fast scan", 64 bytes per 512-d vector),
+  probing `nprobe` cells; its `rerank` best candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
   kept on disk (a memmap: only the candidates' rows are read), so memory holds the codes, not
   the vectors. `tune` raises nprobe and rerank until the index's own rows find 95% of their
   exact top-10 (`sample_recall`): recall depends on the data, and this measures it.
@@ -58,16 +57,19 @@ def exact_search(gallery, queries, k):
 
 def default_params(rows, dim):
   """(faiss factory string, nprobe, rerank) for `rows` vectors of `dim` dimensions: ~sqrt(N)
-  cells (a power of 2; at least 39 vectors a cell to train the k-means), an HNSW quantizer from
-  4096 cells on (adding 10M vectors to flat cells costs 10M x 4096 dot products), dim/4 4-bit
-  sub-quantizers (dim/8 bytes per vector)."""
+  cells (a power of 2; at least 39 vectors a cell to train the k-means) found by exact search
+  of the centroids, dim/4 4-bit sub-quantizers (dim/8 bytes per vector).
+
+  Not an approximate (HNSW) search of the centroids, though adding 10M vectors then costs 10M x
+  4096 dot products: on clustered 512-d vectors (bench/ann_scale.py's) an HNSW32 graph of 4096
+  centroids gave 25% of vectors their nearest cell and put 36% of them in one cell, which every
+  query then scanned (51-61 ms at 10M whatever nprobe; 0.4 ms at 1M with exact cells)."""
   nlist = max(1, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(rows))))))
   nlist = max(1, min(nlist, rows // 39))
-  quantizer = f'IVF{nlist}_HNSW32' if nlist >= 4096 else f'IVF{nlist}'
   m = max(1, dim // 4)
   while dim % m:
     m -= 1
-  return f'{quantizer},PQ{m}x4fs', min(nlist, max(16, nlist // 32)), 100
+  return f'IVF{nlist},PQ{m}x4fs', min(nlist, max(16, nlist // 32)), 100
 
 
 class AnnIndex:

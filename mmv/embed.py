@@ -31,7 +31,6 @@ import sys
 from absl import app
 from absl import flags
 from ml_collections import config_flags
-import tensorflow as tf
 import tqdm
 
 from mmv import checkpoint as ckpt_lib
@@ -197,8 +196,7 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   f = flags.FLAGS
   try:
     specs, rejected = list_inputs(f.input)

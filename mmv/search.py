@@ -31,7 +31,6 @@ import sys
 from absl import app
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import index_ann
@@ -87,8 +86,7 @@ def main(argv):
   f = flags.FLAGS
   if len(argv) > 2:
     raise app.UsageError(f'give one sentence (quoted), got {argv[1:]}')
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   text = argv[1] if len(argv) == 2 else None
   try:
     if f.top_k < 1:
