@@ -5,7 +5,7 @@ r"""Memory of opening and searching an index of `mmv.embed` with and without its
 Writes an index as `mmv.embed` does (index_files.Writer: parts of files of 100 windows; MMV's
 dims: S_vat 256, S_va 512 for the picture and the sound), clustered unit vectors as in
 bench/ann_scale.py, builds its ANN indexes (`index_ann.build`, a part at a time), then in a fresh
-process each: opens it whole (every window vector in memory, as without ANN indexes) or as
+process each (peak RSS: its VmHWM): opens it whole (every window vector in memory, as without ANN indexes) or as
 `mmv.search` does (the spaces with an ANN index read from their float16 copies), runs 20 queries
 per space, and reports the process's peak RSS and the median query time.
 """
@@ -13,7 +13,6 @@ per space, and reports the process's peak RSS and the median query time.
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -74,7 +73,19 @@ def measure(directory, whole):
       times.append(time.perf_counter() - t)
   return {'opened': 'whole' if whole else 'with its ANN indexes', 'open_s': round(open_s, 1),
           'ann_spaces': sorted(anns), 'median_query_ms': round(1e3 * float(np.median(times)), 1),
-          'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2)}
+          'peak_rss_gb': round(_status_kb('VmHWM') / 2 ** 20, 2),
+          # Now, after the queries: memory of its own (anonymous) and file pages mapped (the
+          # float16 memmaps' pages read, which the kernel may drop and read again).
+          'rss_anon_gb': round(_status_kb('RssAnon') / 2 ** 20, 2),
+          'rss_file_gb': round(_status_kb('RssFile') / 2 ** 20, 2)}
+
+
+def _status_kb(field):
+  """A field of /proc/self/status in kB. VmHWM is this process's peak resident set: not
+  getrusage's ru_maxrss, which a process started by fork and exec inherits from its parent
+  (here the one that built the index)."""
+  with open('/proc/self/status') as f:
+    return int(f.read().split(field + ':')[1].split()[0])
 
 
 def main():
