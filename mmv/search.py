@@ -71,7 +71,8 @@ def define_flags():
                      'most this below the moment\'s best window.')
   flags.DEFINE_integer('top_k', 10, 'Results shown.')
   flags.DEFINE_bool('exact', False, 'Exact search even where `mmv.embed --ann` built an '
-                    'approximate index.')
+                    'approximate index (over its float16 copy of the windows, read a block at '
+                    'a time).')
   flags.DEFINE_bool('json', False, 'Print the results as JSON: a list of {file, start, end, '
                     'score, ...}.')
   flags.DEFINE_string('workdir', None, 'The model\'s workdir if it moved since the index was '
