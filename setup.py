@@ -47,6 +47,9 @@ TEST_REQUIRES = TFDS_REQUIRES + BEAM_REQUIRES + [
     'playwright==1.65.2',
     'pytest==9.2.0',
     'pytest-xdist==3.8.0',
+    # A hung test fails after pytest.ini's `timeout` instead of holding its xdist worker (and
+    # with --dist loadfile the session) until CI's limit.
+    'pytest-timeout==2.4.0',
 ]
 
 setuptools.setup(

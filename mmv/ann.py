@@ -5,10 +5,9 @@ its time grows with the rows (memory-bound: 512-d float32 is 2 KB a row read per
 EXACT_LIMIT rows it is slower than ~50 ms per query on 2 CPU cores (bench/ann_scale.py measures
 it), and an approximate index built by `mmv.embed --ann` answers instead:
 
-  faiss IVF (an inverted file of `nlist` k-means cells; an HNSW graph finds a vector's cell when
-  nlist is large, so adding millions of vectors stays fast) over 4-bit PQ codes scanned with
-  SIMD ("fast scan", 64 bytes per 512-d vector), probing `nprobe` cells; its `rerank` best
-  candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
+  faiss IVF (an inverted file of `nlist` k-means cells, a vector's cell found exactly among the
+  centroids) over 4-bit PQ codes scanned with SIMD ("fast scan", 64 bytes per 512-d vector),
+  probing `nprobe` cells; its `rerank` best candidates are then re-scored exactly (inner product) against a float16 copy of the vectors
   kept on disk (a memmap: only the candidates' rows are read), so memory holds the codes, not
   the vectors. `tune` raises nprobe and rerank until the index's own rows find 95% of their
   exact top-10 (`sample_recall`): recall depends on the data, and this measures it.
@@ -39,35 +38,57 @@ EXACT_LIMIT = 100_000
 ANN_FILE = 'index.faiss'
 VECTORS_FILE = 'vectors.f16.npy'
 META_FILE = 'ann.json'
+# Rows exact search reads at a time (256 MB of 512-d float32).
+BLOCK_ROWS = 131_072
 
 
-def exact_search(gallery, queries, k):
+def exact_search(gallery, queries, k, block=BLOCK_ROWS):
   """(ids [Q, k], scores [Q, k]) of the k rows of `gallery` [N, D] with the largest inner
-  product with each of `queries` [Q, D]; ties keep row order."""
-  scores = np.atleast_2d(np.asarray(queries, np.float32)) @ np.asarray(gallery, np.float32).T
-  k = min(k, scores.shape[1])
-  ids = np.empty([len(scores), k], np.int64)
-  for q, row in enumerate(scores):
-    # The k-th best score in linear time; ties at it keep the lowest rows (a stable sort's).
-    kth = row[np.argpartition(-row, k - 1)[k - 1]] if k < len(row) else -np.inf
-    chosen = np.flatnonzero(row > kth)
-    chosen = np.concatenate([chosen, np.flatnonzero(row == kth)[:k - len(chosen)]])
-    ids[q] = chosen[np.argsort(-row[chosen], kind='stable')]
-  return ids, np.take_along_axis(scores, ids, axis=1)
+  product with each of `queries` [Q, D]; ties keep row order. The gallery is read `block` rows
+  at a time (as float32), so it may be a memmap (float16 or float32) larger than memory."""
+  queries = np.atleast_2d(np.asarray(queries, np.float32))
+  k = min(k, len(gallery))
+  ids = np.zeros([len(queries), 0], np.int64)
+  scores = np.zeros([len(queries), 0], np.float32)
+  for start in range(0, len(gallery), block):
+    block_scores = queries @ np.asarray(gallery[start:start + block], np.float32).T
+    rows = np.arange(start, start + block_scores.shape[1])
+    # The best so far in row order, then this block's rows (all later): position order is
+    # row order, so keeping the first of tied candidates keeps the lowest rows.
+    order = np.argsort(ids, axis=1, kind='stable')
+    candidates = np.concatenate([np.take_along_axis(scores, order, 1), block_scores], 1)
+    candidate_ids = np.concatenate([np.take_along_axis(ids, order, 1),
+                                    np.broadcast_to(rows, block_scores.shape)], 1)
+    best = np.stack([_top_k(row, k) for row in candidates])
+    ids = np.take_along_axis(candidate_ids, best, 1)
+    scores = np.take_along_axis(candidates, best, 1)
+  return ids, scores
+
+
+def _top_k(row, k):
+  """Positions of the k largest values of `row`, best first; ties keep position order."""
+  # The k-th best score in linear time; ties at it keep the first positions (a stable sort's).
+  kth = row[np.argpartition(-row, k - 1)[k - 1]] if k < len(row) else -np.inf
+  chosen = np.flatnonzero(row > kth)
+  chosen = np.concatenate([chosen, np.flatnonzero(row == kth)[:k - len(chosen)]])
+  return chosen[np.argsort(-row[chosen], kind='stable')]
 
 
 def default_params(rows, dim):
   """(faiss factory string, nprobe, rerank) for `rows` vectors of `dim` dimensions: ~sqrt(N)
-  cells (a power of 2; at least 39 vectors a cell to train the k-means), an HNSW quantizer from
-  4096 cells on (adding 10M vectors to flat cells costs 10M x 4096 dot products), dim/4 4-bit
-  sub-quantizers (dim/8 bytes per vector)."""
+  cells (a power of 2; at least 39 vectors a cell to train the k-means) found by exact search
+  of the centroids, dim/4 4-bit sub-quantizers (dim/8 bytes per vector).
+
+  Not an approximate (HNSW) search of the centroids, though adding 10M vectors then costs 10M x
+  4096 dot products: on clustered 512-d vectors (bench/ann_scale.py's) an HNSW32 graph of 4096
+  centroids gave 25% of vectors their nearest cell and put 36% of them in one cell, which every
+  query then scanned (51-61 ms at 10M whatever nprobe; 0.4 ms at 1M with exact cells)."""
   nlist = max(1, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(rows))))))
   nlist = max(1, min(nlist, rows // 39))
-  quantizer = f'IVF{nlist}_HNSW32' if nlist >= 4096 else f'IVF{nlist}'
   m = max(1, dim // 4)
   while dim % m:
     m -= 1
-  return f'{quantizer},PQ{m}x4fs', min(nlist, max(16, nlist // 32)), 100
+  return f'IVF{nlist},PQ{m}x4fs', min(nlist, max(16, nlist // 32)), 100
 
 
 class AnnIndex:
@@ -165,34 +186,43 @@ def build_from_array(vectors, directory, **kwargs):
                directory, len(vectors), vectors.shape[1], **kwargs)
 
 
-def sample_recall(index, vectors, *, queries=50, k=10, seed=0, tie=1e-3):
-  """recall@k of `index` against exact search over `vectors` (the rows it holds, in memory),
-  with `queries` of its rows drawn at random as the queries: how well it does on this data.
-  A result whose exact score is within `tie` of the k-th exact score counts as found: the
-  float16 copy that re-ranks cannot order closer scores (overlapping windows of one file are
-  that close)."""
-  rows = np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)),
-                                            replace=False)
-  q = vectors[rows]
-  exact, exact_scores = exact_search(vectors, q, k)
-  found, _ = index.search(q, k)
+def recall_sample(vectors, *, queries=50, k=10, seed=0):
+  """(query rows [Q, D], their exact top-k ids [Q, k] and scores [Q, k]) of `queries` rows of
+  `vectors` drawn at random: what `sample_recall` measures an index against (one exact pass
+  over `vectors`, which may be a memmap)."""
+  rows = np.sort(np.random.default_rng(seed).choice(len(vectors), min(queries, len(vectors)),
+                                                    replace=False))
+  q = np.asarray(vectors[rows], np.float32)
+  return (q,) + exact_search(vectors, q, k)
+
+
+def sample_recall(index, vectors, *, queries=50, k=10, seed=0, tie=1e-3, sample=None):
+  """recall@k of `index` against exact search over `vectors` (the rows it holds: an array or
+  a memmap), with `queries` of its rows drawn at random as the queries (or `sample`, from
+  `recall_sample`): how well it does on this data. A result whose exact score is within `tie`
+  of the k-th exact score counts as found: the float16 copy that re-ranks cannot order closer
+  scores (overlapping windows of one file are that close)."""
+  q, exact, exact_scores = sample or recall_sample(vectors, queries=queries, k=k, seed=seed)
+  found, _ = index.search(q, exact.shape[1])
   hits = []
   for f, e, kth, query in zip(found, exact, exact_scores[:, -1], q):
     f = f[f >= 0]
-    scores = np.asarray(vectors[f], np.float32) @ query
-    hits.append((len(set(f) & set(e)) + np.sum(~np.isin(f, e) & (scores >= kth - tie))) /
-                len(e))
+    scores = np.asarray(vectors[np.sort(f)], np.float32) @ query
+    hits.append((len(set(f) & set(e)) + np.sum(~np.isin(np.sort(f), e) &
+                                               (scores >= kth - tie))) / len(e))
   return float(np.mean(hits))
 
 
 def tune(index, vectors, directory=None, *, target=0.95, queries=50, seed=0):
   """Raises `index`'s nprobe and rerank (cheapest first) until its `sample_recall` on
-  `vectors` reaches `target`, or all cells and 3200 candidates are searched; records the
-  settings in `directory`'s META_FILE if given. Returns the recall reached."""
+  `vectors` (an array or a memmap: read once, for the exact top-10) reaches `target`, or all
+  cells and 3200 candidates are searched; records the settings in `directory`'s META_FILE if
+  given. Returns the recall reached."""
+  sample = recall_sample(vectors, queries=queries, seed=seed)
   nlist = faiss.extract_index_ivf(index.index).nlist
   settings = sorted({(min(nlist, index.nprobe * 2 ** i), index.rerank * 2 ** j)
                      for i in range(8) for j in range(6)}, key=lambda s: s[0] * s[1])
-  recall = sample_recall(index, vectors, queries=queries, seed=seed)
+  recall = sample_recall(index, vectors, sample=sample)
   for nprobe, rerank in settings:
     if recall >= target:
       break
@@ -200,7 +230,7 @@ def tune(index, vectors, directory=None, *, target=0.95, queries=50, seed=0):
       continue
     faiss.extract_index_ivf(index.index).nprobe = nprobe
     index.nprobe, index.rerank = nprobe, rerank
-    recall = sample_recall(index, vectors, queries=queries, seed=seed)
+    recall = sample_recall(index, vectors, sample=sample)
   if directory is not None:
     path = os.path.join(directory, META_FILE)
     with open(path) as f:
@@ -212,12 +242,17 @@ def tune(index, vectors, directory=None, *, target=0.95, queries=50, seed=0):
   return recall
 
 
+def load_vectors(directory):
+  """The float16 copy [N, D] of an ANN index's vectors, as a read-only memmap."""
+  return np.load(os.path.join(directory, VECTORS_FILE), mmap_mode='r')
+
+
 def load(directory, *, nprobe=None, rerank=None):
   """The AnnIndex written by `build` in `directory` (search settings overridable)."""
   with open(os.path.join(directory, META_FILE)) as f:
     meta = json.load(f)
   index = faiss.read_index(os.path.join(directory, ANN_FILE))
-  vectors = np.load(os.path.join(directory, VECTORS_FILE), mmap_mode='r')
+  vectors = load_vectors(directory)
   if index.ntotal != meta['rows'] or vectors.shape != (meta['rows'], meta['dim']):
     raise ValueError(f'{directory}: the faiss index ({index.ntotal} rows) and vectors '
                      f'{vectors.shape} do not match {META_FILE}: rebuild it (mmv.embed --ann)')

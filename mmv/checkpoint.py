@@ -93,10 +93,13 @@ def workdir_step(workdir, step=None):
   return int(step)
 
 
-def quiet_read_only_opens():
-  """For the commands that read a run's checkpoints (evaluation, embedding, export, ...):
-  absl logs at WARNING, without the line orbax writes each time it opens a checkpoint
-  directory read-only, as they do on purpose."""
+def start_reader():
+  """Start-up of the commands that read a run's checkpoints (evaluation, fine-tuning,
+  embedding, search, the web page, export, deflation): TensorFlow, which only feeds tf.data on
+  the host, sees no GPU (accelerator memory is JAX's); absl logs at WARNING, without the line
+  orbax writes each time it opens a checkpoint directory read-only, as they do on purpose."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (only these commands need it)
+  tf.config.set_visible_devices([], 'GPU')
   logging.set_verbosity(logging.WARNING)
   logging.get_absl_logger().addFilter(
       lambda record: not record.getMessage().startswith('Given directory is read only'))

@@ -31,7 +31,6 @@ import sys
 from absl import app
 from absl import flags
 from ml_collections import config_flags
-import tensorflow as tf
 import tqdm
 
 from mmv import checkpoint as ckpt_lib
@@ -120,9 +119,9 @@ def build_index(model, protocol, specs, index_dir, *, hop=1.0, batch_size=None, 
     raise IndexRefused(f'--part_size must be at least 1, got {part_size}')
   settings = index_settings(model, protocol, hop)
   with index_files.Writer(index_dir, settings, stale_after) as writer:
-    stored = index_files.read_index(index_dir)
-    done = {entry_key(e) for e in stored.files}
-    failed = {entry_key(u) for u in stored.unreadable}
+    _, files, listed_unreadable = index_files.read_entries(index_dir)
+    done = {entry_key(e) for e in files}
+    failed = {entry_key(u) for u in listed_unreadable}
     reused = []
     for path in writer.pending():  # Finished by a run that died: put in the next part.
       entry, embedded = writer.pending_entry(path)
@@ -165,7 +164,7 @@ def build_index(model, protocol, specs, index_dir, *, hop=1.0, batch_size=None, 
     if writer.pending():
       writer.write_part(writer.pending())
   reused_files = sum('reason' not in e for e in reused)
-  return {'indexed': len(stored.files) + new + reused_files, 'new': new,
+  return {'indexed': len(files) + new + reused_files, 'new': new,
           'already': len(specs) - len(todo), 'reused': reused_files, 'windows': windows,
           'unreadable': unreadable}
 
@@ -197,8 +196,7 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   f = flags.FLAGS
   try:
     specs, rejected = list_inputs(f.input)

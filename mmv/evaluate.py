@@ -63,7 +63,6 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 import tensorboardX
-import tensorflow as tf
 import tqdm
 
 from mmv import benchmarks
@@ -275,8 +274,7 @@ def _evaluate(argv):
     raise ValueError(f'unexpected arguments: {argv[1:]}')
   if _WATCH.value and _STEP.value is not None:
     raise ValueError('--step and --watch exclude each other')
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   workdir = _WORKDIR.value
   bench = benchmarks.get(_BENCHMARK.value)
   config = _read_config(workdir, bench)

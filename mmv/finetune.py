@@ -33,7 +33,6 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 import tensorboardX
-import tensorflow as tf
 
 from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
@@ -154,8 +153,7 @@ def run(ft_config, pretrained, bench, data_dir, workdir, output, *, split=None, 
 def _main(argv):
   if len(argv) > 1:
     raise ValueError(f'unexpected arguments: {argv[1:]}')
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   f = flags.FLAGS
   distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
   bench = benchmarks.get(f.benchmark)

@@ -25,35 +25,61 @@ def _space_dir(index_dir, space):
 
 
 def build(index_dir, *, stored=None, spaces=index_files.SPACES, log=print):
-  """Builds the ANN index of each space's window vectors of the index in `index_dir` (read
-  once; `stored` if already read), its search settings (`nprobe`, `rerank`) raised until its
-  recall@10 against exact search, 50 of its windows as queries, is 0.95 (`ann.tune`); returns
-  {space: {'windows', 'recall@10', 'nprobe', 'rerank'}, or the reason it was not built}."""
+  """Builds the ANN index of each space's window vectors of the index in `index_dir`, read a
+  part at a time (from `stored`, an index already in memory, if given), its search settings
+  (`nprobe`, `rerank`) raised until its recall@10 against exact search, 50 of its windows as
+  queries, is 0.95 (`ann.tune`, exact search over the index's float16 copy); returns {space:
+  {'windows', 'recall@10', 'nprobe', 'rerank'}, or the reason it was not built}."""
   parts = index_files.part_names(index_dir)
-  stored = stored or index_files.read_index(index_dir)
   out = {}
   for space in spaces:
-    matrix = stored.window_vectors[space]
-    if len(matrix) < MIN_ROWS:
-      out[space] = f'{len(matrix)} windows: exact search (an ANN index from {MIN_ROWS} on)'
+    if stored is not None:
+      chunks = lambda s=space: [stored.window_vectors[s]]
+    else:
+      chunks = lambda s=space: index_files.window_chunks(index_dir, s)
+    rows, dim, present = 0, None, False
+    for chunk in chunks():
+      rows, dim, present = rows + len(chunk), chunk.shape[1], present or bool(np.any(chunk))
+    if rows < MIN_ROWS:
+      out[space] = f'{rows} windows: exact search (an ANN index from {MIN_ROWS} on)'
       continue
-    if not np.any(matrix):
+    if not present:
       out[space] = 'no window has this modality'
       continue
     directory = _space_dir(index_dir, space)
     covers = os.path.join(directory, COVERS)
     if os.path.exists(covers):
       os.remove(covers)  # Not valid until rebuilt.
-    built = ann.build_from_array(matrix, directory,
-                                 log=lambda message, s=space: log(f'ann {s}: {message}'))
+    built = ann.build(chunks, directory, rows, dim,
+                      log=lambda message, s=space: log(f'ann {s}: {message}'))
     with open(covers + '.tmp', 'w') as f:
-      json.dump({'parts': parts, 'rows': int(len(matrix))}, f)
+      json.dump({'parts': parts, 'rows': rows}, f)
     os.replace(covers + '.tmp', covers)
     # Search settings raised until 50 of its own windows find 95% of their exact top-10.
-    recall = ann.tune(built, matrix, directory)
-    out[space] = {'windows': int(len(matrix)), 'recall@10': round(recall, 3),
+    recall = ann.tune(built, built.vectors, directory)
+    out[space] = {'windows': rows, 'recall@10': round(recall, 3),
                   'nprobe': built.nprobe, 'rerank': built.rerank}
   return out
+
+
+def covering_vectors(index_dir):
+  """{space: float16 memmap [W, D]} of the ANN indexes built over the index's parts as they
+  are now: what searching reads for those spaces' windows instead of the parts (only the
+  candidates' rows are read, so memory holds no window vector)."""
+  parts = index_files.part_names(index_dir)
+  found = {}
+  for space in index_files.SPACES:
+    directory = _space_dir(index_dir, space)
+    try:
+      with open(os.path.join(directory, COVERS)) as f:
+        covered = json.load(f)
+      if covered['parts'] == parts:
+        vectors = ann.load_vectors(directory)
+        if len(vectors) == covered['rows']:
+          found[space] = vectors
+    except (OSError, ValueError, KeyError):
+      continue  # No usable ANN index: the parts are read (index_ann.load says why).
+  return found
 
 
 def load(index):

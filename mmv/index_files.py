@@ -82,20 +82,44 @@ def part_names(index_dir):
   return sorted(n for n in os.listdir(directory) if n.isdigit())
 
 
-def read_index(index_dir):
+def _parts(index_dir):
+  """(part directory, manifest) of each part, in order."""
+  for name in part_names(index_dir):
+    part = os.path.join(index_dir, PARTS, name)
+    with open(os.path.join(part, MANIFEST)) as f:
+      yield part, json.load(f)
+
+
+def _embedded_and_unreadable(files, unreadable):
+  """The unreadable entries not embedded since (`--retry_failed`), each once (its latest)."""
+  for e in files:
+    unreadable.pop(entry_key(e), None)
+  return list(unreadable.values())
+
+
+def read_entries(index_dir):
+  """(settings, files, unreadable) of the index: its manifests alone, no vector."""
+  settings, files, unreadable = read_settings(index_dir), [], {}
+  for _, manifest in _parts(index_dir):
+    files += manifest['entries']
+    unreadable.update((entry_key(u), u) for u in manifest['unreadable'])
+  return settings, files, _embedded_and_unreadable(files, unreadable)
+
+
+def read_index(index_dir, window_vectors=None):
   """The `Stored` index; an input listed unreadable and later embedded (`--retry_failed`) is
-  listed as embedded only; one listed unreadable twice, once (its latest reason)."""
+  listed as embedded only; one listed unreadable twice, once (its latest reason).
+  `window_vectors`: {space: [W, D] array-like} standing for those spaces' window vectors (an
+  ANN index's float16 memmap of them), which are then not read from the parts."""
+  given = window_vectors or {}
   settings = read_settings(index_dir)
   dims = settings['model']['model']
   dim = {'vat': dims['vat_dim'], 'va': dims['va_dim'], 'sound': dims['va_dim']}
   files, unreadable = [], {}
   file_vectors = {s: [np.zeros([0, dim[s]], np.float32)] for s in SPACES}
-  window_vectors = {s: [np.zeros([0, dim[s]], np.float32)] for s in SPACES}
+  windows = {s: [np.zeros([0, dim[s]], np.float32)] for s in SPACES if s not in given}
   window_file, window_times = [np.zeros([0], np.int64)], [np.zeros([0, 2])]
-  for name in part_names(index_dir):
-    part = os.path.join(index_dir, PARTS, name)
-    with open(os.path.join(part, MANIFEST)) as f:
-      manifest = json.load(f)
+  for part, manifest in _parts(index_dir):
     with np.load(os.path.join(part, 'files.npz'), allow_pickle=False) as per_file, \
         np.load(os.path.join(part, 'windows.npz'), allow_pickle=False) as per_window:
       if len(per_file['vat']) != len(manifest['entries']):
@@ -103,18 +127,28 @@ def read_index(index_dir):
                          f'{len(manifest["entries"])} files: not a part mmv.embed wrote')
       for s in SPACES:
         file_vectors[s].append(per_file[s])
-        window_vectors[s].append(per_window[s])
+      for s in windows:  # An npz member is read only when asked for.
+        windows[s].append(per_window[s])
       window_file.append(per_window['owner'] + len(files))
       window_times.append(per_window['times'])
     files += manifest['entries']
-    for u in manifest['unreadable']:
-      unreadable[entry_key(u)] = u
-  for e in files:
-    unreadable.pop(entry_key(e), None)
+    unreadable.update((entry_key(u), u) for u in manifest['unreadable'])
+  window_file = np.concatenate(window_file)
+  for s, matrix in given.items():
+    if len(matrix) != len(window_file):
+      raise ValueError(f'{index_dir}: {len(matrix)} {s} window vectors given for its '
+                       f'{len(window_file)} windows')
   return Stored(settings, files, {s: np.concatenate(v) for s, v in file_vectors.items()},
-                {s: np.concatenate(v) for s, v in window_vectors.items()},
-                np.concatenate(window_file), np.concatenate(window_times),
-                list(unreadable.values()))
+                {s: given[s] if s in given else np.concatenate(windows[s]) for s in SPACES},
+                window_file, np.concatenate(window_times),
+                _embedded_and_unreadable(files, unreadable))
+
+
+def window_chunks(index_dir, space):
+  """The `space` window vectors [n, D] of each part in turn (one part in memory at a time)."""
+  for part, _ in _parts(index_dir):
+    with np.load(os.path.join(part, 'windows.npz'), allow_pickle=False) as per_window:
+      yield per_window[space]
 
 
 def settings_differ(old, new):

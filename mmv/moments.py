@@ -32,6 +32,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from mmv import ann
+from mmv import index_ann
 from mmv import index_files
 from mmv import index_model
 from mmv import window_embed
@@ -57,7 +59,8 @@ def open_index(index_dir, *, workdir=None, model=None):
   """The `Index` in `index_dir`, with the model it was made with (its workdir, step, config and
   protocol as index.json records them; `workdir` where the run has moved since; `model` an
   `inference.Model` already loaded, used as it is)."""
-  stored = index_files.read_index(index_dir)
+  # Spaces with an ANN index read their windows' float16 copy from it as a memmap.
+  stored = index_files.read_index(index_dir, index_ann.covering_vectors(index_dir))
   if model is None:
     model = index_model.load_recorded(stored.settings, workdir)
   return Index(**vars(stored), index_dir=index_dir, model=model)
@@ -84,9 +87,8 @@ def query_vector(index, *, text=None, audio_file=None, video_file=None,
 def exact_scorer(matrix, query, k):
   """(rows, scores) of the `k` rows of `matrix` [N, D] most similar to `query` [D], best first;
   ties keep row order."""
-  scores = matrix @ query
-  order = np.argsort(-scores, kind='stable')[:k]
-  return order, scores[order]
+  rows, scores = ann.exact_search(matrix, query, k)  # A block of rows at a time.
+  return rows[0], scores[0]
 
 
 def search(index, *, text=None, audio_file=None, video_file=None, files=False, top_k=10,
@@ -117,7 +119,8 @@ def search(index, *, text=None, audio_file=None, video_file=None, files=False, t
     matrix = index.file_vectors[space]
     k = len(matrix) if candidates is None else candidates
     rows, scores = scorer(matrix, vector, k)
-    found = [_file_hit(index, int(r), float(s), matrix[r]) for r, s in zip(rows, scores)]
+    found = [_file_hit(index, int(r), float(s), np.asarray(matrix[r], np.float32))
+             for r, s in zip(rows, scores)]
   else:
     matrix = index.window_vectors[space]
     k = min(len(matrix), candidates or max(200, 20 * top_k))
@@ -166,7 +169,7 @@ def _moments(index, matrix, rows, scores, merge):
         break
       taken.add(r)
     taken.update(members)
-    mean = matrix[members].mean(axis=0)
+    mean = np.asarray(matrix[members], np.float32).mean(axis=0)
     entry = index.files[file]
     out.append({'file': entry['file'], 'name': entry['name'], 'start': round(float(start), 3),
                 'end': round(float(end), 3),

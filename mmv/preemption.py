@@ -51,9 +51,12 @@ class PreemptionWatcher:
   def _on_signal(self, signum, frame):
     del frame
     if signum == signal.SIGINT:
-      # The next Ctrl-C aborts without waiting: as before (KeyboardInterrupt) with one process.
+      # The next Ctrl-C aborts without waiting: as before (KeyboardInterrupt) with one process,
+      # also where SIGINT was ignored before (a job started in the background inherits that,
+      # and Python then sets no handler of its own): restoring SIG_IGN lost the second one.
+      previous = self._previous[signal.SIGINT]
       signal.signal(signal.SIGINT, _exit_now if self._distributed else
-                    self._previous[signal.SIGINT])
+                    previous if callable(previous) else signal.default_int_handler)
       print('Ctrl-C: stopping at the next step boundary with a checkpoint; press Ctrl-C '
             'again to abort without one', flush=True)
       if self._distributed:

@@ -31,7 +31,6 @@ import sys
 from absl import app
 from absl import flags
 import numpy as np
-import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import index_ann
@@ -72,7 +71,8 @@ def define_flags():
                      'most this below the moment\'s best window.')
   flags.DEFINE_integer('top_k', 10, 'Results shown.')
   flags.DEFINE_bool('exact', False, 'Exact search even where `mmv.embed --ann` built an '
-                    'approximate index.')
+                    'approximate index (over its float16 copy of the windows, read a block at '
+                    'a time).')
   flags.DEFINE_bool('json', False, 'Print the results as JSON: a list of {file, start, end, '
                     'score, ...}.')
   flags.DEFINE_string('workdir', None, 'The model\'s workdir if it moved since the index was '
@@ -87,8 +87,7 @@ def main(argv):
   f = flags.FLAGS
   if len(argv) > 2:
     raise app.UsageError(f'give one sentence (quoted), got {argv[1:]}')
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   text = argv[1] if len(argv) == 2 else None
   try:
     if f.top_k < 1:

@@ -248,9 +248,7 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   f = flags.FLAGS
   try:
     index = moments.open_index(f.index, workdir=f.workdir)

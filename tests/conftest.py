@@ -67,16 +67,17 @@ def small_config(data_dir):
   return c
 
 
-def initialised_run(config, path, step):
+def initialised_run(config, path, step, mesh=None):
   """`path` made a workdir of `config`: its config.json and a checkpoint of the freshly
-  initialised train state at `step` (no training)."""
+  initialised train state at `step` (no training), sharded over `mesh` (by default
+  `sharding.make_mesh()`; `config.mesh`'s to save kernels split as its training would)."""
   # pylint: disable=g-import-not-at-top  (jax set up above first)
   from mmv import checkpoint as ckpt_lib
   from mmv import sharding
   from mmv import train_step
   model = train_step.create_model(config)
   state = train_step.create_train_state(config, model, train_step.create_optimizer(config),
-                                        sharding.make_mesh())
+                                        mesh or sharding.make_mesh())
   checkpointer = ckpt_lib.Checkpointer(os.path.join(path, 'checkpoints'))
   checkpointer.save(step, state, signature=ckpt_lib.variable_signature(state.variables()))
   checkpointer.wait_until_finished()

@@ -5,6 +5,7 @@ refuses it in one line, moving nothing, unless asked to restore its parameters o
 
 import copy
 import glob
+import json
 import os
 import shutil
 
@@ -180,17 +181,17 @@ def test_another_optimiser_is_refused_in_one_line_not_taken_for_damage(series, t
   chex.assert_trees_all_equal(state.opt_state[0], new[0])
   assert int(state.opt_state[2].count) == 4
 
-  # One more step: its loss is the one the old config's resumed run logs at step 5, so the
-  # step, parameters, BatchNorm statistics and data position were all restored.
-  config.train.steps = 5
-  resumed = train.train(config, workdir)
-  reference = str(tmp_path / 'reference')
-  shutil.copytree(source, reference)
-  old = copy.deepcopy(series[0])
-  old.train.steps = 5
-  expected = train.train(old, reference)
-  assert [s for s, _ in resumed['history']] == [s for s, _ in expected['history']] == [5]
-  assert resumed['history'][0][1]['loss'] == expected['history'][0][1]['loss']
+  # From checkpoint 2 (4 removed): the loss of step 3 is the one the series run logged there,
+  # so the step, parameters, BatchNorm statistics and data position were all restored. (The
+  # series' own steps, not a run of the old config to step 5: one program fewer to compile.)
+  earlier = str(tmp_path / 'earlier')
+  shutil.copytree(source, earlier)
+  shutil.rmtree(os.path.join(earlier, 'checkpoints', '4'))
+  resumed = train.train(config, earlier)
+  with open(os.path.join(source, 'metrics.jsonl')) as f:
+    logged = {record['step']: record['loss'] for record in map(json.loads, f)}
+  assert [s for s, _ in resumed['history']] == [3, 4]
+  assert resumed['history'][0][1]['loss'] == logged[3]
 
 
 def test_intact_checkpoints_under_a_path_that_is_no_url_resume(series, tmp_path, capsys):

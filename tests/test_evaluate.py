@@ -61,11 +61,20 @@ def _labels_in_file_order(data_dir, split):
   return np.array(out)
 
 
-def test_sharded_features_equal_single_device_and_keep_every_video_once(config, tmp_path):
+@pytest.fixture(scope='module')
+def initialised(data_dir):
+  """(config, model, mesh, train state) of `small_config`, freshly initialised on 8 devices:
+  made once for the tests of feature extraction."""
+  config = conftest.small_config(data_dir)
   model = train_step.create_model(config)
   mesh = sharding.make_mesh()
-  assert mesh.devices.size == 8
   state = train_step.create_train_state(config, model, train_step.create_optimizer(config), mesh)
+  return config, model, mesh, state
+
+
+def test_sharded_features_equal_single_device_and_keep_every_video_once(initialised, tmp_path):
+  config, model, mesh, state = initialised
+  assert mesh.devices.size == 8
   bench = benchmarks.get('synthetic')
   prepared = bench.prepare(config.data.data_dir)['test']
   data = evaluate_protocol.benchmark_data_config(config, bench, prepared)
@@ -118,10 +127,8 @@ def test_sharded_features_equal_single_device_and_keep_every_video_once(config, 
   assert not cached and len(calls) == 3 and other['features'].shape[1] == 1
 
 
-def test_augmented_passes_differ_and_read_every_video(config):
-  model = train_step.create_model(config)
-  mesh = sharding.make_mesh()
-  state = train_step.create_train_state(config, model, train_step.create_optimizer(config), mesh)
+def test_augmented_passes_differ_and_read_every_video(initialised):
+  config, model, mesh, state = initialised
   bench = benchmarks.get('synthetic')
   data = evaluate_protocol.benchmark_data_config(config, bench,
                                                  bench.prepare(config.data.data_dir)['test'])
@@ -503,14 +510,16 @@ def test_feature_cache_key_holds_model_checkpoint_protocol_and_dtype(run, tmp_pa
 
 @pytest.fixture(scope='module')
 def fsdp_run(data_dir, tmp_path_factory):
-  """(config, workdir) of a run trained 1 step with its kernels split over mesh.fsdp = 2."""
+  """(config, workdir) of a run, initialised (checkpoint 1, Adam's moments too) with its kernels
+  split over mesh.fsdp = 2 as its training would save them (nothing here needs trained
+  weights)."""
   config = conftest.small_config(data_dir)
   config.train.steps = config.train.checkpoint_every = 1
   config.mesh.fsdp = 2
   config.mesh.param_rules = ((r'.*kernel', 'fsdp'), ('.*', 'replicate'))
   workdir = str(tmp_path_factory.mktemp('fsdp_run'))
-  train.train(config, workdir)
-  return config, workdir
+  return config, conftest.initialised_run(config, workdir, 1,
+                                          mesh=sharding.make_mesh(config.mesh))
 
 
 def test_restore_reads_the_model_alone_onto_another_mesh(fsdp_run, monkeypatch):

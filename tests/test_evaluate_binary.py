@@ -10,8 +10,11 @@ import time
 
 import pytest
 
+from mmv import benchmarks
+from mmv import evaluate
 from mmv.benchmarks import protocols
 from mmv.evaluators import features as features_lib
+from tests import conftest
 from tests import media_files
 
 # Launches processes, converts media or trains: not in `make test-fast`.
@@ -61,16 +64,24 @@ def evaluate_binary(tmp_path, *flags, kill_above=None):
   return child.returncode, out.read_text(), err.read_text(), peak
 
 
+@pytest.fixture(scope='module')
+def run(data_dir, tmp_path_factory):
+  """(config, workdir) of a `small_config` run, freshly initialised (checkpoint 1): what is
+  checked here does not depend on trained weights."""
+  config = conftest.small_config(data_dir)
+  return config, conftest.initialised_run(config, str(tmp_path_factory.mktemp('run')), 1)
+
+
 def _error_lines(stderr):
   """The lines the binary wrote to stderr (TensorFlow's and XLA's start-up notes aside)."""
   return [line for line in stderr.splitlines()
           if line and not line.startswith(('I0000', 'W0000', 'WARNING: All log messages'))]
 
 
-def test_cross_validation_without_2_videos_per_class_fails_in_one_line(one_step_run,
+def test_cross_validation_without_2_videos_per_class_fails_in_one_line(run,
                                                                      tmp_path):
   """The synthetic training split (64 videos of 16 classes) has a class with one video."""
-  config, workdir = one_step_run
+  config, workdir = run
   status, stdout, stderr, _ = evaluate_binary(
       tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
       f'--workdir={workdir}', '--linear_c=0.1,1')
@@ -113,9 +124,9 @@ def _ucf101_of_8_videos(root):
       shutil.copy(source, os.path.join(root, 'UCF-101', name(c, g)))
 
 
-def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(one_step_run,
+def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(run,
                                                                    tmp_path):
-  config, workdir = one_step_run
+  config, workdir = run
   root = str(tmp_path / 'ucf')
   _ucf101_of_8_videos(root)
   # The run's model with the published UCF101 block and eval.batch_size; one training pass.
@@ -127,6 +138,11 @@ def test_a_ucf101_evaluation_takes_the_memory_of_its_batch_of_clips(one_step_run
       f'  c.eval.batch_size = {protocols.eval_config().batch_size}\n'
       '  c.eval.ucf101.train_passes = 1\n'
       '  return c\n')
+  # The videos converted here first, as the binary converts them (default options), in this
+  # process: the binary finds them in DATA_DIR/.mmv_cache and measures the evaluation alone
+  # (converting, it starts a pool of decoding processes, each importing TensorFlow and JAX).
+  small = conftest.small_config(config.data.data_dir)
+  evaluate.prepare_splits(benchmarks.get('ucf101'), small, root, num_workers=1, progress=False)
   status, stdout, stderr, peak = evaluate_binary(
       tmp_path, '--benchmark=ucf101', f'--data_dir={root}', f'--workdir={workdir}',
       f'--config={config_file}', '--nocache_features', kill_above=KILL_ABOVE)

@@ -4,6 +4,7 @@ file's failure is that file's; the protocol block windows are read with."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,12 +33,19 @@ class Killed(BaseException):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def videos(tmp_path):
-  d = tmp_path / 'videos'
-  d.mkdir()
+@pytest.fixture(scope='module')
+def video_files(tmp_path_factory):
+  """Four short videos, written once for the module (each test changes a copy)."""
+  d = tmp_path_factory.mktemp('videos')
   for k in range(4):
     media_files.write_video(str(d / f'v{k}.mp4'), video_codec='mpeg4', audio_codec='aac')
+  return d
+
+
+@pytest.fixture
+def videos(video_files, tmp_path):
+  d = tmp_path / 'videos'
+  shutil.copytree(video_files, d)
   return d
 
 

@@ -2,7 +2,9 @@
 losses recorded from main before that change (tests/data/mmv_tiny_losses.json says how).
 
 The run is the recorded command itself, in a subprocess without the tests' fake devices and
-compiler flags, on the synthetic dataset made by the same command line.
+compiler flags, on the synthetic dataset of the recorded command line (`python -m
+mmv.data.synthetic --output_dir DIR`, whose main calls `synthetic.generate(DIR)` with its
+defaults; called here in the test's process, saving a process's start-up).
 """
 
 import json
@@ -12,6 +14,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from mmv.data import synthetic
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -28,7 +32,7 @@ def _run(*args):
 
 def test_tiny_config_logs_the_recorded_losses_at_steps_1_to_10(tmp_path):
   data, workdir = str(tmp_path / 'synthetic'), str(tmp_path / 'run')
-  _run('-m', 'mmv.data.synthetic', '--output_dir', data)
+  synthetic.generate(data)  # What `python -m mmv.data.synthetic --output_dir DATA` writes.
   _run('launch.py', '--config', 'configs/tiny.py', '--workdir', workdir,
        f'--config.data.data_dir={data}', '--config.train.steps=10',
        '--config.train.log_every=1', '--config.train.checkpoint_every=10')

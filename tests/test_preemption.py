@@ -1,8 +1,10 @@
-"""Preemption and exact resume through launch.py; NaN losses stop the run or are skipped."""
+"""Preemption (Ctrl-C, SIGTERM, SIGKILL) and exact resume through launch.py; a second launch into
+a busy workdir; NaN losses stop the run or are skipped."""
 
 import os
 import signal
 import threading
+import time
 
 import chex
 import jax
@@ -10,12 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import tensorflow as tf
 
 from mmv import checkpoint as ckpt_lib
 from mmv import optim
+from mmv import preemption
 from mmv import sharding
 from mmv import train
 from mmv import train_step
+from mmv import workdir_lock
 from tests import launching
 
 # Launches processes, converts media or trains: not in `make test-fast`.
@@ -44,39 +49,106 @@ def _latest_step(workdir):
   return step
 
 
-def test_sigterm_and_sigkill_resume_exactly(config, data_dir, tmp_path):
-  """SIGTERM → checkpoint and clean exit → resume → SIGKILL → resume from the last complete
-  checkpoint: the same loss at every step and bit-identical parameters as without stops."""
-  steps = 8
+def _tensorboard_scalars(directory):
+  """{(step, tag): [values]} as TensorBoard shows them: a file's session START at step s
+  supersedes the earlier files' events from step s on (tensorboardX's `purge_step`)."""
+  scalars = {}
+  for name in sorted(os.listdir(directory)):  # Event file names start with their time.
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+      if event.HasField('session_log') and event.session_log.status == event.session_log.START:
+        scalars = {k: v for k, v in scalars.items() if k[0] < event.step}
+      for value in event.summary.value:
+        scalars.setdefault((event.step, value.tag), []).append(value.simple_value)
+  return scalars
+
+
+def test_ctrl_c_sigterm_and_sigkill_resume_exactly(config, data_dir, tmp_path):
+  """One run through launch.py, stopped in each way a user or a scheduler stops it, resumed
+  each time by the same command:
+  Ctrl-C → checkpoint, exit status 130, one line saying so (no traceback) → resume → SIGTERM
+  → checkpoint and a clean exit → resume → a second launch into the busy workdir is refused
+  (naming the live run's pid) → SIGKILL, which leaves a stale lock → resume from the last
+  complete checkpoint, taking the lock over. Every step is logged once, in metrics.jsonl and
+  TensorBoard, with the same loss as a run without stops, and the final parameters are
+  bit-identical. (One run serves the checks of three former tests, here and in
+  test_launch.py; the one-line CLI error for a busy workdir: test_workdir_lock.py.)"""
+  steps = 12  # Room for three stops before the end, however late a signal comes.
+  # Checkpoints only when stopped and at the end: the SIGKILL leaves the SIGTERM's the latest.
   args = lambda workdir: launching.train_args(
-      workdir, data_dir, f'--config.train.steps={steps}', '--config.train.checkpoint_every=4')
+      workdir, data_dir, f'--config.train.steps={steps}', '--config.train.checkpoint_every=100')
   full, stopped = str(tmp_path / 'full'), str(tmp_path / 'stopped')
   launching.run(args(full), DEVICES)
 
   run = launching.Process(args(stopped), DEVICES)
   run.wait_for(f'step 2/{steps}')
+  run.popen.send_signal(signal.SIGINT)
+  status, out, _ = launching.ended(run, timeout=300)
+  assert status == 130, run.output()
+  interrupted_at = _latest_step(stopped)
+  assert 2 <= interrupted_at < steps - 2, run.output()  # At a step boundary after the signal.
+  assert (f'interrupted (Ctrl-C): saved the checkpoint of step {interrupted_at}; run the same '
+          'command again to resume') in out.splitlines()
+  assert f'interrupted at step {interrupted_at}; workdir {stopped}' in out
+  assert 'Traceback' not in run.output()
+
+  run = launching.Process(args(stopped), DEVICES)
+  run.wait_for(f'resumed from step {interrupted_at}')
+  run.wait_for(f'step {interrupted_at + 1}/{steps}')
   run.popen.send_signal(signal.SIGTERM)
   out = run.finish()  # Exit status 0.
   preempted_at = _latest_step(stopped)
-  assert 2 < preempted_at < steps  # Stopped early, at a step boundary after the signal.
+  assert interrupted_at < preempted_at < steps, out
   assert f'preempted: saved the checkpoint of step {preempted_at}' in out
+  assert f'preempted at step {preempted_at}' in out
 
   run = launching.Process(args(stopped), DEVICES)
   run.wait_for(f'resumed from step {preempted_at}')
   run.wait_for(f'step {preempted_at + 1}/{steps}')
-  run.popen.kill()
-  run.popen.wait()
+  run.popen.send_signal(signal.SIGSTOP)  # Alive, holding the lock, not training.
+  try:
+    with pytest.raises(workdir_lock.WorkdirLockedError,
+                       match=f'{stopped} is in use by pid {run.popen.pid} on host '):
+      train.train(config, stopped)  # Refused before it compiles or writes anything.
+  finally:
+    run.popen.kill()  # Its lock stays behind, stale.
+    run.popen.wait()
+  assert os.path.exists(os.path.join(stopped, 'lock'))
   killed_at = _latest_step(stopped)
-  assert killed_at < steps
+  assert killed_at == preempted_at
+  assert max(launching.logged_losses(stopped)) > killed_at  # Steps to log again.
 
-  out = launching.run(args(stopped), DEVICES)
+  # Same host, pid gone: taken over once its heartbeat has missed 3 beats (3 s here; 90 s with
+  # the default threshold, which the run would wait for).
+  out = launching.run(args(stopped) + ['--lock_stale_after=10'], DEVICES)
   assert f'resumed from step {killed_at}' in out
-  expected, got = launching.logged_losses(full), launching.logged_losses(stopped)
-  assert sorted(got) == list(range(1, steps + 1))
-  for step in range(1, steps + 1):
-    assert got[step] == expected[step] * len(got[step]), step  # Exactly, also re-run steps.
+  assert not os.path.exists(os.path.join(stopped, 'lock'))
+  expected = launching.logged_losses(full)
+  got = launching.logged_losses(stopped)
+  assert got == expected and sorted(got) == list(range(1, steps + 1))  # Once each, exactly.
+  scalars = _tensorboard_scalars(os.path.join(stopped, 'tensorboard'))
+  assert sorted(s for s, tag in scalars if tag == 'loss') == list(range(1, steps + 1))
+  assert all(len(values) == 1 for values in scalars.values())
   chex.assert_trees_all_equal(_final_params(config, stopped, steps),
                               _final_params(config, full, steps))
+
+
+def test_a_second_ctrl_c_raises_keyboard_interrupt_also_where_sigint_was_ignored():
+  """A job started in the background inherits SIGINT ignored, and Python then sets no handler
+  of its own. The watcher catches the first Ctrl-C anyway; the second must abort too
+  (KeyboardInterrupt, which launch.py reports), not be ignored as the handler restored was.
+  (Through launch.py, a second Ctrl-C: test_launch.py and test_workdir_lock.py.)"""
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    with preemption.PreemptionWatcher() as watcher:
+      os.kill(os.getpid(), signal.SIGINT)
+      assert watcher.signal_name == 'SIGINT'
+      with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # The handler runs in this thread, between bytecodes.
+          time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # Restored at the end.
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def _poisoned(step_to_poison):
@@ -152,7 +224,7 @@ def _blocked_after(num_batches, released):
 def test_sigterm_while_waiting_for_input_stops_the_run(config, tmp_path, capsys, blocked_after):
   """The input stalls after some steps: the SIGTERM stops the run at once, with a checkpoint
   of the last step unless it has one already (checkpoint_every=2): no new one then."""
-  config.train.steps = 10
+  config.train.steps = 4  # The stalls come before its end.
   released = threading.Event()
   try:
     summary = train.train(config, str(tmp_path), input_fn=_blocked_after(blocked_after,

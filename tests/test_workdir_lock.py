@@ -1,11 +1,13 @@
 """The workdir lock: without hard links (gcsfuse), its owner's previous life, a heartbeat that a
 run on another host takes over from once stale, two runs taking over at once; with two
-processes, a refusal both report at once and a Ctrl-C both stop at with a checkpoint."""
+processes, a refusal both report at once (launch.py's one-line error for a busy workdir). (A
+Ctrl-C to one of two processes, stopping both with a checkpoint, and a second one, aborting that
+process at once: test_multihost.py; a second launch refused while a live run holds the lock:
+test_preemption.py.)"""
 
 import errno
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -13,7 +15,6 @@ import time
 
 import pytest
 
-from mmv import checkpoint as ckpt_lib
 from mmv import workdir_lock
 from tests import launching
 
@@ -202,46 +203,3 @@ def test_two_processes_report_a_busy_workdir_at_once(data_dir, tmp_path):
     assert stderr[0].startswith(f'error: {workdir} is in use by pid 4321 on host another-host '),\
         stderr
   assert _owner(workdir)['pid'] == 4321
-
-
-def test_ctrl_c_to_one_of_two_processes_stops_both_with_a_checkpoint(data_dir, tmp_path):
-  steps = 30
-  workdir = str(tmp_path)
-  processes = launching.start_processes(workdir, data_dir, f'--config.train.steps={steps}',
-                                        '--config.train.checkpoint_every=100')
-  processes[0].wait_for(f'step 2/{steps}')
-  processes[1].popen.send_signal(signal.SIGINT)  # Only one host is told; both must stop.
-  ended = [launching.ended(p, timeout=120) for p in processes]
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True)
-  stopped = checkpointer.all_steps()
-  checkpointer.close()
-  assert len(stopped) == 1 and 2 < stopped[0] < steps, (stopped, ended)
-  for status, out, _ in ended:
-    assert status == 130 and f'interrupted at step {stopped[0]}' in out, out
-  assert (f'interrupted (Ctrl-C): saved the checkpoint of step {stopped[0]}; run the same '
-          'command again to resume') in ended[0][1]
-  assert not os.path.exists(os.path.join(workdir, 'lock'))
-
-
-def test_a_second_ctrl_c_aborts_that_process_at_once(data_dir, tmp_path):
-  """Steps of 3 s: the second Ctrl-C comes before the step the processes stop at. That process
-  exits at once; the other one goes on until jax.distributed finds it gone (100 s)."""
-  steps = 30
-  processes = launching.start_processes(str(tmp_path), data_dir, f'--config.train.steps={steps}',
-                                        '--config.train.checkpoint_every=100',
-                                        script='tests/slow_steps.py')
-  try:
-    processes[0].wait_for(f'step 1/{steps}')
-    processes[1].popen.send_signal(signal.SIGINT)
-    processes[1].wait_for('press Ctrl-C again to abort')
-    processes[1].popen.send_signal(signal.SIGINT)
-    status, _, stderr = launching.ended(processes[1], timeout=10)
-    assert status == 130 and stderr[-1:] == [
-        'aborted by Ctrl-C: nothing saved since the last checkpoint'], stderr
-  finally:
-    processes[0].popen.kill()
-    processes[0].popen.wait()
-  checkpointer = ckpt_lib.Checkpointer(os.path.join(str(tmp_path), 'checkpoints'),
-                                       read_only=True)
-  assert checkpointer.all_steps() == []
-  checkpointer.close()

@@ -31,7 +31,6 @@ import tempfile
 import argparse
 
 import jax
-import tensorflow as tf
 import tqdm
 
 from mmv import checkpoint as ckpt_lib
@@ -248,8 +247,7 @@ def parse_args(argv):
 
 def main(argv=None):
   args = parse_args(argv)
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   try:
     if not os.path.isdir(args.workdir):
       raise FileNotFoundError(f'no workdir {args.workdir}')

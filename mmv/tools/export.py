@@ -356,8 +356,7 @@ def _platforms(value):
 
 def main(argv=None):
   args = parse_args(argv)
-  tf.config.set_visible_devices([], 'GPU')
-  ckpt_lib.quiet_read_only_opens()
+  ckpt_lib.start_reader()
   try:
     config = read_config(args.config, args.data_dir) if args.config else None
     step = export(args.workdir, args.output, step=args.step, overwrite=args.overwrite,
