@@ -254,8 +254,9 @@ def _finetune_command(monkeypatch, data_dir, pretrained, output):
       step=None, config=config, pretrained_config=None, cache_dir=None, record=None,
       coordinator_address=None, num_processes=None, process_id=None, verbose=False)
   monkeypatch.setattr(finetune, 'flags', types.SimpleNamespace(FLAGS=values))
-  # The command sets absl's logging to WARNING with a filter: this process's logging stays.
-  monkeypatch.setattr(ckpt_lib, 'quiet_read_only_opens', lambda: None)
+  # The command's start-up (TensorFlow without GPUs, as conftest.py sets it; absl's logging at
+  # WARNING with a filter): this process's logging stays.
+  monkeypatch.setattr(ckpt_lib, 'start_reader', lambda: None)
   return finetune._main(['mmv.finetune'])  # pylint: disable=protected-access
 
 
