@@ -21,7 +21,6 @@ from mmv import benchmarks
 from mmv import checkpoint as ckpt_lib
 from mmv import evaluate
 from mmv import inference
-from mmv import train_step
 from mmv.data import synthetic
 from mmv.methods import mmv as mmv_method
 from mmv.models import mmv as mmv_model
