@@ -16,6 +16,7 @@ import time
 from absl import app
 
 from mmv import train
+from tests import slow_steps
 
 WAITING = 'train step waiting for Ctrl-C'
 HOLD_SECONDS = 120.0
@@ -34,21 +35,8 @@ def _wait_for_ctrl_c():
     time.sleep(0.05)
 
 
-def waiting(compile_train_step):
-
-  def compile_fn(*args):
-    step_fn, flops = compile_train_step(*args)
-
-    def step(state, batch):
-      _wait_for_ctrl_c()
-      return step_fn(state, batch)
-
-    return step, flops
-
-  return compile_fn
-
-
 if __name__ == '__main__':
   import launch  # pylint: disable=g-import-not-at-top  # Flags: not when a test imports this.
-  train.compile_train_step = waiting(train.compile_train_step)
+  train.compile_train_step = slow_steps.before_each_step(train.compile_train_step,
+                                                         _wait_for_ctrl_c)
   app.run(launch.main, flags_parser=launch.parse_flags)

@@ -8,19 +8,20 @@ import time
 
 from absl import app
 
-import launch
 from mmv import train
 
 SECONDS = 3.0
 
 
-def slowed(compile_train_step):
+def before_each_step(compile_train_step, action):
+  """`train.compile_train_step` whose steps call `action()` first (in Python: signal handlers
+  run meanwhile)."""
 
   def compile_fn(*args):
     step_fn, flops = compile_train_step(*args)
 
     def step(state, batch):
-      time.sleep(SECONDS)
+      action()
       return step_fn(state, batch)
 
     return step, flops
@@ -29,5 +30,7 @@ def slowed(compile_train_step):
 
 
 if __name__ == '__main__':
-  train.compile_train_step = slowed(train.compile_train_step)
+  import launch  # pylint: disable=g-import-not-at-top  # Flags: not when a test imports this.
+  train.compile_train_step = before_each_step(train.compile_train_step,
+                                              lambda: time.sleep(SECONDS))
   app.run(launch.main, flags_parser=launch.parse_flags)
