@@ -41,6 +41,14 @@ def test_tiny_config_logs_the_recorded_losses_at_steps_1_to_10(tmp_path):
   with open(RECORD) as f:
     recorded = json.load(f)['steps']
   assert [r['step'] for r in logged] == [r['step'] for r in recorded] == list(range(1, 11))
-  for key in ('loss', 'loss_va', 'loss_vt', 'grad_norm'):
-    np.testing.assert_allclose([r[key] for r in logged], [r[key] for r in recorded],
-                               rtol=1e-5, err_msg=key)
+  # Another CPU compiles other float32 kernels, and training amplifies their rounding step by
+  # step: on an AMD EPYC with AVX-512 (not the record's machine) the losses were within 2.1e-7
+  # (grad_norm 1.5e-5) of the record at steps 1-3, then drifted to 2.9e-4 (grad_norm 1.5e-3) by
+  # step 10. A change to the method (its losses, weights, temperature, learning rate) moves the
+  # first steps by far more than the tolerances of steps 1-3; steps 4-10 are held to about 10x
+  # the drift seen (losses 3e-3, grad_norm 2e-2).
+  for key, first_rtol, later_rtol in (('loss', 1e-5, 3e-3), ('loss_va', 1e-5, 3e-3),
+                                      ('loss_vt', 1e-5, 3e-3), ('grad_norm', 1e-4, 2e-2)):
+    got, want = [r[key] for r in logged], [r[key] for r in recorded]
+    np.testing.assert_allclose(got[:3], want[:3], rtol=first_rtol, err_msg=f'{key}, steps 1-3')
+    np.testing.assert_allclose(got[3:], want[3:], rtol=later_rtol, err_msg=f'{key}, steps 4-10')
