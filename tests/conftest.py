@@ -11,6 +11,10 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8'
                            ' --xla_backend_optimization_level=0').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# Nothing here uses Keras, but `import tensorflow` imports Keras 3's optimizers eagerly unless
+# TF_USE_LEGACY_KERAS names tf_keras (not installed: TF then skips the import). That is 1.3 of
+# the 4.3 CPU-seconds `import mmv.train` costs, in every pytest worker and launched process.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 # One compilation cache for the test run: the pytest-xdist workers inherit it from the
 # controller (which imports this first), and so do the launch.py subprocesses the tests start.
 # A program compiled again (a resumed run, the same config in another test) is loaded instead.
@@ -127,7 +131,7 @@ def pytest_runtest_protocol(item, nextitem):
   wall, (own, children) = time.perf_counter(), cpu()
   yield
   own_after, children_after = cpu()
-  line = {'test': item.nodeid, 'wall_s': time.perf_counter() - wall,
+  line = {'test': item.nodeid, 'end': time.time(), 'wall_s': time.perf_counter() - wall,
           'cpu_s': own_after - own + children_after - children,
           'subprocess_cpu_s': children_after - children,
           'slow': item.get_closest_marker('slow') is not None}
