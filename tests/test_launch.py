@@ -15,6 +15,7 @@ import pytest
 from mmv import checkpoint as ckpt_lib
 from tests import ctrl_c_steps
 from tests import launching
+from tests import test_quiet_startup
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -23,12 +24,17 @@ DEVICES = 2
 _NOISE = ('WARNING: All log messages', 'I0000', 'W0000', 'E0000')  # TF's and XLA's logging.
 
 
-def _launch(*args, script='launch.py'):
-  """`script` run to its end: (exit status, stdout, stderr without the logging of TF and XLA)."""
-  result = subprocess.run([sys.executable, script, *args], cwd=launching.ROOT,
-                          env=dict(os.environ, PYTHONPATH=launching.ROOT),
+def _launch(*args, script='launch.py', raw=False):
+  """`script` run to its end: (exit status, stdout, stderr without the logging of TF and XLA;
+  `raw`: all of it, from an environment without the variables mmv sets, as a user's shell)."""
+  env = dict(os.environ, PYTHONPATH=launching.ROOT)
+  if raw:
+    env = {k: v for k, v in env.items() if k not in test_quiet_startup.MMV_SETS}
+  result = subprocess.run([sys.executable, script, *args], cwd=launching.ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
-  lines = [l for l in result.stderr.splitlines() if not l.startswith(_NOISE)]
+  lines = result.stderr.splitlines()
+  if not raw:
+    lines = [l for l in lines if not l.startswith(_NOISE)]
   return result.returncode, result.stdout, lines
 
 
@@ -52,10 +58,14 @@ def _mistake(tmp_path, i):
 
 
 def test_a_mistake_ends_in_one_line_and_leaves_no_workdir(tmp_path):
-  """launch.py itself: a dataset that is not there, found as training sets up."""
+  """launch.py itself: a dataset that is not there, found as training sets up. It starts
+  quietly: without TensorFlow's start-up lines (the user's environment: the tests' conftest
+  sets TF_CPP_MIN_LOG_LEVEL), the one line is all of stderr. (launch.py's quiet start-up was a
+  test of its own in test_quiet_startup.py, one more process.)"""
   flags, expected, workdir = _mistake(tmp_path, 2)
-  status, _, stderr = _launch(*flags)
+  status, _, stderr = _launch(*flags, raw=True)
   assert status == 1
+  assert test_quiet_startup.start_up_lines('\n'.join(stderr)) == [], stderr
   assert len(stderr) == 1 and stderr[0].startswith(f'error: {expected}'), stderr
   assert not workdir.exists()
 

@@ -42,15 +42,13 @@ def test_two_processes_match_one_stop_together_and_agree_on_damage(data_dir, tmp
   checkpoint aside, kept as it was), re-run the step with the loss logged before, until a Ctrl-C
   to process 1 stops both (exit status 130) with a checkpoint. Losses equal those of one
   process with 4 devices reading the same global batches (to float rounding: the collectives
-  sum in another order). The run is long enough (24 steps) that each stop comes before its
+  sum in another order), which it runs after the others, up to the step of the Ctrl-C only.
+  The run is long enough (24 steps) that each stop comes before its
   end: with 6, a quiet machine finished the run while the preemption notice was on its way.
   Resumed once more, two Ctrl-Cs to process 1 abort it at once, saving nothing."""
   steps = 24
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
   checkpoints = os.path.join(multi, 'checkpoints')
-  reference = launching.Process(launching.train_args(
-      single, data_dir, f'--config.train.steps={steps}', *SPLIT, script='tests/two_streams.py'),
-                                devices=4)
 
   processes = _start(multi, data_dir, steps)
   processes[0].wait_for(f'step 2/{steps}')
@@ -98,8 +96,13 @@ def test_two_processes_match_one_stop_together_and_agree_on_damage(data_dir, tmp
   assert all(len(v) == 1 for v in got.values())  # One writer; re-run steps logged once.
   # The steps from the older checkpoint again, on the same data: the losses logged before.
   assert {s: got[s] for s in losses} == losses
-  reference.finish()
+  # The reference: one process, its steps up to the Ctrl-C's (the config of 24 steps: the same
+  # schedule), and no further (a SIGTERM of its own after them, `--stop_after`).
+  launching.run(launching.train_args(single, data_dir, f'--config.train.steps={steps}', *SPLIT,
+                                     f'--stop_after={interrupted_at}',
+                                     script='tests/two_streams.py'), devices=4)
   expected = launching.logged_losses(single)
+  assert sorted(expected) == list(range(1, interrupted_at + 1))
   # Float rounding (the collectives sum in another order) compounds with each Adam step: up to
   # the SIGTERM's step within 1e-5, as one run; 5.4e-5 was seen 4 steps after it.
   before, after = [s for s in sorted(got) if s <= preempted_at], [s for s in sorted(got)

@@ -183,24 +183,6 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(config, tmp_path, log_ever
   jax.profiler.stop_trace()
 
 
-def test_nan_loss_skipped_when_configured_and_throughput_logged(config, tmp_path):
-  config.train.nonfinite = 'skip'
-  config.profile_steps = (2, 3)
-  summary = train.train(config, str(tmp_path), input_fn=_poisoned(3))
-  assert summary['step'] == 4 and summary['skipped_steps'] == [3]
-  chex.assert_tree_all_finite(jax.device_get(summary['state'].params))
-  logged = dict(summary['history'])
-  assert logged[3]['nonfinite'] == 1 and logged[4]['nonfinite'] == 0
-  assert np.isfinite(logged[4]['loss'])
-  # Throughput from step 2 on (step 1 includes the start-up); no MFU without a known peak.
-  for key in ('examples_per_sec', 'step_time_sec', 'input_wait_fraction', 'tflops_per_sec'):
-    assert key in logged[2] and key in logged[4], key
-  assert 0 <= logged[4]['input_wait_fraction'] <= 1 and 'mfu' not in logged[4]
-  assert logged[4]['examples_per_sec'] == pytest.approx(16 / logged[4]['step_time_sec'])
-  traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
-  assert any(f.endswith('.xplane.pb') for f in traces), traces
-
-
 def _blocked_after(num_batches, released):
   """`train.input_batches` that sends this process a SIGTERM once `num_batches` were taken and
   then yields nothing more until `released` is set (60 s at most: then it fails the run)."""
@@ -272,18 +254,32 @@ def _learning_rate_used(before, after):
   return float(np.median(rates)), rates
 
 
-def test_skipped_step_keeps_the_learning_rate_schedule_on_the_train_step(config, tmp_path):
+def test_skipped_step_keeps_the_learning_rate_schedule_and_throughput_is_logged(config,
+                                                                                tmp_path):
   """Step 2 is skipped: the updates of steps 3 and 4 use the schedule at 2 and 3 (the update
   from step s uses schedule(s), optax's convention), not at 1 and 2 as when optax's count
-  lagged behind the skipped step."""
+  lagged behind the skipped step. The records (every 2 steps) count the non-finite steps
+  since the one before and give the throughput; the profile window is traced. (One run for
+  the checks of two former tests.)"""
   config.train.nonfinite = 'skip'
   config.train.checkpoint_every = 1
   config.train.max_to_keep = 4
   config.train.log_every = 2
+  config.profile_steps = (2, 3)
   workdir = str(tmp_path)
   summary = train.train(config, workdir, input_fn=_poisoned(2))
-  assert summary['skipped_steps'] == [2]
+  assert summary['step'] == 4 and summary['skipped_steps'] == [2]
   assert [(s, m['nonfinite']) for s, m in summary['history']] == [(2, 1), (4, 0)]
+  chex.assert_tree_all_finite(jax.device_get(summary['state'].params))
+  logged = dict(summary['history'])
+  assert np.isfinite(logged[4]['loss'])
+  # Throughput from step 2 on (step 1 includes the start-up); no MFU without a known peak.
+  for key in ('examples_per_sec', 'step_time_sec', 'input_wait_fraction', 'tflops_per_sec'):
+    assert key in logged[2] and key in logged[4], key
+  assert 0 <= logged[4]['input_wait_fraction'] <= 1 and 'mfu' not in logged[4]
+  assert logged[4]['examples_per_sec'] == pytest.approx(16 / logged[4]['step_time_sec'])
+  traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
+  assert any(f.endswith('.xplane.pb') for f in traces), traces
   states = {s: _restore(config, workdir, s) for s in range(1, 5)}
 
   for s, state in states.items():  # One clock.

@@ -53,14 +53,22 @@ def test_checkpoint_save_restore_is_identical(config, tmp_path):
 
 @pytest.mark.slow
 def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
+  """A run stopped at step 2 resumes at step 3 and logs the losses of an uninterrupted one. It
+  resumes inside the profile window (2, 4): it traces the rest, steps 3 and 4. (One resumed run
+  serves both checks, which were two tests: one program fewer to trace and load.)"""
   full = train.train(config, str(tmp_path / 'full'))
   assert full['step'] == 4
   config.train.steps = 2
   first = train.train(config, str(tmp_path / 'resumed'))
   assert first['step'] == 2
+  assert not os.path.exists(tmp_path / 'resumed' / 'profile')
   config.train.steps = 4
+  config.profile_steps = (2, 4)  # Resumes at step 2: traces steps 3 and 4.
   second = train.train(config, str(tmp_path / 'resumed'))
+  assert second['step'] == 4
   assert [s for s, _ in second['history']] == [3, 4]  # Started at step 3, not 1.
+  traces = [f for _, _, files in os.walk(tmp_path / 'resumed' / 'profile') for f in files]
+  assert any(f.endswith('.xplane.pb') for f in traces), traces
   expected, got = _losses(tmp_path / 'full'), _losses(tmp_path / 'resumed')
   assert sorted(got) == [1, 2, 3, 4]
   np.testing.assert_allclose([got[s] for s in range(1, 5)], [expected[s] for s in range(1, 5)],
@@ -117,18 +125,6 @@ def test_metrics_stay_on_the_devices_between_log_steps(config, tmp_path, monkeyp
       assert tensorboard[step, key] == np.float32(logged[step][key]), (step, key)
     assert logged[step]['nonfinite'] == 0 and tensorboard[step, 'nonfinite'] == 0
     assert logged[step]['examples_per_sec'] > 0
-
-
-@pytest.mark.slow
-def test_run_resumed_inside_the_profile_window_traces_the_rest(config, tmp_path):
-  config.train.steps = 2
-  train.train(config, str(tmp_path))
-  config.train.steps = 4
-  config.profile_steps = (2, 4)  # Resumes at step 2: traces steps 3 and 4.
-  summary = train.train(config, str(tmp_path))
-  assert summary['step'] == 4 and [s for s, _ in summary['history']] == [3, 4]
-  traces = [f for _, _, files in os.walk(tmp_path / 'profile') for f in files]
-  assert any(f.endswith('.xplane.pb') for f in traces), traces
 
 
 def test_training_rejects_a_batch_that_does_not_split_over_devices(config, tmp_path):
