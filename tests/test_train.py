@@ -2,6 +2,8 @@
 
 import json
 import os
+import signal
+import threading
 
 import chex
 import jax
@@ -51,18 +53,39 @@ def test_checkpoint_save_restore_is_identical(config, tmp_path):
   ckpt.close()
 
 
+def _stopped_after(num_batches, released):
+  """`train.input_batches` that sends this process a SIGTERM once `num_batches` were taken and
+  then yields nothing more until `released` is set (60 s at most: then it fails the run)."""
+
+  def input_fn(config, mesh, data_state):
+    batches, state_after = train.input_batches(config, mesh, data_state)
+
+    def stopped():
+      for _ in range(num_batches):
+        yield next(batches)
+      os.kill(os.getpid(), signal.SIGTERM)
+      if not released.wait(60):
+        raise RuntimeError('the run went on waiting for input after a SIGTERM')
+
+    return stopped(), state_after
+
+  return input_fn
+
+
 @pytest.mark.slow
 def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
-  """A run stopped at step 2 resumes at step 3 and logs the losses of an uninterrupted one. It
-  resumes inside the profile window (2, 4): it traces the rest, steps 3 and 4. (One resumed run
-  serves both checks, which were two tests: one program fewer to trace and load.)"""
+  """A run stopped at step 2 (a SIGTERM while it waits for the input of step 3) resumes at step
+  3 and logs the losses of an uninterrupted one. It resumes inside the profile window (2, 4):
+  it traces the rest, steps 3 and 4. (One resumed run serves both checks, which were two
+  tests; stopped by a signal, not by a 2-step config: the one program of the 4-step run.)"""
   full = train.train(config, str(tmp_path / 'full'))
   assert full['step'] == 4
-  config.train.steps = 2
-  first = train.train(config, str(tmp_path / 'resumed'))
-  assert first['step'] == 2
-  assert not os.path.exists(tmp_path / 'resumed' / 'profile')
-  config.train.steps = 4
+  released = threading.Event()
+  try:
+    first = train.train(config, str(tmp_path / 'resumed'), input_fn=_stopped_after(2, released))
+  finally:
+    released.set()
+  assert first['step'] == 2 and first['preempted'] == 'SIGTERM'
   config.profile_steps = (2, 4)  # Resumes at step 2: traces steps 3 and 4.
   second = train.train(config, str(tmp_path / 'resumed'))
   assert second['step'] == 4
