@@ -264,6 +264,14 @@ def _finetune_command(monkeypatch, data_dir, pretrained, output, **finetune_flag
   return finetune._main(['mmv.finetune'])  # pylint: disable=protected-access
 
 
+def _on_4_devices(monkeypatch):
+  """This process's runs from now on on the mesh of its first 4 devices, as the one-process
+  reference of test_two_processes_train_like_one: the two tests' runs then compile the same
+  train step, and the second loads it from the compilation cache."""
+  monkeypatch.setattr(sharding, 'make_mesh', functools.partial(sharding.make_mesh,
+                                                               devices=jax.devices()[:4]))
+
+
 @pytest.mark.slow
 def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path, monkeypatch, capsys):
   """SIGTERM during step 2 → its checkpoint and exit status 0 → the same command resumes: the
@@ -275,6 +283,7 @@ def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path, monkeypatch, 
   whatever the method."""
   _, pretrained = one_step_run
   full, stopped = str(tmp_path / 'full'), str(tmp_path / 'stopped')
+  _on_4_devices(monkeypatch)
   preempt_in_process.compile_once(monkeypatch)
   assert _finetune_command(monkeypatch, data_dir, pretrained, full) == 0
   out = capsys.readouterr().out
@@ -316,8 +325,7 @@ def test_two_processes_train_like_one(one_step_run, data_dir, tmp_path, monkeypa
   processes = [launching.Process(_cli(
       data_dir, pretrained, multi, f'--coordinator_address=127.0.0.1:{port}',
       '--num_processes=2', f'--process_id={i}', *test), devices=2) for i in (0, 1)]
-  monkeypatch.setattr(sharding, 'make_mesh', functools.partial(sharding.make_mesh,
-                                                               devices=jax.devices()[:4]))
+  _on_4_devices(monkeypatch)
   monkeypatch.setattr(finetune, 'run', functools.partial(
       finetune.run, input_fn=finetune_two_streams.two_stream_batches))
   try:
