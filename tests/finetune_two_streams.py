@@ -1,30 +1,39 @@
-"""`mmv.finetune` on the synthetic benchmark in one process that reads the input as two
-processes would (`two_streams.two_stream_batches`), for comparison with a two-process run.
+"""`train.train`'s input as two processes would read it (tests/two_streams.py's
+`two_stream_batches`), importable into a test process: this module defines no absl flags
+(tests/two_streams.py, a script, defines --config and --workdir on import, which clash with the
+flags of modules a test process has imported already, e.g. mmv.tools.import_deepmind's).
 
-    python tests/finetune_two_streams.py --data_dir D --workdir PRETRAINED --output DIR \
-        --config configs/finetune_synthetic.py [--config.x=y ...]
+tests/test_finetune.py passes it as `mmv.finetune.run`'s `input_fn` for the one-process
+reference of a two-process fine-tuning run: each process of a multi-process run reads its own
+files; this reads the streams of processes 0 and 1 of 2 and puts them side by side in each
+global batch, in process order, which is where a two-process run places them. With the same
+devices in total, the two runs then compute on the same global batches.
 """
 
-from absl import app
-from absl import flags
+import numpy as np
 
-from mmv import benchmarks
-from mmv import finetune
-from mmv import inference
-from tests import two_streams  # Defines --config and --workdir.
+from mmv import sharding as shard_lib
+from mmv.data import pipeline
+from mmv.data import stream as data_stream
 
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'The synthetic benchmark.')
-_OUTPUT = flags.DEFINE_string('output', None, 'The fine-tuning run\'s workdir.')
+STREAMS = 2
 
 
-def main(argv):
-  del argv
-  f = flags.FLAGS
-  _, summary = finetune.run(f.config, inference.read_run_config(f.workdir),
-                            benchmarks.get('synthetic'), _DATA_DIR.value, f.workdir,
-                            _OUTPUT.value, input_fn=two_streams.two_stream_batches)
-  print(f'finished at step {summary["step"]}', flush=True)
+def two_stream_batches(config, mesh, data_state):
+  """As tests/two_streams.py's (keep the two the same)."""
+  local_batch = config.train.batch_size // STREAMS
+  streams = [data_stream.train_stream(
+      config.data, batch_size=local_batch, seed=config.seed, process_index=p,
+      process_count=STREAMS, state=data_state) for p in range(STREAMS)]
+  merged = ({k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+            for batches in zip(*streams))
+  batches = pipeline.global_batches(merged, shard_lib.batch_sharding(mesh), config.data,
+                                    config.data.prefetch)
 
+  def state_after(n):  # As `data_stream.gather_state` writes it for two processes.
+    states = [data_stream.gather_state(s.state_after(n)) for s in streams]
+    return {'sources': states[0]['sources'],
+            'positions': [s['positions'][0] for s in states],
+            'skipped': [s['skipped'][0] for s in states]}
 
-if __name__ == '__main__':
-  app.run(main)
+  return batches, state_after

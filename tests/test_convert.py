@@ -4,8 +4,6 @@ avi (MJPEG + PCM at 44.1 kHz), wav; a broken and a missing file; dense narration
 import collections
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,12 +14,12 @@ from mmv.ingest import clip_lists
 from mmv.ingest import convert
 from mmv.data import format as fmt
 from mmv.data import stream
+from tests import cli_in_process
 from tests import media_files
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000, progress=False)
 CSV = """video_path,start,end,label,caption
 talk.mp4,0.4,1.2,dog,a dog barks
@@ -182,19 +180,21 @@ def test_the_vocabulary_counts_each_narration_caption_once(media_dir, tmp_path):
   assert (out / 'vocab.txt').read_text().split() == sorted(counts, key=lambda w: (-counts[w], w))
 
 
-def test_command_line_with_parallel_workers_writes_the_same_shards(media_dir, tmp_path):
+def test_command_line_with_parallel_workers_writes_the_same_shards(media_dir, tmp_path, capsys):
   serial = str(tmp_path / 'serial')
   convert.convert(clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))[0], serial,
                   name='train', num_shards=2, **OPTIONS)
   parallel = str(tmp_path / 'parallel')
-  result = subprocess.run(
-      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={media_dir / "train.csv"}',
-       f'--video_root={media_dir}', f'--output_dir={parallel}', '--name=train',
-       '--num_shards=2', '--fps=10', '--short_side=32', '--sample_rate=16000',
-       '--num_workers=2'], cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert 'wrote 3 clips to 2 shards' in result.stdout and 'skipped 3:' in result.stdout
-  assert '100%' not in result.stderr  # No progress bar: stderr is not a terminal.
+  # The command's main in this process (its flags and output as launched; tests/cli_in_process):
+  # its 2 decoding workers are processes still.
+  capsys.readouterr()
+  cli_in_process.run('mmv.ingest.convert', [
+      f'--input_csv={media_dir / "train.csv"}', f'--video_root={media_dir}',
+      f'--output_dir={parallel}', '--name=train', '--num_shards=2', '--fps=10',
+      '--short_side=32', '--sample_rate=16000', '--num_workers=2'], known_only=True)
+  result = capsys.readouterr()
+  assert 'wrote 3 clips to 2 shards' in result.out and 'skipped 3:' in result.out
+  assert '100%' not in result.err  # No progress bar: stderr is not a terminal.
   for name in ('train-00000-of-00002', 'train-00001-of-00002', 'labels.txt', 'vocab.txt'):
     with open(os.path.join(serial, name), 'rb') as a, open(os.path.join(parallel, name), 'rb') as b:
       assert a.read() == b.read(), name

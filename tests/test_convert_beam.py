@@ -5,7 +5,6 @@ stable shard assignment of both paths."""
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -17,13 +16,13 @@ from mmv.ingest import clip_records
 from mmv.ingest import convert
 from mmv.data import format as fmt
 from mmv.ingest import media
+from tests import cli_in_process
 from tests import cut_short
 from tests import media_files
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(fps=10.0, short_side=32, sample_rate=16000)
 FLAGS = ['--fps=10', '--short_side=32', '--sample_rate=16000']
 # Repeated words, so that the vocabulary's order (count, then name) is exercised; a bad row.
@@ -72,7 +71,8 @@ def _clips(path):
           for c in map(context, tf.data.TFRecordDataset(path).as_numpy_iterator())]
 
 
-def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, media_dir, tmp_path):
+def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, media_dir, tmp_path,
+                                                                      capsys):
   del beam
   local = tmp_path / 'local'
   specs, rejected = clip_lists.read_csv(str(media_dir / 'train.csv'), str(media_dir))
@@ -80,15 +80,17 @@ def test_the_command_line_on_beam_writes_the_local_files_byte_for_byte(beam, med
                            progress=False, write_report=True, **OPTIONS)
   assert report['written'] == 4 and len(report['skipped']) == 3
   on_beam = tmp_path / 'beam'
-  result = subprocess.run(
-      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={media_dir / "train.csv"}',
-       f'--video_root={media_dir}', f'--output_dir={on_beam}', '--name=train', '--num_shards=3',
-       *FLAGS, '--runner=DirectRunner', '--direct_num_workers=2',
-       '--direct_running_mode=multi_processing'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'wrote 4 clips to 3 shards' in result.stdout and 'skipped 3:' in result.stdout
-  assert 'missing.mp4: FileNotFoundError' in result.stdout
+  # The command's main in this process (its flags and output as launched; tests/cli_in_process):
+  # Beam's 2 workers are processes still.
+  capsys.readouterr()
+  cli_in_process.run('mmv.ingest.convert', [
+      f'--input_csv={media_dir / "train.csv"}', f'--video_root={media_dir}',
+      f'--output_dir={on_beam}', '--name=train', '--num_shards=3', *FLAGS,
+      '--runner=DirectRunner', '--direct_num_workers=2',
+      '--direct_running_mode=multi_processing'], known_only=True)
+  out = capsys.readouterr().out
+  assert 'wrote 4 clips to 3 shards' in out and 'skipped 3:' in out
+  assert 'missing.mp4: FileNotFoundError' in out
   # Shards, labels.txt, vocab.txt and the report: the same bytes; no staging directory left.
   assert sorted(_files(on_beam)) == ['labels.txt', 'train-00000-of-00003',
                                      'train-00001-of-00003', 'train-00002-of-00003',

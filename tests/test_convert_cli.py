@@ -15,6 +15,7 @@ from mmv.ingest import clip_records
 from mmv.ingest import convert
 from mmv.data import format as fmt
 from mmv.ingest import media
+from tests import cli_in_process
 from tests import cut_short
 from tests import media_files
 
@@ -58,11 +59,16 @@ def _files(directory):
           for parent, _, names in os.walk(directory) for name in names}
 
 
+def _args(csv_path, media_dir, out, *extra):
+  return [f'--input_csv={csv_path}', f'--video_root={media_dir}', f'--output_dir={out}',
+          '--name=train', '--num_shards=2', *FLAGS, *extra]
+
+
 def _run(csv_path, media_dir, out, *extra):
-  return subprocess.run(
-      [sys.executable, '-m', 'mmv.ingest.convert', f'--input_csv={csv_path}',
-       f'--video_root={media_dir}', f'--output_dir={out}', '--name=train', '--num_shards=2',
-       *FLAGS, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  """The command launched: for its exit status and what reaches stderr."""
+  return subprocess.run([sys.executable, '-m', 'mmv.ingest.convert',
+                         *_args(csv_path, media_dir, out, *extra)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def _names(out, name):
@@ -96,9 +102,16 @@ def test_existing_shards_are_replaced_only_with_overwrite(dataset, media_dir, tm
   before = _files(dataset)
   # Half the files missing: without --overwrite, refused before reading anything.
   (tmp_path / 'half.csv').write_text('talk.mp4,0,1,dog\ngone.mp4,0,1,cat\n')
-  result = _run(tmp_path / 'half.csv', media_dir, dataset)
-  assert result.returncode == 1 and 'already holds train shards' in result.stderr
-  assert '--overwrite' in result.stderr and 'Traceback' not in result.stderr
+  # The command's main in this process (tests/cli_in_process; checking for shards imports
+  # TensorFlow, 3 CPU-s in a launched one): SystemExit with the message is what a launched one
+  # exits with, status 1 and the message on stderr without a traceback, as the test above sees.
+  with pytest.raises(SystemExit) as exited:
+    cli_in_process.run('mmv.ingest.convert', _args(tmp_path / 'half.csv', media_dir, dataset),
+                       known_only=True)
+  assert isinstance(exited.value.code, str), exited.value.code
+  assert exited.value.code.startswith('mmv.ingest.convert: ')
+  assert 'already holds train shards' in exited.value.code
+  assert '--overwrite' in exited.value.code
   assert _files(dataset) == before
   # Another shard count is the same dataset: refused too.
   specs, _ = clip_lists.read_csv(str(tmp_path / 'half.csv'), str(media_dir))
@@ -176,7 +189,7 @@ def test_a_replacement_cut_short_at_any_point_shows_one_set_and_a_rerun_finishes
   assert k == 1 + 2 + num_shards + 1 + 1 + 1
 
 
-def test_bad_times_are_skipped_and_reported_by_row(dataset, media_dir, tmp_path):
+def test_bad_times_are_skipped_and_reported_by_row(dataset, media_dir, tmp_path, capsys):
   (tmp_path / 'times.csv').write_text(
       'video_path,start,end,label,caption\n'
       'talk.mp4,-2,1,dog,before the start\n'
@@ -186,22 +199,27 @@ def test_bad_times_are_skipped_and_reported_by_row(dataset, media_dir, tmp_path)
       'talk.mp4,0.2,1.0,cat,a good one\n'
       'gone.mp4,0,1,cat,a missing one\n'
       'talk.mp4,5,6,cat,after the end\n')
-  result = _run(tmp_path / 'times.csv', media_dir, dataset, '--overwrite')
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert 'wrote 1 clips to 2 shards' in result.stdout and 'skipped 6:' in result.stdout
+  # The command's main in this process (its flags and output as launched; tests/cli_in_process):
+  # it writes the shards, so a launched one would import TensorFlow (3 CPU-s) first.
+  capsys.readouterr()
+  cli_in_process.run('mmv.ingest.convert',
+                     _args(tmp_path / 'times.csv', media_dir, dataset, '--overwrite'),
+                     known_only=True)
+  result = capsys.readouterr()
+  assert 'wrote 1 clips to 2 shards' in result.out and 'skipped 6:' in result.out
   csv_path = tmp_path / 'times.csv'
   for row, reason in [(2, 'start -2.0 s is not a time in the file (0 s or later)'),
                       (3, 'end nan s is not a time in the file'),
                       (4, "start 'abc' is not a number of seconds"),
                       (5, 'end 0.4 s is not after start 1.2 s')]:
-    assert f'  {csv_path} row {row} (talk.mp4): {reason}\n' in result.stdout
-  assert 'gone.mp4: FileNotFoundError' in result.stdout
-  assert result.stdout.count('outside the file') == 1  # Only the clip after the file's end.
+    assert f'  {csv_path} row {row} (talk.mp4): {reason}\n' in result.out
+  assert 'gone.mp4: FileNotFoundError' in result.out
+  assert result.out.count('outside the file') == 1  # Only the clip after the file's end.
   assert _names(dataset, 'train') == [b'talk.mp4']
   # Written with the shards: labels.txt and vocab.txt of the first conversion are kept.
   assert (dataset / 'labels.txt').read_text() == 'cat\ndog\n'
-  # stderr is a pipe here, as a log file would be: no progress bar in it.
-  assert 'clip/s' not in result.stderr and '100%' not in result.stderr
+  # stderr is no terminal here, as a log file would be: no progress bar in it.
+  assert 'clip/s' not in result.err and '100%' not in result.err
 
 
 def test_the_progress_bar_goes_to_a_terminal_only(media_dir, tmp_path, monkeypatch):

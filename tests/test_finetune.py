@@ -30,6 +30,7 @@ from mmv import train_step
 from mmv.benchmarks import benchmark as bm
 from mmv.data import video as video_ops
 from mmv.methods import finetune as ft_method
+from tests import finetune_two_streams
 from tests import launching
 from tests import preempt_in_process
 from tests import test_import_deepmind
@@ -238,14 +239,17 @@ def _record(output):
     return json.load(f)
 
 
-def _finetune_command(monkeypatch, data_dir, pretrained, output):
-  """`python -m mmv.finetune` with `_CLI`'s flags (`_cli`), in this process: mmv.finetune's
-  `_main` on those flag values, as absl would parse them (that parsing, and the module run as a
-  program, are test_two_processes_train_like_one's). Returns the exit status."""
+def _finetune_command(monkeypatch, data_dir, pretrained, output, **finetune_flags):
+  """`python -m mmv.finetune` with `_CLI`'s flags (`_cli`) and `--config.finetune.K=V` for each
+  of `finetune_flags`, in this process: mmv.finetune's `_main` on those flag values, as absl
+  would parse them (that parsing, and the module run as a program, are
+  test_two_processes_train_like_one's). Returns the exit status."""
   config = finetune.finetune_config('synthetic')  # configs/finetune_synthetic.py, locked.
   f = config.finetune
   f.batch_size, f.epochs, f.warmup_epochs, f.decay_epochs = 16, 2.0, 0.5, (1.0, 1.5)
   f.test_clips = 2
+  for key, value in finetune_flags.items():
+    f[key] = value
   config.eval.batch_size = 16
   config.train.log_every, config.train.checkpoint_every = 1, 4
   config.data.shuffle_buffer = 16
@@ -260,6 +264,14 @@ def _finetune_command(monkeypatch, data_dir, pretrained, output):
   return finetune._main(['mmv.finetune'])  # pylint: disable=protected-access
 
 
+def _on_4_devices(monkeypatch):
+  """This process's runs from now on on the mesh of its first 4 devices, as the one-process
+  reference of test_two_processes_train_like_one: the two tests' runs then compile the same
+  train step, and the second loads it from the compilation cache."""
+  monkeypatch.setattr(sharding, 'make_mesh', functools.partial(sharding.make_mesh,
+                                                               devices=jax.devices()[:4]))
+
+
 @pytest.mark.slow
 def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path, monkeypatch, capsys):
   """SIGTERM during step 2 → its checkpoint and exit status 0 → the same command resumes: the
@@ -271,6 +283,7 @@ def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path, monkeypatch, 
   whatever the method."""
   _, pretrained = one_step_run
   full, stopped = str(tmp_path / 'full'), str(tmp_path / 'stopped')
+  _on_4_devices(monkeypatch)
   preempt_in_process.compile_once(monkeypatch)
   assert _finetune_command(monkeypatch, data_dir, pretrained, full) == 0
   out = capsys.readouterr().out
@@ -295,24 +308,35 @@ def test_sigterm_resumes_exactly(one_step_run, data_dir, tmp_path, monkeypatch, 
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one(one_step_run, data_dir, tmp_path):
-  """2 processes × 2 devices (gloo) and 1 process × 4 devices reading the same batches (the
-  two processes' streams side by side): the same losses to float rounding."""
+def test_two_processes_train_like_one(one_step_run, data_dir, tmp_path, monkeypatch):
+  """2 processes × 2 devices (gloo, `python -m mmv.finetune` through its command line) and 1
+  process × 4 devices reading the same batches (the two processes' streams side by side): the
+  same losses to float rounding.
+
+  The reference is this process on 4 of its 8 devices (the command's `_main`, as
+  `_finetune_command`), run while the two processes do: a third launched process cost ~9 CPU-s
+  more (imports and start-up) for the same computation."""
   _, pretrained = one_step_run
   multi, single = str(tmp_path / 'multi'), str(tmp_path / 'single')
   # The losses are compared: the reference's test after training (one process) on 1 clip × 1
   # crop, the least it can do.
   test = ['--config.finetune.test_clips=1', '--config.finetune.test_crops=1']
-  reference = launching.Process(
-      ['tests/finetune_two_streams.py', f'--data_dir={data_dir}', f'--workdir={pretrained}',
-       f'--output={single}', *_CLI, *test], devices=4)
   port = launching.free_port()
   processes = [launching.Process(_cli(
       data_dir, pretrained, multi, f'--coordinator_address=127.0.0.1:{port}',
       '--num_processes=2', f'--process_id={i}', *test), devices=2) for i in (0, 1)]
+  _on_4_devices(monkeypatch)
+  monkeypatch.setattr(finetune, 'run', functools.partial(
+      finetune.run, input_fn=finetune_two_streams.two_stream_batches))
+  try:
+    status = _finetune_command(monkeypatch, data_dir, pretrained, single, test_clips=1,
+                               test_crops=1)
+  except BaseException:
+    for p in processes:
+      p.popen.kill()
+    raise
   outputs = launching.finish_together(processes, timeout=300)
-  assert 'the test runs in one process' in outputs[0]
-  reference.finish()
+  assert status == 0 and 'the test runs in one process' in outputs[0]
   got, expected = launching.logged_losses(multi), launching.logged_losses(single)
   assert sorted(got) == sorted(expected) == list(range(1, STEPS + 1))
   np.testing.assert_allclose([got[s][0] for s in sorted(got)],

@@ -96,7 +96,7 @@ def test_runlocal_trains_resumes_exactly_and_devices_do_not_change_the_loss(
   In process: the signal comes from the step itself (tests/preempt_in_process.py); the
   processes' side (a signal from outside, the exit status, launch.py resuming) is
   tests/test_preemption.py's, whatever the method."""
-  steps = 6
+  steps = 4
   config = _small(data_dir, 8)
   config.train.steps, config.train.checkpoint_every = steps, 3
   full, stopped, one = (str(tmp_path / n) for n in ('full', 'stopped', 'one'))
@@ -111,7 +111,7 @@ def test_runlocal_trains_resumes_exactly_and_devices_do_not_change_the_loss(
   assert 'preempted: saved the checkpoint of step 2' in capsys.readouterr().out
   summary = train.train(config, stopped)
   assert 'resumed from step 2' in capsys.readouterr().out
-  assert [s for s, _ in summary['history']] == [3, 4, 5, 6] and not summary['preempted']
+  assert [s for s, _ in summary['history']] == [3, 4] and not summary['preempted']
   expected, got = launching.logged_losses(full), launching.logged_losses(stopped)
   assert sorted(got) == list(range(1, steps + 1))
   for step in range(1, steps + 1):

@@ -17,6 +17,7 @@ from mmv import index_files
 from mmv import index_model
 from mmv import media_inputs
 from mmv import window_embed
+from tests import cli_in_process
 from tests import media_files
 from tests import test_inference
 # The inference tests' checkpoint (initialised, not trained) and its model, as fixtures.
@@ -201,18 +202,18 @@ def test_window_starts_cover_the_file():
     window_embed.probe(os.devnull)
 
 
-def test_embed_cli_lists_an_unreadable_file_and_goes_on(workdir, videos, tmp_path):
+def test_embed_cli_lists_an_unreadable_file_and_goes_on(workdir, videos, tmp_path, capsys):
   (videos / 'broken.mp4').write_bytes(b'not a video')
   index = tmp_path / 'index'
-  out = subprocess.run(
-      [sys.executable, '-m', 'mmv.embed', '--workdir', workdir, '--input', str(videos),
-       '--output', str(index), '--hop', '0.5', '--noprogress'],
-      capture_output=True, text=True, cwd=ROOT, check=False)
-  assert out.returncode == 0, out.stderr[-2000:]
+  # The command's main in this process (its flags and output as launched; tests/cli_in_process).
+  capsys.readouterr()
+  cli_in_process.run('mmv.embed', ['--workdir', workdir, '--input', videos, '--output', index,
+                                   '--hop', '0.5', '--noprogress'])
+  out = capsys.readouterr().out
   # 1.6 s files, windows of 1.6 s: one each.
-  assert '4 files indexed, 4 new (4 windows of 1.6 s every 0.5 s)' in out.stdout
-  assert 'protocol synthetic' in out.stdout
-  assert 'skipped 1 unreadable:\n  broken.mp4: ' in out.stdout
+  assert '4 files indexed, 4 new (4 windows of 1.6 s every 0.5 s)' in out
+  assert 'protocol synthetic' in out
+  assert 'skipped 1 unreadable:\n  broken.mp4: ' in out
   settings = index_files.read_settings(str(index))
   assert settings['protocol']['name'] == 'synthetic' and settings['hop'] == 0.5
   assert settings['model']['checkpoint_mtime'] == os.stat(

@@ -5,8 +5,6 @@ real re-encodes (PyAV, other resolution and bit rate, MPEG-4 and H.264) of a cli
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,10 +13,11 @@ from mmv import embed as embed_cli
 from mmv import index_model
 from mmv import moments
 from mmv import train
+from tests import cli_in_process
 from tests import conftest
 from tests import long_videos
 
-# Trains, converts media and launches a process: not in `make test-fast`.
+# Trains and converts media: not in `make test-fast`.
 pytestmark = pytest.mark.slow
 
 STEPS = 120  # Enough for the small model to tell these events apart by their captions (100
@@ -126,7 +125,10 @@ def test_look_alike_and_sound_alike_find_the_copies(index, collection):
 
 def test_dedupe_drops_the_query_and_its_reencodes(index, collection):
   query = str(collection[0] / 'c.mp4')
-  found = moments.search(index, video_file=query, files=True, top_k=5)
+  # The file embedded once for the searches without dedupe (dedupe needs the file: its own
+  # embedding is what the copies are near to).
+  vector = moments.query_vector(index, video_file=query)
+  found = moments.search(index, query=vector, files=True, top_k=5)
   # The file and its re-encodes are the three nearest files.
   assert sorted(os.path.basename(h['file']) for h in found[:3]) == sorted(COPIES_OF_C)
   threshold = 0.98
@@ -146,18 +148,17 @@ def test_dedupe_drops_the_query_and_its_reencodes(index, collection):
       expected.append(name)
   assert kept == expected
   # Moments: the re-encodes' moments are within the threshold of the query's own.
-  found = moments.search(index, video_file=query, top_k=3)
+  found = moments.search(index, query=vector, top_k=3)
   assert {os.path.basename(h['file']) for h in found} == set(COPIES_OF_C)
   deduped = moments.search(index, video_file=query, top_k=3, dedupe=threshold)
   assert not {os.path.basename(h['file']) for h in deduped} & set(COPIES_OF_C)
 
 
-def test_search_cli_prints_json_moments(index, tmp_path):
-  out = subprocess.run(
-      [sys.executable, '-m', 'mmv.search', '--index', index.index_dir, '--json', '--top_k', '2',
-       '--dedupe', '0.95', 'blue square moves up'], capture_output=True, text=True,
-      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=False)
-  assert out.returncode == 0, out.stderr[-2000:]
-  found = json.loads(out.stdout)
+def test_search_cli_prints_json_moments(index, capsys):
+  # The command's main in this process (its flags and output as launched; tests/cli_in_process).
+  capsys.readouterr()
+  cli_in_process.run('mmv.search', ['--index', index.index_dir, '--json', '--top_k', '2',
+                                    '--dedupe', '0.95', 'blue square moves up'])
+  found = json.loads(capsys.readouterr().out)
   assert isinstance(found, list) and {'file', 'start', 'end', 'score'} <= set(found[0])
   assert _is_at(found[0], *_places(B)[0])

@@ -55,8 +55,7 @@ def opts_dir(tmp_path_factory):
   return path
 
 
-@pytest.fixture
-def c(opts_dir):
+def _config(opts_dir):
   c = tiny.get_config().data
   c.data_dir = opts_dir
   c.num_frames, c.frame_stride, c.fps, c.crop_size = 4, 2, 10.0, 32
@@ -64,6 +63,20 @@ def c(opts_dir):
   c.num_captions, c.max_words, c.stop_words = 2, 4, ('the', 'on')
   c.with_names, c.shuffle_buffer = True, 4
   return c
+
+
+@pytest.fixture
+def c(opts_dir):
+  return _config(opts_dir)
+
+
+@pytest.fixture(scope='module')
+def evaluated(opts_dir):
+  """(host batch, finished batch) of the test split read with `c` as it is: read once for the
+  tests that read it so (each stream and finishing costs a tf.data graph and a compilation)."""
+  c = _config(opts_dir)
+  host, = list(stream.eval_stream(c, 'test', batch_size=3))
+  return host, _finish(host, c)
 
 
 def _finish(batch, c):
@@ -91,8 +104,8 @@ def _ids(*words):
   return [VOCAB.index(w) + 2 if w in VOCAB else text_ops.UNK_ID for w in words]
 
 
-def test_middle_clip_with_its_audio_captions_and_labels(c):
-  batch = _eval(c)
+def test_middle_clip_with_its_audio_captions_and_labels(evaluated):
+  batch = evaluated[1]
   full, short, rate2k = (_rows(batch, n) for n in ('full', 'short', 'rate2k'))
   # 30 frames, span 7: the middle clip starts at frame 11, i.e. 1.1 s.
   np.testing.assert_array_equal(_red_frames(full['video']), [[11, 13, 15, 17]])
@@ -148,8 +161,8 @@ def test_training_draws_are_seeded_and_shared_by_the_modalities(c):
   assert slopes.max() - slopes.min() > 0.03
 
 
-def test_crop_window_and_short_side_resize(c):
-  batch = _rows(_eval(c), 'full')
+def test_crop_window_and_short_side_resize(c, evaluated):
+  batch = _rows(evaluated[1], 'full')
   green = batch['video'][0, 0, :, :, 1].mean(0) * 255
   # The central 32x32 crop of the 48x64 frame: columns 16..47.
   np.testing.assert_allclose(green, (16 + np.arange(32)) * 255 / 63, atol=4)
@@ -236,9 +249,8 @@ def test_colour_augmentation_matches_tf_image_and_draws_like_mmv():
   assert draws[:, 1:3].min() >= 0.6 and draws[:, 1:3].max() <= 1.4
 
 
-def test_value_ranges(c):
-  host, = list(stream.eval_stream(c, 'test', batch_size=3))
-  unit = _finish(host, c)['video']
+def test_value_ranges(c, evaluated):
+  host, unit = evaluated[0], evaluated[1]['video']
   assert 0 <= unit.min() and unit.max() <= 1
   c.normalization = 'centered'
   np.testing.assert_allclose(_finish(host, c)['video'], unit * 2 - 1, atol=1e-6)

@@ -47,6 +47,13 @@ def index_dir(data_dir, tmp_path_factory):
   return index
 
 
+@pytest.fixture(scope='module')
+def api_index(index_dir):
+  """The index opened by the search API in this process, once for the tests' expected results
+  (its model loaded once)."""
+  return moments.open_index(index_dir)
+
+
 def _free_port():
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
@@ -90,9 +97,9 @@ def test_the_server_binds_loopback_only(server):
                     'chromium; `make test` installs it when it can): the browser test did not '
                     'run')
 def test_a_browser_types_a_sentence_and_sees_the_apis_first_moment_first(
-    server, index_dir, tmp_path):
+    server, api_index, tmp_path):
   playwright = pytest.importorskip('playwright.sync_api')
-  expected = moments.search(index_dir, text=QUERY, top_k=12)[0]
+  expected = moments.search(api_index, text=QUERY, top_k=12)[0]
   with playwright.sync_playwright() as p:
     browser = p.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox'])
     try:
@@ -127,7 +134,7 @@ def test_a_browser_types_a_sentence_and_sees_the_apis_first_moment_first(
       browser.close()
 
 
-def test_an_uploaded_clip_gets_the_apis_look_alike_moments(server, index_dir, tmp_path):
+def test_an_uploaded_clip_gets_the_apis_look_alike_moments(server, api_index, tmp_path):
   clip = tmp_path / 'clip.mp4'
   frames, wave = long_videos.compose(3, [(0, long_videos.event(1, 'red', 'circle', 'left'))])
   long_videos.write(str(clip), frames, wave, size=64)
@@ -139,7 +146,7 @@ def test_an_uploaded_clip_gets_the_apis_look_alike_moments(server, index_dir, tm
       'Content-Type': f'multipart/form-data; boundary={boundary}'})
   with urllib.request.urlopen(request, timeout=120) as response:
     found = json.load(response)
-  expected = moments.search(index_dir, video_file=str(clip), top_k=5)
+  expected = moments.search(api_index, video_file=str(clip), top_k=5)
   assert [(r['file'], r['start']) for r in found] == [(r['file'], r['start']) for r in expected]
   np.testing.assert_allclose([r['score'] for r in found], [r['score'] for r in expected],
                              atol=1e-3)

@@ -2,8 +2,6 @@
 and the matrix in a fresh train state (test_bfloat16 checks that training leaves it alone)."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,9 +10,8 @@ from mmv import sharding
 from mmv import train_step
 from mmv.data import text as text_ops
 from mmv.models import word2vec
+from tests import cli_in_process
 from tests import word2vec_files
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # In frequency order, as word2vec files are. 'The' and 'the' collide once lower-cased and
 # 'New_York' is not a token the tokenizer can produce: both are skipped.
@@ -65,12 +62,11 @@ def test_a_fresh_train_state_holds_the_word2vec_vectors(config, tmp_path):
     word2vec.load_matrix(config.model, vocabulary)
 
 
-@pytest.mark.slow
-def test_vocabulary_cli_writes_the_most_frequent_words(tmp_path):
+def test_vocabulary_cli_writes_the_most_frequent_words(tmp_path, capsys):
   path, vocab = str(tmp_path / 'vectors.bin.gz'), str(tmp_path / 'vocab.txt')
   word2vec_files.write_binary(path, ENTRIES, 3)
-  result = subprocess.run(
-      [sys.executable, '-m', 'mmv.tools.word2vec_vocab', f'--word2vec={path}', '--num_words=5',
-       f'--output={vocab}'], cwd=ROOT, capture_output=True, text=True, timeout=120)
-  assert result.returncode == 0, result.stderr[-2000:]
+  # The command's main in this process (its flags and output as launched; tests/cli_in_process).
+  cli_in_process.run('mmv.tools.word2vec_vocab',
+                     [f'--word2vec={path}', '--num_words=5', f'--output={vocab}'])
+  assert f'wrote 5 words to {vocab}' in capsys.readouterr().out
   assert text_ops.read_vocabulary(vocab) == USABLE[:5]
