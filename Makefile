@@ -7,10 +7,14 @@ DATA := data/synthetic
 
 .PHONY: install chromium data demo test test-fast clean
 
+# uv installs the same pinned packages as pip, 2.5x faster from an empty cache (43 s against
+# 108 s side by side on the 2-core VM). uv does not read pip's configuration: where the packages
+# come only from a mirror set there, the uv step fails and pip installs them.
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q uv==0.13.9
+	$(VENV)/bin/uv pip install -q --python $(PY) -e '.[test]' \
+	  || $(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 # The browser test (tests/test_serve_browser.py) drives Debian's `chromium`: installed here when
