@@ -111,20 +111,27 @@ def test_the_deflated_network_on_an_image_is_the_edge_padded_video_network_on_a_
   video_net, image_net, video_vars, image_vars = _networks(name)
   images = np.random.default_rng(1).uniform(0, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
   static = np.repeat(images[:, None], 8, axis=1)
-  apply = lambda net, *args: np.asarray(jax.jit(net.apply, static_argnums=2)(*args, False))
-  with jax.default_matmul_precision('float32'):
-    deflated = apply(image_net, image_vars, images)
-    with nn.intercept_methods(_edge_padded_convs):
-      edge = apply(video_net, video_vars, static)
-    zeros = apply(video_net, video_vars, static)
+  frames = np.stack([images[0], images[1], images[0]])[None]
+
+  @jax.jit
+  def outputs(image_vars, video_vars):
+    """One program: compiled once, not once per network call."""
+    with jax.default_matmul_precision('float32'):
+      deflated = image_net.apply(image_vars, images, False)
+      with nn.intercept_methods(_edge_padded_convs):
+        edge = video_net.apply(video_vars, static, False)
+      zeros = video_net.apply(video_vars, static, False)
+      # A deflated backbone takes videos too: its frames as images, features averaged.
+      on_video = image_net.apply(image_vars, frames, False)
+    return deflated, edge, zeros, on_video
+
+  deflated, edge, zeros, on_video = map(np.asarray, outputs(image_vars, video_vars))
   scale = np.max(np.abs(edge))
   assert scale > 0
   np.testing.assert_allclose(deflated, edge, atol=2e-4 * scale, rtol=0)
   # The clip's zero padding makes the plain video network differ (the re-fit's reason).
   assert np.max(np.abs(zeros - deflated)) > 1e-2 * scale
-  # A deflated backbone takes videos too: its frames as images, features averaged.
-  frames = np.stack([images[0], images[1], images[0]])[None]
-  on_video = apply(image_net, image_vars, frames)
+  # The deflated backbone on the video of frames images[0], images[1], images[0].
   np.testing.assert_allclose(on_video[0], (2 * deflated[0] + deflated[1]) / 3, rtol=1e-4,
                              atol=1e-5 * scale)
 
@@ -194,12 +201,20 @@ def test_deflated_tsm_is_a_plain_resnet50_frame_by_frame():
   plain = resnet.ResNetV2(depth=50, width_multiplier=0.0625)  # No shift.
   trunk = {k: v['resnet'] for k, v in variables.items()}
   frames = video.reshape((-1,) + video.shape[2:])
-  expected = np.asarray(plain.apply(trunk, frames, False)).reshape(2, 4, -1)
+
+  @jax.jit
+  def outputs(trunk, image_vars, variables):
+    """One program: compiled once, not op by op."""
+    return (plain.apply(trunk, frames, False),
+            [image_net.apply(image_vars, video[:, t], False) for t in range(4)],
+            video_net.apply(variables, video, False))
+
+  expected, per_frame, on_video = jax.tree.map(np.asarray, outputs(trunk, image_vars, variables))
+  expected = expected.reshape(2, 4, -1)
   for t in range(4):
-    np.testing.assert_allclose(image_net.apply(image_vars, video[:, t], False), expected[:, t],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(per_frame[t], expected[:, t], rtol=1e-4, atol=1e-5)
   # The video network's shift mixes the frames: not the plain ResNet's mean.
-  assert not np.allclose(video_net.apply(variables, video, False), expected.mean(1), atol=1e-3)
+  assert not np.allclose(on_video, expected.mean(1), atol=1e-3)
 
 
 def _count(tree):

@@ -2,6 +2,7 @@
 any feature is computed, and a UCF101 evaluation's memory is bounded by its batch of clips."""
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +44,60 @@ def _memory(pid, field):
   return 0
 
 
+# Several command lines on one interpreter start-up: it imports `preload` (the libraries the
+# binaries import: TensorFlow, JAX, ...; never a binary's own module, which runs as __main__)
+# once, then forks a child per command line, one after the other; the child runs it as
+# `python ARGV` does (runpy's run_module for `-m NAME`, run_path for a script, as __main__), its
+# stdout and stderr in files, and ends as that interpreter ends (an error's exit status, an
+# escaped exception's traceback). Prints each child's exit status, one per line.
+FORK_EACH = r'''
+import importlib, json, os, runpy, sys
+for name in json.loads(sys.argv[2]):
+  importlib.import_module(name)
+for argv, out, err in json.loads(sys.argv[1]):
+  sys.stdout.flush()
+  sys.stderr.flush()
+  pid = os.fork()
+  if pid == 0:
+    break
+  print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+else:
+  sys.exit(0)
+for fd, path in ((1, out), (2, err)):
+  os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+if argv[0] == '-m':
+  sys.argv = argv[1:]  # runpy puts the module's path first, as `-m` does.
+  runpy.run_module(argv[1], run_name='__main__', alter_sys=True)
+else:
+  sys.argv = argv
+  runpy.run_path(argv[0], run_name='__main__')
+'''
+# What mmv.evaluate imports.
+PRELOAD = ('tensorboardX', 'tqdm', 'mmv.benchmarks', 'mmv.checkpoint', 'mmv.evaluate_inputs',
+           'mmv.evaluate_protocol', 'mmv.evaluate_split', 'mmv.inference',
+           'mmv.evaluators.report')
+
+
+def run_each(tmp_path, commands, preload=PRELOAD, env=None):
+  """[(exit status, stdout, stderr)] of each command line (`['-m', MODULE, ...]` or
+  `[SCRIPT, ...]`) run by `FORK_EACH` in turn: what `python ARGV` in ROOT would give, for one
+  start-up (most of a launch that ends in an error)."""
+  files = [(argv, str(tmp_path / f'command{i}.stdout'), str(tmp_path / f'command{i}.stderr'))
+           for i, argv in enumerate(commands)]
+  env = {**os.environ, 'PYTHONPATH': ROOT, **(env or {})}
+  result = subprocess.run([sys.executable, '-c', FORK_EACH, json.dumps(files),
+                           json.dumps(list(preload))], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  statuses = [int(line) for line in result.stdout.split()]
+  assert len(statuses) == len(commands), result.stdout + result.stderr[-3000:]
+  out = []
+  for status, (_, stdout, stderr) in zip(statuses, files):
+    with open(stdout) as f, open(stderr) as g:
+      out.append((status, f.read(), g.read()))
+  return out
+
+
 def evaluate_binary(tmp_path, *flags, kill_above=None):
   """(exit status, stdout, stderr, peak resident bytes) of `python -m mmv.evaluate FLAGS`,
   killed when its memory passes `kill_above`.
@@ -82,9 +137,11 @@ def test_cross_validation_without_2_videos_per_class_fails_in_one_line(run,
                                                                      tmp_path):
   """The synthetic training split (64 videos of 16 classes) has a class with one video."""
   config, workdir = run
-  status, stdout, stderr, _ = evaluate_binary(
-      tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
-      f'--workdir={workdir}', '--linear_c=0.1,1')
+  common = ['-m', 'mmv.evaluate', '--progress=false', '--benchmark=synthetic',
+            f'--data_dir={config.data.data_dir}', f'--workdir={workdir}']
+  (status, stdout, stderr), (status_7, _, stderr_7) = run_each(
+      tmp_path, [common + ['--linear_c=0.1,1'], common + ['--step=7']],
+      env={'TF_CPP_MIN_LOG_LEVEL': '3'})
   assert status == 1
   assert 'features computed' not in stdout  # Checked before any feature.
   assert not os.path.exists(os.path.join(workdir, 'eval', 'synthetic', 'features'))
@@ -94,10 +151,7 @@ def test_cross_validation_without_2_videos_per_class_fails_in_one_line(run,
                   'triangle_right has one: give one C (--linear_c=0.1) or more training videos '
                   '(--verbose shows the traceback)')
 
-  status, _, stderr, _ = evaluate_binary(
-      tmp_path, '--benchmark=synthetic', f'--data_dir={config.data.data_dir}',
-      f'--workdir={workdir}', '--step=7')
-  assert status == 1 and _error_lines(stderr) == [
+  assert status_7 == 1 and _error_lines(stderr_7) == [
       f'error: no checkpoint of step 7 in {workdir}/checkpoints; steps there: [1] (--verbose '
       'shows the traceback)']
 

@@ -8,7 +8,6 @@ import json
 import os
 import pickle
 import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -27,6 +26,7 @@ from mmv.models import mmv as mmv_model
 from mmv.tools import deepmind_checkpoint as release_lib
 from mmv.tools import safe_pickle
 from tests import release_pickles as written
+from tests import test_evaluate_binary as evaluate_binary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, 'tests', 'fixtures')
@@ -289,16 +289,15 @@ def import_narrowed_s3d(tmp_path, data_dir):
   return workdir, config
 
 
-@pytest.mark.slow
-def test_import_round_trip_then_evaluate(data_dir, tmp_path):
+def _round_trip_command(directory, data_dir):
   """The release's S3D-G pickle (its names; its shapes narrowed by `narrowed_shape`), written as
   DeepMind wrote it (dill 0.3.3, Haiku FlatMappings of jax DeviceArrays: see release_pickles),
-  through the CLI into the evaluation binary, on the synthetic benchmark."""
+  and the CLI's command line importing it: ([command line], (release, config overrides))."""
   vocab_rows = len(synthetic.vocabulary()) + 2
   names = {k: (narrowed_shape(k, shape, vocab_rows), dtype)
            for k, (shape, dtype) in release_names('s3d').items()}
   release = release_tree(names, _trained_like(np.random.default_rng(0)))
-  path = tmp_path / 'mmv_s3d.pkl'
+  path = directory / 'mmv_s3d.pkl'
   path.write_bytes(written.dumps(written.release(release)))
   # The heads and text narrowed as the rule narrows the release's; the backbones are already.
   paper = mmv_s3d.get_config().model
@@ -306,14 +305,19 @@ def test_import_round_trip_then_evaluate(data_dir, tmp_path):
                'model.word_embedding_dim': paper.word_embedding_dim,
                **{f'model.{f}': paper[f] // NARROWER for f in ('text_hidden', 'va_dim',
                                                                 'vat_dim')}}
-  workdir = str(tmp_path / 'imported')
-  result = subprocess.run(
-      [sys.executable, '-m', 'mmv.tools.import_deepmind', str(path), workdir,
-       '--config', 'configs/mmv_s3d.py:runlocal',
-       *(f'--config.{k}={v}' for k, v in overrides.items())],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  return [['-m', 'mmv.tools.import_deepmind', str(path), str(directory / 'imported'),
+           '--config', 'configs/mmv_s3d.py:runlocal',
+           *(f'--config.{k}={v}' for k, v in overrides.items())]], (release, overrides)
+
+
+@pytest.mark.slow
+def test_import_round_trip_then_evaluate(data_dir, cli):
+  """The narrowed release pickle (`_round_trip_command`) through the CLI into the evaluation
+  binary, on the synthetic benchmark."""
+  directory, [result], (release, overrides) = cli['round_trip']
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'imported' in result.stdout
+  workdir = str(directory / 'imported')
 
   config = mmv_s3d.get_config('runlocal')
   for field, value in overrides.items():
@@ -425,14 +429,13 @@ def test_a_file_that_is_not_a_pickle_is_named_in_one_line(tmp_path):
 
 
 def _import_cli(path, out_dir, *flags):
-  """The CLI on a dataset of only a vocabulary (all the importer reads of it) beside OUT_DIR."""
+  """The CLI's command line on a dataset of only a vocabulary (all the importer reads of it)
+  beside OUT_DIR."""
   data = out_dir.parent / 'vocab_only'
   data.mkdir(exist_ok=True)
   (data / 'vocab.txt').write_text('cat\ndog\n')
-  return subprocess.run(
-      [sys.executable, '-m', 'mmv.tools.import_deepmind', str(path), str(out_dir),
-       '--config', 'configs/mmv_s3d.py:runlocal', f'--config.data.data_dir={data}', *flags],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  return ['-m', 'mmv.tools.import_deepmind', str(path), str(out_dir),
+          '--config', 'configs/mmv_s3d.py:runlocal', f'--config.data.data_dir={data}', *flags]
 
 
 def _error_lines(stderr):
@@ -440,27 +443,79 @@ def _error_lines(stderr):
                                                                             'W0000'))]
 
 
-@pytest.mark.slow
-def test_the_cli_names_a_file_that_is_not_a_pickle_in_one_line(tmp_path):
-  path = _not_pickles(tmp_path)[-1]
-  result = _import_cli(path, tmp_path / 'out')
-  assert result.returncode == 1
-  assert _error_lines(result.stderr) == [f'error: {path} is not a pickle: a zip archive (an .npz '
-                                         'or a PyTorch file?) (--verbose shows the traceback)'
-                                         ], result.stderr[-3000:]
-  assert not (tmp_path / 'out').exists()  # Nothing written.
-
-
-@pytest.mark.slow
-def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(tmp_path):
-  out_dir = tmp_path / 'run'
+def _output_directory_in_use(directory):
+  out_dir = directory / 'run'
   checkpointer = ckpt_lib.Checkpointer(str(out_dir / 'checkpoints'))
   checkpointer.save(4, {'x': np.zeros(2, np.float32)}, signature={})
   checkpointer.wait_until_finished()
   checkpointer.close()
   before = sorted(p.relative_to(out_dir) for p in out_dir.rglob('*'))
   # The input is not even a pickle: the output directory is checked first.
-  result = _import_cli(_not_pickles(tmp_path)[0], out_dir)
+  return [_import_cli(_not_pickles(directory)[0], out_dir)], before
+
+
+def _another_layout(directory):
+  path = directory / 'other.pkl'  # Another model's names.
+  path.write_bytes(pickle.dumps({'params': {'mmv/conv': {'w': np.zeros(3)}}, 'state': {}}))
+  return [_import_cli(path, directory / 'out')], None
+
+
+def _refused_and_missing(directory):
+  path = directory / 'evil.pkl'
+  path.write_bytes(written.dumps({'params': _RunsCode(directory / 'ran'), 'state': {}}))
+  return [_import_cli(path, directory / 'out'),
+          _import_cli(directory / 'missing.pkl', directory / 'out')], None
+
+
+# What each CLI test below runs: {test: (directory) → ([command line], what else it made)}.
+CLI_CASES = {
+    'round_trip': None,  # _round_trip_command, on the synthetic dataset.
+    'not_a_pickle': lambda d: ([_import_cli(_not_pickles(d)[-1], d / 'out')], None),
+    'output_directory_in_use': _output_directory_in_use,
+    'another_layout': _another_layout,
+    'refused_and_missing': _refused_and_missing,
+    'verbose': lambda d: ([_import_cli(d / 'missing.pkl', d / 'out', '--verbose')], None),
+    # The pickle is never read: the vocabulary is checked first.
+    'missing_vocabulary': lambda d: ([_import_cli(d / 'mmv_s3d.pkl', d / 'out',
+                                                  f'--config.data.data_dir={d / "none"}')],
+                                     None),
+}
+
+
+@pytest.fixture(scope='module')
+def cli(data_dir, tmp_path_factory):
+  """{case: (its directory, [result of each command line: returncode, stdout, stderr], what
+  else it made)} of CLI_CASES, every command line run as `python -m mmv.tools.import_deepmind`
+  runs it, on one interpreter start-up (test_evaluate_binary.run_each)."""
+  made, commands = {}, []
+  for name, setup in CLI_CASES.items():
+    directory = tmp_path_factory.mktemp(name)
+    lines, extra = (_round_trip_command(directory, data_dir) if name == 'round_trip'
+                    else setup(directory))
+    made[name] = (directory, len(commands), len(lines), extra)
+    commands += lines
+  results = [subprocess.CompletedProcess(argv, *r) for argv, r in zip(
+      commands, evaluate_binary.run_each(tmp_path_factory.mktemp('cli'), commands,
+                                         preload=('mmv.tools.deepmind_checkpoint',)))]
+  return {name: (directory, results[start:start + count], extra)
+          for name, (directory, start, count, extra) in made.items()}
+
+
+@pytest.mark.slow
+def test_the_cli_names_a_file_that_is_not_a_pickle_in_one_line(cli):
+  directory, [result], _ = cli['not_a_pickle']
+  path = directory / 'weights.npz'
+  assert result.returncode == 1
+  assert _error_lines(result.stderr) == [f'error: {path} is not a pickle: a zip archive (an .npz '
+                                         'or a PyTorch file?) (--verbose shows the traceback)'
+                                         ], result.stderr[-3000:]
+  assert not (directory / 'out').exists()  # Nothing written.
+
+
+@pytest.mark.slow
+def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(cli):
+  directory, [result], before = cli['output_directory_in_use']
+  out_dir = directory / 'run'
   assert result.returncode == 1
   assert _error_lines(result.stderr) == [
       f'error: {out_dir / "checkpoints"} already holds checkpoints (steps [4]); give another '
@@ -469,53 +524,46 @@ def test_the_cli_refuses_an_output_directory_with_checkpoints_before_reading(tmp
 
 
 @pytest.mark.slow
-def test_the_cli_names_a_release_of_another_layout_in_one_line(tmp_path):
-  path = tmp_path / 'other.pkl'  # Another model's names.
-  path.write_bytes(pickle.dumps({'params': {'mmv/conv': {'w': np.zeros(3)}}, 'state': {}}))
-  result = _import_cli(path, tmp_path / 'out')
+def test_the_cli_names_a_release_of_another_layout_in_one_line(cli):
+  directory, [result], _ = cli['another_layout']
   assert result.returncode == 1
   assert _error_lines(result.stderr) == [
       "error: not a released MMV checkpoint: expected every module of the checkpoint under one "
       "of text_audio_video, audio_text_video_model (the model name of the release's config.py; "
       "the class default), found ['mmv'] (--verbose shows the traceback)"], result.stderr[-3000:]
-  assert not (tmp_path / 'out').exists()
+  assert not (directory / 'out').exists()
 
 
 @pytest.mark.slow
-def test_the_cli_names_a_refused_pickle_and_a_missing_file_in_one_line(tmp_path):
-  marker = tmp_path / 'ran'
-  path = tmp_path / 'evil.pkl'
-  path.write_bytes(written.dumps({'params': _RunsCode(marker), 'state': {}}))
-  result = _import_cli(path, tmp_path / 'out')
-  assert result.returncode == 1 and not marker.exists()
+def test_the_cli_names_a_refused_pickle_and_a_missing_file_in_one_line(cli):
+  directory, [result, missing], _ = cli['refused_and_missing']
+  assert result.returncode == 1 and not (directory / 'ran').exists()
   assert _error_lines(result.stderr) == [
       "error: refusing to load dill._dill._import_module('posix'): only modules on the "
       "allow-list (numpy's) are accepted (--verbose shows the traceback)"
   ], result.stderr[-3000:]
-  result = _import_cli(tmp_path / 'missing.pkl', tmp_path / 'out')
-  assert result.returncode == 1
-  assert _error_lines(result.stderr) == [
-      f"error: [Errno 2] No such file or directory: '{tmp_path / 'missing.pkl'}' (--verbose "
-      'shows the traceback)'], result.stderr[-3000:]
-  assert not (tmp_path / 'out').exists()
+  assert missing.returncode == 1
+  assert _error_lines(missing.stderr) == [
+      f"error: [Errno 2] No such file or directory: '{directory / 'missing.pkl'}' (--verbose "
+      'shows the traceback)'], missing.stderr[-3000:]
+  assert not (directory / 'out').exists()
 
 
 @pytest.mark.slow
-def test_the_cli_shows_the_traceback_with_verbose(tmp_path):
-  result = _import_cli(tmp_path / 'missing.pkl', tmp_path / 'out', '--verbose')
+def test_the_cli_shows_the_traceback_with_verbose(cli):
+  _, [result], _ = cli['verbose']
   assert result.returncode == 1
   assert 'Traceback (most recent call last)' in result.stderr
   assert result.stderr.rstrip().splitlines()[-1].startswith('FileNotFoundError: [Errno 2]')
 
 
 @pytest.mark.slow
-def test_the_cli_names_a_missing_vocabulary_in_one_line(tmp_path):
-  path = tmp_path / 'mmv_s3d.pkl'  # Never read: the vocabulary is checked first.
-  result = _import_cli(path, tmp_path / 'out', f'--config.data.data_dir={tmp_path / "none"}')
+def test_the_cli_names_a_missing_vocabulary_in_one_line(cli):
+  directory, [result], _ = cli['missing_vocabulary']
   assert result.returncode == 1
   assert _error_lines(result.stderr) == [
-      f"error: no vocabulary '{tmp_path / 'none' / 'vocab.txt'}' (data.data_dir/data.vocab of the "
-      'config): the released text embedding is copied row by row onto it; pass '
+      f"error: no vocabulary '{directory / 'none' / 'vocab.txt'}' (data.data_dir/data.vocab of "
+      'the config): the released text embedding is copied row by row onto it; pass '
       '--config.data.data_dir=DIR of a dataset with the released vocabulary (--verbose shows the '
       'traceback)'], result.stderr[-3000:]
 
