@@ -4,6 +4,7 @@ run stops at a known step boundary through the same handler, checkpoint and retu
 launch.py's (tests/test_preemption.py and tests/test_launch.py cover the processes' side: the
 exit status, the signal from outside, several processes agreeing on the step)."""
 
+import os
 import signal
 
 import jax
@@ -56,3 +57,23 @@ def compile_once(monkeypatch):
     return compiled[key]
 
   monkeypatch.setattr(train, 'compile_train_step', compile_fn)
+
+
+def sigterm_after_batches(num_batches, released):
+  """`train.input_batches` that sends this process a SIGTERM once `num_batches` were taken and
+  then yields nothing more until `released` (a threading.Event) is set (60 s at most: then it
+  fails the run): the run stops at step `num_batches` while it waits for input."""
+
+  def input_fn(config, mesh, data_state):
+    batches, state_after = train.input_batches(config, mesh, data_state)
+
+    def blocked():
+      for _ in range(num_batches):
+        yield next(batches)
+      os.kill(os.getpid(), signal.SIGTERM)
+      if not released.wait(60):
+        raise RuntimeError('the run went on waiting for input after a SIGTERM')
+
+    return blocked(), state_after
+
+  return input_fn

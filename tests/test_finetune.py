@@ -30,7 +30,7 @@ from mmv import train_step
 from mmv.benchmarks import benchmark as bm
 from mmv.data import video as video_ops
 from mmv.methods import finetune as ft_method
-from tests import finetune_two_streams
+from tests import two_stream_input
 from tests import launching
 from tests import preempt_in_process
 from tests import test_import_deepmind
@@ -327,7 +327,7 @@ def test_two_processes_train_like_one(one_step_run, data_dir, tmp_path, monkeypa
       '--num_processes=2', f'--process_id={i}', *test), devices=2) for i in (0, 1)]
   _on_4_devices(monkeypatch)
   monkeypatch.setattr(finetune, 'run', functools.partial(
-      finetune.run, input_fn=finetune_two_streams.two_stream_batches))
+      finetune.run, input_fn=two_stream_input.two_stream_batches))
   try:
     status = _finetune_command(monkeypatch, data_dir, pretrained, single, test_clips=1,
                                test_crops=1)

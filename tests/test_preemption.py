@@ -22,6 +22,7 @@ from mmv import train
 from mmv import train_step
 from mmv import workdir_lock
 from tests import launching
+from tests import preempt_in_process
 
 # Launches processes, converts media or trains: not in `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -183,25 +184,6 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(config, tmp_path, log_ever
   jax.profiler.stop_trace()
 
 
-def _blocked_after(num_batches, released):
-  """`train.input_batches` that sends this process a SIGTERM once `num_batches` were taken and
-  then yields nothing more until `released` is set (60 s at most: then it fails the run)."""
-
-  def input_fn(config, mesh, data_state):
-    batches, state_after = train.input_batches(config, mesh, data_state)
-
-    def blocked():
-      for _ in range(num_batches):
-        yield next(batches)
-      os.kill(os.getpid(), signal.SIGTERM)
-      if not released.wait(60):
-        raise RuntimeError('the run went on waiting for input after a SIGTERM')
-
-    return blocked(), state_after
-
-  return input_fn
-
-
 @pytest.mark.parametrize('blocked_after', [3, 2])
 def test_sigterm_while_waiting_for_input_stops_the_run(config, tmp_path, capsys, blocked_after):
   """The input stalls after some steps: the SIGTERM stops the run at once, with a checkpoint
@@ -209,8 +191,8 @@ def test_sigterm_while_waiting_for_input_stops_the_run(config, tmp_path, capsys,
   config.train.steps = 4  # The stalls come before its end.
   released = threading.Event()
   try:
-    summary = train.train(config, str(tmp_path), input_fn=_blocked_after(blocked_after,
-                                                                         released))
+    input_fn = preempt_in_process.sigterm_after_batches(blocked_after, released)
+    summary = train.train(config, str(tmp_path), input_fn=input_fn)
   finally:
     released.set()
   assert summary['preempted'] == 'SIGTERM' and summary['step'] == blocked_after

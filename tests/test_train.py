@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import threading
 
 import chex
@@ -16,6 +15,7 @@ from mmv import optim
 from mmv import sharding
 from mmv import train
 from mmv import train_step
+from tests import preempt_in_process
 
 
 def _losses(workdir):
@@ -53,25 +53,6 @@ def test_checkpoint_save_restore_is_identical(config, tmp_path):
   ckpt.close()
 
 
-def _stopped_after(num_batches, released):
-  """`train.input_batches` that sends this process a SIGTERM once `num_batches` were taken and
-  then yields nothing more until `released` is set (60 s at most: then it fails the run)."""
-
-  def input_fn(config, mesh, data_state):
-    batches, state_after = train.input_batches(config, mesh, data_state)
-
-    def stopped():
-      for _ in range(num_batches):
-        yield next(batches)
-      os.kill(os.getpid(), signal.SIGTERM)
-      if not released.wait(60):
-        raise RuntimeError('the run went on waiting for input after a SIGTERM')
-
-    return stopped(), state_after
-
-  return input_fn
-
-
 @pytest.mark.slow
 def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
   """A run stopped at step 2 (a SIGTERM while it waits for the input of step 3) resumes at step
@@ -82,7 +63,8 @@ def test_stopped_run_resumes_and_matches_an_uninterrupted_one(config, tmp_path):
   assert full['step'] == 4
   released = threading.Event()
   try:
-    first = train.train(config, str(tmp_path / 'resumed'), input_fn=_stopped_after(2, released))
+    first = train.train(config, str(tmp_path / 'resumed'),
+                        input_fn=preempt_in_process.sigterm_after_batches(2, released))
   finally:
     released.set()
   assert first['step'] == 2 and first['preempted'] == 'SIGTERM'

@@ -17,38 +17,15 @@ import threading
 
 from absl import app
 from absl import flags
-import numpy as np
 from ml_collections import config_flags
 
-from mmv import sharding as shard_lib
 from mmv import train
-from mmv.data import pipeline
-from mmv.data import stream as data_stream
+import two_stream_input  # This script's directory (tests/) is on sys.path.
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Work directory.')
 _STOP_AFTER = flags.DEFINE_integer('stop_after', None, 'SIGTERM once this many batches were '
                                    'taken: the run stops after that step.')
-STREAMS = 2
-
-
-def two_stream_batches(config, mesh, data_state):
-  local_batch = config.train.batch_size // STREAMS
-  streams = [data_stream.train_stream(
-      config.data, batch_size=local_batch, seed=config.seed, process_index=p,
-      process_count=STREAMS, state=data_state) for p in range(STREAMS)]
-  merged = ({k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-            for batches in zip(*streams))
-  batches = pipeline.global_batches(merged, shard_lib.batch_sharding(mesh), config.data,
-                                    config.data.prefetch)
-
-  def state_after(n):  # As `data_stream.gather_state` writes it for two processes.
-    states = [data_stream.gather_state(s.state_after(n)) for s in streams]
-    return {'sources': states[0]['sources'],
-            'positions': [s['positions'][0] for s in states],
-            'skipped': [s['skipped'][0] for s in states]}
-
-  return batches, state_after
 
 
 def stopped_after(num_batches, input_fn):
@@ -72,7 +49,7 @@ def stopped_after(num_batches, input_fn):
 
 def main(argv):
   del argv
-  input_fn = two_stream_batches
+  input_fn = two_stream_input.two_stream_batches
   if _STOP_AFTER.value is not None:
     input_fn = stopped_after(_STOP_AFTER.value, input_fn)
   summary = train.train(_CONFIG.value, _WORKDIR.value, input_fn=input_fn)

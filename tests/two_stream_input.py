@@ -1,7 +1,5 @@
-"""`train.train`'s input as two processes would read it (tests/two_streams.py's
-`two_stream_batches`), importable into a test process: this module defines no absl flags
-(tests/two_streams.py, a script, defines --config and --workdir on import, which clash with the
-flags of modules a test process has imported already, e.g. mmv.tools.import_deepmind's).
+"""`train.train`'s input as two processes would read it, importable into a test process (this
+module defines no absl flags) and by the script tests/two_streams.py.
 
 tests/test_finetune.py passes it as `mmv.finetune.run`'s `input_fn` for the one-process
 reference of a two-process fine-tuning run: each process of a multi-process run reads its own
@@ -20,7 +18,7 @@ STREAMS = 2
 
 
 def two_stream_batches(config, mesh, data_state):
-  """As tests/two_streams.py's (keep the two the same)."""
+  """(global batches, state_after(n)) of the streams of processes 0 and 1 of 2, side by side."""
   local_batch = config.train.batch_size // STREAMS
   streams = [data_stream.train_stream(
       config.data, batch_size=local_batch, seed=config.seed, process_index=p,
